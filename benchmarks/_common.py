@@ -1,0 +1,181 @@
+"""Shared helpers for the synadb benchmarks: timing, machine info, tables.
+
+Kept free of any synadb import so that every benchmark script (and the
+peer-wheel runner, which lives in another venv) can use the same helpers.
+File names here never start with ``test_`` so pytest never collects them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+OUT_DIR = BENCH_DIR / "out"
+
+perf_counter = time.perf_counter
+
+
+# --------------------------------------------------------------------------
+# timing
+# --------------------------------------------------------------------------
+def best_of(fn: Callable[[], Any], repeats: int = 3, number: int = 1,
+            budget_s: float | None = None) -> float:
+    """Return the best (minimum) wall time of ``fn`` per call, in seconds.
+
+    ``fn`` is called ``number`` times per repeat; the minimum over ``repeats``
+    repeats is divided by ``number``.  The GC is disabled while timing (as
+    ``timeit`` does).  If ``budget_s`` is given, stop repeating once that much
+    time has been spent (at least one repeat always runs).
+    """
+    best = float("inf")
+    spent = 0.0
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(max(1, repeats)):
+            t0 = perf_counter()
+            for _ in range(number):
+                fn()
+            dt = perf_counter() - t0
+            best = min(best, dt)
+            spent += dt
+            if budget_s is not None and spent >= budget_s:
+                break
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return best / number
+
+
+def time_once(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Time one call; return (seconds, result)."""
+    t0 = perf_counter()
+    res = fn()
+    return perf_counter() - t0, res
+
+
+# --------------------------------------------------------------------------
+# machine / run info
+# --------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (git unavailable)"
+    if out.returncode != 0:
+        return "none (no commits yet)"
+    commit = out.stdout.strip()
+    try:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=repo, capture_output=True, text=True, timeout=10)
+        if dirty.returncode == 0 and dirty.stdout.strip():
+            commit += " (+uncommitted changes)"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return commit
+
+
+def init_signature(cls) -> str:
+    """``(path, sync_on_write=...)`` of a class's constructor, without ``self``."""
+    import inspect
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return "(?)"
+    return str(sig)
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "commit": git_commit(),
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+# --------------------------------------------------------------------------
+# formatting
+# --------------------------------------------------------------------------
+def fmt_time(seconds: float | None) -> str:
+    """Human-readable duration with a sensible unit."""
+    if seconds is None:
+        return "n/a"
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.0f} ns"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.2f} µs"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def fmt_ratio(r: float | None) -> str:
+    if r is None:
+        return "n/a"
+    if r >= 100:
+        return f"{r:.0f}×"
+    if r >= 10:
+        return f"{r:.1f}×"
+    return f"{r:.2f}×"
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Plain-text table with aligned columns."""
+    rows = [[str(c) for c in r] for r in rows]
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(c))
+    sep = "-+-".join("-" * w for w in widths)
+    lines = [" | ".join(h.ljust(w) for h, w in zip(headers, widths)), sep]
+    for r in rows:
+        lines.append(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+    return "\n".join(lines)
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    def esc(c: Any) -> str:
+        return str(c).replace("|", "\\|")
+    lines = ["| " + " | ".join(esc(h) for h in headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(esc(c) for c in r) + " |")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=False, default=str)
+        f.write("\n")
+
+
+def key_names(n: int, prefix: str = "k/") -> list[str]:
+    """``n`` distinct keys of ~12 bytes (``k/0000000042``)."""
+    width = max(1, 12 - len(prefix))
+    return [f"{prefix}{i:0{width}d}" for i in range(n)]

@@ -1,0 +1,54 @@
+"""synadb: an AI-native embedded database in one file.
+
+Metrics, experiment runs, model versions, tensors and embeddings, with no
+server and no configuration.  ``import synadb`` loads only numpy; LZ4,
+tqdm, pyarrow and the framework adapters load when first used.
+"""
+
+from __future__ import annotations
+
+from .db import DbConfig, SynaDB, VerifyReport
+from .errors import (
+    ChecksumError,
+    ClosedError,
+    CorruptDatabase,
+    DatabaseNotFound,
+    DimensionMismatch,
+    FormatVersionError,
+    InvalidArgument,
+    InvalidKey,
+    InvalidPath,
+    KeyNotFound,
+    LockTimeout,
+    MissingDependency,
+    NonFiniteValue,
+    NotASynaFile,
+    ReadOnlyError,
+    SynaError,
+    TypeMismatch,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SynaDB",
+    "DbConfig",
+    "VerifyReport",
+    "SynaError",
+    "CorruptDatabase",
+    "ChecksumError",
+    "NotASynaFile",
+    "FormatVersionError",
+    "DatabaseNotFound",
+    "LockTimeout",
+    "ReadOnlyError",
+    "ClosedError",
+    "KeyNotFound",
+    "TypeMismatch",
+    "InvalidArgument",
+    "InvalidKey",
+    "InvalidPath",
+    "NonFiniteValue",
+    "DimensionMismatch",
+    "MissingDependency",
+]

@@ -1,0 +1,668 @@
+"""SynaDB: a typed key/value store in one file, where every put appends.
+
+Each key keeps its whole history; ``get`` returns the latest value in O(1)
+whatever the history's length, and a numeric history comes out as a NumPy
+array with one copy.
+
+>>> import tempfile, os
+>>> with SynaDB(os.path.join(tempfile.mkdtemp(), "doc.db")) as db:
+...     db.put_float("temperature", 23.5); db.put_float("temperature", 24.1)
+...     db.get_float("temperature"), db.get_history_tensor("temperature").tolist()
+(24.1, [23.5, 24.1])
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+import re
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import errors
+from .engine import format as fmt
+from .engine.format import (
+    F_BATCH,
+    MAX_KEY_BYTES,
+    T_ABORT,
+    T_BYTES,
+    T_COMMIT,
+    T_DELETE,
+    T_FLOAT,
+    T_FLOATS,
+    T_INT,
+    T_NULL,
+    T_TEXT,
+    T_VECTOR,
+    TYPE_MASK,
+)
+from .engine.log import T_DAMAGED, Damage, Log, encode_floats
+
+__all__ = ["SynaDB", "DbConfig", "VerifyReport"]
+
+_pack_d = struct.Struct("<d").pack
+_pack_q = struct.Struct("<q").pack
+_encode_rec = fmt.encode
+_MAX_VECTOR_DIMS = 8192
+_BLOCK_VALUES = 1 << 20  # float values per T_FLOATS record
+_TYPE_WORDS = {T_NULL: "null", T_FLOAT: "float", T_INT: "int", T_TEXT: "text",
+               T_BYTES: "bytes", T_VECTOR: "vector", T_DAMAGED: "damaged"}
+
+
+@dataclass
+class DbConfig:
+    """How a :class:`SynaDB` stores and syncs.
+
+    Attributes:
+        enable_compression: LZ4-compress values of at least
+            ``compression_threshold_bytes`` (and float blocks) when it helps.
+        enable_delta: XOR-delta encode float blocks before compressing
+            (lossless; series of similar floats shrink a lot).
+        sync_on_write: fsync after every write (power-loss safe, slow).
+            Off: every write reaches the OS before the call returns, so a
+            killed process loses nothing; fsync on close, sync(), batch end
+            and checkpoints.
+        read_only: open for reading only; never locks, never writes.
+        lock_timeout_s: how long a writer waits for another writer's lock.
+        allow_nonfinite: False rejects NaN/inf floats with NonFiniteValue.
+        compression_threshold_bytes: smallest value worth compressing.
+        checkpoint_min_records: on close, checkpoint the index if at least
+            this many records came after the last checkpoint.
+        progress: show tqdm bars on long operations (in a terminal).
+    """
+
+    enable_compression: bool = True
+    enable_delta: bool = True
+    sync_on_write: bool = False
+    read_only: bool = False
+    lock_timeout_s: float = 10.0
+    allow_nonfinite: bool = True
+    compression_threshold_bytes: int = 1024
+    checkpoint_min_records: int = 10_000
+    progress: bool = True
+
+
+@dataclass
+class VerifyReport:
+    """What :meth:`SynaDB.verify` found."""
+
+    path: str
+    records: int
+    file_size: int
+    end_offset: int
+    damaged: list[Damage] = field(default_factory=list)
+    torn_tail_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged and not self.torn_tail_bytes
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        lines = [f"{self.path}: {self.records} records, {'OK' if self.ok else 'DAMAGED'}"]
+        for d in self.damaged:
+            who = f" (key {d.key!r})" if d.key else ""
+            lines.append(f"  offset {d.offset}, {d.length} bytes: {d.reason}{who}")
+        if self.torn_tail_bytes:
+            lines.append(f"  torn tail: {self.torn_tail_bytes} bytes after offset "
+                         f"{self.end_offset} are not records")
+        return "\n".join(lines)
+
+
+class SynaDB:
+    """A typed key/value database with history, in one file.
+
+    Args:
+        path: the database file; created if missing (unless read-only).
+        sync_on_write: fsync every write (overrides ``config``).
+        read_only: open for reading only; sees other writers' new records.
+        config: a :class:`DbConfig`.
+        lock_timeout_s: overrides ``config.lock_timeout_s``.
+
+    Raises:
+        NotASynaFile: the file is not a synadb file (it is left untouched).
+        FormatVersionError: the file is from a newer synadb.
+        InvalidPath: the path is a directory.
+        DatabaseNotFound: read-only open of a missing file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], sync_on_write: bool | None = None, *,
+                 read_only: bool | None = None, config: DbConfig | None = None,
+                 lock_timeout_s: float | None = None) -> None:
+        cfg = DbConfig(**vars(config)) if config is not None else DbConfig()
+        if sync_on_write is not None:
+            cfg.sync_on_write = bool(sync_on_write)
+        if read_only is not None:
+            cfg.read_only = bool(read_only)
+        if lock_timeout_s is not None:
+            cfg.lock_timeout_s = float(lock_timeout_s)
+        if not isinstance(path, (str, os.PathLike)):
+            raise errors.InvalidPath(f"path must be a str or os.PathLike, not {path!r}")
+        self.config = cfg
+        self._log: Log | None = None
+        self._log = Log(path, read_only=cfg.read_only, sync_on_write=cfg.sync_on_write,
+                        lock_timeout_s=cfg.lock_timeout_s)
+        self.path = self._log.path
+        self._flag = 0  # F_BATCH while inside batch()
+
+    # ------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "SynaDB":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Checkpoint if worthwhile, fsync, release the lock, close the file."""
+        log = self._log
+        if log is None:
+            return
+        with log.mutex:
+            log.close(checkpoint_min=self.config.checkpoint_min_records)
+            self._log = None
+
+    @property
+    def closed(self) -> bool:
+        return self._log is None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._log is None else f"{len(self)} keys"
+        return f"SynaDB({self.path!r}, {state})"
+
+    def _w(self) -> Log:
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        if log.read_only:
+            raise errors.ReadOnlyError(f"{self.path!r} is open read-only")
+        return log
+
+    def _r(self) -> Log:
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        log.refresh()
+        return log
+
+    # ----------------------------------------------------------------- keys
+    @staticmethod
+    def _key(key: object) -> bytes:
+        if not isinstance(key, str):
+            raise errors.InvalidKey(f"keys are str, not {type(key).__name__}: {key!r}")
+        try:
+            kb = key.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise errors.InvalidKey(f"key {key!r} is not valid UTF-8") from e
+        if not kb:
+            raise errors.InvalidKey("the key is empty")
+        if len(kb) > MAX_KEY_BYTES:
+            raise errors.InvalidKey(
+                f"key {key[:40]!r}... is {len(kb)} bytes; the limit is {MAX_KEY_BYTES}")
+        if b"\0" in kb:
+            raise errors.InvalidKey(f"key {key!r} contains a NUL character")
+        return kb
+
+    # ----------------------------------------------------------------- puts
+    def _put(self, typ: int, key: str, value: bytes, num: float) -> None:
+        kb = self._key(key)
+        log = self._w()
+        with log.mutex:
+            pos = log.append(_encode_rec(typ | self._flag, kb, value, log.salt))
+            log.index.append(key, typ, pos, num)
+
+    def put_float(self, key: str, value: float) -> None:
+        """Append a float (f64) to ``key``'s history."""
+        log = self._log
+        if log is None or log.read_only or type(key) is not str:
+            return self._put(T_FLOAT, key, _pack_d(self._float(key, value)), float(value))
+        v = value if type(value) is float else self._float(key, value)
+        if not self.config.allow_nonfinite and not math.isfinite(v):
+            raise errors.NonFiniteValue(f"{key!r}: {v!r} is not finite")
+        try:
+            kb = key.encode("utf-8")
+        except UnicodeEncodeError:
+            kb = b""
+        if not kb or len(kb) > MAX_KEY_BYTES or b"\0" in kb:
+            kb = self._key(key)
+        with log.mutex:
+            pos = log.append(_encode_rec(T_FLOAT | self._flag, kb, _pack_d(v), log.salt))
+            log.index.append(key, T_FLOAT, pos, v)
+
+    def _float(self, key: object, value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating,
+                                                              np.integer)):
+            raise errors.InvalidArgument(f"{key!r}: {value!r} is not a float")
+        v = float(value)
+        if not self.config.allow_nonfinite and not math.isfinite(v):
+            raise errors.NonFiniteValue(f"{key!r}: {v!r} is not finite")
+        return v
+
+    def put_int(self, key: str, value: int) -> None:
+        """Append an int (i64) to ``key``'s history."""
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise errors.InvalidArgument(f"{key!r}: {value!r} is not an int")
+        v = int(value)
+        if not -(1 << 63) <= v < (1 << 63):
+            raise errors.InvalidArgument(f"{key!r}: {v} does not fit in 64 bits")
+        self._put(T_INT, key, _pack_q(v), float(v))
+
+    def put_text(self, key: str, value: str) -> None:
+        """Append a UTF-8 string to ``key``'s history."""
+        if not isinstance(value, str):
+            raise errors.InvalidArgument(f"{key!r}: put_text needs a str, not "
+                                         f"{type(value).__name__}")
+        try:
+            raw = value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise errors.InvalidArgument(f"{key!r}: the text is not valid Unicode") from e
+        self._put_blob(T_TEXT, key, raw)
+
+    def put_bytes(self, key: str, value: bytes | bytearray | memoryview) -> None:
+        """Append raw bytes to ``key``'s history."""
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise errors.InvalidArgument(f"{key!r}: put_bytes needs bytes, not "
+                                         f"{type(value).__name__}")
+        self._put_blob(T_BYTES, key, bytes(value))
+
+    def put_null(self, key: str) -> None:
+        """Append a null value to ``key``'s history."""
+        self._put(T_NULL, key, b"", math.nan)
+
+    def put_vector(self, key: str, vector: Any) -> None:
+        """Append a float32 vector of 1..8192 dimensions."""
+        arr = np.asarray(vector)
+        if arr.ndim != 1 or not 1 <= arr.shape[0] <= _MAX_VECTOR_DIMS:
+            raise errors.DimensionMismatch(
+                f"{key!r}: a vector must be 1-D with 1..{_MAX_VECTOR_DIMS} values, "
+                f"got shape {arr.shape}")
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise errors.DimensionMismatch(f"{key!r}: vector dtype {arr.dtype} is not numeric")
+        arr = arr.astype("<f4", copy=False)
+        if not self.config.allow_nonfinite and not np.isfinite(arr).all():
+            raise errors.NonFiniteValue(f"{key!r}: the vector has NaN or infinity")
+        self._put_blob(T_VECTOR, key, arr.tobytes())
+
+    def put(self, key: str, value: Any) -> None:
+        """Append a value, choosing its type from the Python type."""
+        if value is None:
+            self.put_null(key)
+        elif isinstance(value, bool):
+            self.put_int(key, int(value))
+        elif isinstance(value, (int, np.integer)):
+            self.put_int(key, value)
+        elif isinstance(value, (float, np.floating)):
+            self.put_float(key, value)
+        elif isinstance(value, str):
+            self.put_text(key, value)
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            self.put_bytes(key, value)
+        elif isinstance(value, np.ndarray):
+            self.put_vector(key, value)
+        else:
+            raise errors.InvalidArgument(f"{key!r}: cannot store a {type(value).__name__}")
+
+    def _put_blob(self, typ: int, key: str, raw: bytes) -> None:
+        if len(raw) > fmt.MAX_VALUE_BYTES:
+            raise errors.InvalidArgument(f"{key!r}: a value is limited to 4 GiB")
+        flags = 0
+        cfg = self.config
+        if cfg.enable_compression and len(raw) >= cfg.compression_threshold_bytes:
+            import lz4.block
+
+            packed = lz4.block.compress(raw, store_size=True)
+            if len(packed) < len(raw):
+                raw, flags = packed, F_LZ4
+        self._put(typ | flags, key, raw, math.nan)
+
+    def put_floats_batch(self, key: str, values: Any) -> int:
+        """Append many floats to one key in one record.  Returns how many."""
+        arr = np.asarray(values)
+        if arr.ndim != 1:
+            raise errors.DimensionMismatch(f"{key!r}: put_floats_batch needs a 1-D array, "
+                                           f"got shape {arr.shape}")
+        if arr.dtype.kind not in "fiu":
+            raise errors.InvalidArgument(f"{key!r}: dtype {arr.dtype} is not numeric")
+        arr = np.ascontiguousarray(arr, dtype="<f8")
+        if not self.config.allow_nonfinite and not np.isfinite(arr).all():
+            raise errors.NonFiniteValue(f"{key!r}: the values have NaN or infinity")
+        kb = self._key(key)
+        log = self._w()
+        with log.mutex:
+            if len(arr) > _BLOCK_VALUES and not self._flag:
+                with self.batch():  # several records, still all or nothing
+                    self._put_blocks(log, key, kb, arr)
+            else:
+                self._put_blocks(log, key, kb, arr)
+        return len(arr)
+
+    def _put_blocks(self, log: Log, key: str, kb: bytes, arr: np.ndarray) -> None:
+        cfg = self.config
+        for start in range(0, len(arr), _BLOCK_VALUES):
+            chunk = arr[start:start + _BLOCK_VALUES]
+            flags, raw = encode_floats(chunk, cfg.enable_compression, cfg.enable_delta)
+            pos = log.append(_encode_rec(T_FLOATS | flags | self._flag, kb, raw, log.salt))
+            log.index.append_block(key, pos, chunk)
+
+    # ----------------------------------------------------------------- gets
+    def _value(self, log: Log, key: str, typ: int, off: int, num: float) -> Any:
+        if typ == T_FLOAT:
+            return num
+        if typ == T_NULL:
+            return None
+        if typ == T_DAMAGED:
+            raise errors.ChecksumError(
+                f"{key!r}: the record at offset {off} of {self.path!r} is damaged "
+                f"(CRC mismatch); db.verify() lists it", path=self.path, offset=off)
+        tf, raw = log.read_value(off)
+        if typ == T_INT:
+            return struct.unpack("<q", raw)[0]
+        if typ == T_TEXT:
+            return raw.decode("utf-8")
+        if typ == T_BYTES:
+            return raw
+        if typ == T_VECTOR:
+            return np.frombuffer(raw, dtype="<f4").copy()
+        raise errors.CorruptDatabase(f"{key!r}: unknown value type {typ} at offset {off}")
+
+    def _latest(self, key: str) -> tuple[Log, Any, int, int, float]:
+        log = self._r()
+        h = log.index.get(key)
+        if h is None:
+            return log, None, 0, 0, 0.0
+        return log, h, h.typ[-1], h.off[-1], h.val[-1]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The latest value of ``key`` whatever its type, or ``default``."""
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            log, h, typ, off, num = self._latest(key)
+            if h is None:
+                return default
+            return self._value(log, key, typ, off, num)
+
+    def _typed(self, key: str, want: tuple[int, ...], word: str) -> Any:
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            log, h, typ, off, num = self._latest(key)
+            if h is None:
+                return None
+            if typ not in want and typ != T_DAMAGED:
+                raise errors.TypeMismatch(
+                    f"{key!r} holds {_TYPE_WORDS.get(typ, typ)}, not {word}")
+            return self._value(log, key, typ, off, num)
+
+    def get_float(self, key: str) -> float | None:
+        """Latest float of ``key`` (an int is widened), or None if absent.
+
+        Raises:
+            TypeMismatch: the latest value is not a number.
+            ChecksumError: the latest record is damaged.
+        """
+        log = self._log
+        if log is not None:
+            with log.mutex:
+                log.refresh()
+                h = log.index.get(key)
+                if h is None:
+                    return None
+                if h.typ[-1] == T_FLOAT:
+                    return h.val[-1]
+        v = self._typed(key, (T_FLOAT, T_INT), "float")
+        return None if v is None else float(v)
+
+    def get_int(self, key: str) -> int | None:
+        """Latest int of ``key``, or None if absent."""
+        return self._typed(key, (T_INT,), "int")
+
+    def get_text(self, key: str) -> str | None:
+        """Latest text of ``key``, or None if absent."""
+        return self._typed(key, (T_TEXT,), "text")
+
+    def get_bytes(self, key: str) -> bytes | None:
+        """Latest bytes of ``key``, or None if absent."""
+        return self._typed(key, (T_BYTES,), "bytes")
+
+    def get_vector(self, key: str) -> np.ndarray | None:
+        """Latest vector (float32) of ``key``, or None if absent."""
+        return self._typed(key, (T_VECTOR,), "vector")
+
+    def get_history(self, key: str) -> list[Any]:
+        """Every value of ``key`` since it was last deleted, oldest first."""
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            log = self._r()
+            h = log.index.get(key)
+            if h is None:
+                return []
+            if not h.nonnum and T_INT not in h.typ:
+                return h.val.tolist()
+            value = self._value
+            return [value(log, key, t, o, v) for t, o, v in zip(h.typ, h.off, h.val)]
+
+    def get_history_tensor(self, key: str) -> np.ndarray:
+        """The numeric history of ``key`` as float64, oldest first (one copy).
+
+        Raises:
+            TypeMismatch: the history holds a non-numeric value.
+            ChecksumError: a record in the history is damaged.
+        """
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            log.refresh()
+            h = log.index.get(key)
+            if h is None:
+                return np.empty(0, dtype=np.float64)
+            if h.nonnum:
+                if T_DAMAGED in h.typ:
+                    i = h.typ.index(T_DAMAGED)
+                    self._value(log, key, T_DAMAGED, h.off[i], 0.0)
+                bad = next(t for t in h.typ if t not in (T_FLOAT, T_INT))
+                raise errors.TypeMismatch(
+                    f"{key!r} has {_TYPE_WORDS.get(bad, bad)} values; only a numeric "
+                    "history becomes a tensor")
+            return np.frombuffer(h.val, dtype=np.float64).copy()
+
+    get_history_floats = get_history_tensor
+
+    # -------------------------------------------------------- keys & delete
+    def delete(self, key: str) -> bool:
+        """Delete ``key`` and its history.  Returns whether it existed."""
+        kb = self._key(key)
+        log = self._w()
+        with log.mutex:
+            log.refresh()
+            if log.index.get(key) is None:
+                return False
+            log.append(_encode_rec(T_DELETE | self._flag, kb, b"", log.salt))
+            log.index.delete(key)
+            return True
+
+    def exists(self, key: str) -> bool:
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            return self._r().index.get(key) is not None
+
+    __contains__ = exists
+
+    def keys(self, pattern: str | None = None) -> list[str]:
+        """Live keys, in first-written order; ``pattern`` is a glob (``"sensor/*"``)."""
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            names = self._r().index.live_keys()
+        if pattern is None:
+            return names
+        match = re.compile(fnmatch.translate(pattern), re.S).match
+        return [k for k in names if match(k)]
+
+    def __len__(self) -> int:
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            return self._r().index.nlive
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    # ----------------------------------------------------------- durability
+    @contextmanager
+    def batch(self) -> Iterator["SynaDB"]:
+        """All or nothing: the puts and deletes inside count only together.
+
+        Other handles see none of them until the block ends; if the block
+        raises (or the process dies in it), none of them ever happened.
+        """
+        log = self._w()
+        with log.mutex:
+            if self._flag:  # nested: part of the outer batch
+                yield self
+                return
+            log.pin()
+            log.index.begin()
+            self._flag = F_BATCH
+            try:
+                yield self
+            except BaseException:
+                self._flag = 0
+                log.index.rollback()
+                log.append(log.encode(T_ABORT, b"", b""))
+                raise
+            else:
+                self._flag = 0
+                log.append(log.encode(T_COMMIT, b"", b""))
+                log.index.commit()
+                log.sync()
+            finally:
+                self._flag = 0
+                log.unpin()
+
+    def sync(self) -> None:
+        """fsync now: everything written so far survives power loss."""
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            log.sync()
+
+    def checkpoint(self) -> None:
+        """Snapshot the index into the file so that the next open is fast."""
+        log = self._w()
+        with log.mutex:
+            log.checkpoint()
+
+    def verify(self) -> VerifyReport:
+        """Scan every record of the file and report damage; changes nothing."""
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        from .engine.compact import verify_file
+
+        with log.mutex:
+            return verify_file(self.path)
+
+    def compact(self, keep_history: bool = True, progress: bool | None = None) -> int:
+        """Rewrite the file without deleted keys (and, if asked, without
+        superseded values), then swap it in atomically.  Returns bytes saved.
+
+        Readers open in other processes follow the swap.
+        """
+        log = self._w()
+        from .engine.compact import compact
+
+        show = self.config.progress if progress is None else progress
+        with log.mutex:
+            return compact(log, keep_history=keep_history, progress=show)
+
+    # ------------------------------------------------------ export / import
+    def export_json(self, path: str | os.PathLike[str], key_pattern: str | None = None,
+                    key_prefix: str | None = None) -> int:
+        from . import io
+
+        return io.export_json(self, path, key_pattern=key_pattern, key_prefix=key_prefix)
+
+    def export_jsonl(self, path: str | os.PathLike[str], key_pattern: str | None = None,
+                     key_prefix: str | None = None) -> int:
+        from . import io
+
+        return io.export_jsonl(self, path, key_pattern=key_pattern, key_prefix=key_prefix)
+
+    def export_csv(self, path: str | os.PathLike[str], key_pattern: str | None = None,
+                   key_prefix: str | None = None) -> int:
+        from . import io
+
+        return io.export_csv(self, path, key_pattern=key_pattern, key_prefix=key_prefix)
+
+    def export_parquet(self, path: str | os.PathLike[str], key_pattern: str | None = None,
+                       key_prefix: str | None = None) -> int:
+        from . import io
+
+        return io.export_parquet(self, path, key_pattern=key_pattern, key_prefix=key_prefix)
+
+    def export_arrow(self, path: str | os.PathLike[str], key_pattern: str | None = None,
+                     key_prefix: str | None = None) -> int:
+        from . import io
+
+        return io.export_arrow(self, path, key_pattern=key_pattern, key_prefix=key_prefix)
+
+    def import_json(self, path: str | os.PathLike[str], key_prefix: str = "",
+                    key_pattern: str | None = None) -> int:
+        from . import io
+
+        return io.import_json(self, path, key_prefix=key_prefix, key_pattern=key_pattern)
+
+    def import_jsonl(self, path: str | os.PathLike[str], key_prefix: str = "",
+                     key_pattern: str | None = None) -> int:
+        from . import io
+
+        return io.import_jsonl(self, path, key_prefix=key_prefix, key_pattern=key_pattern)
+
+    def import_parquet(self, path: str | os.PathLike[str], key_prefix: str = "",
+                       key_pattern: str | None = None) -> int:
+        from . import io
+
+        return io.import_parquet(self, path, key_prefix=key_prefix, key_pattern=key_pattern)
+
+    def to_dataframe(self, key_pattern: str | None = None, key_prefix: str | None = None):
+        from . import io
+
+        return io.to_dataframe(self, key_pattern=key_pattern, key_prefix=key_prefix)
+
+    def from_dataframe(self, df: Any, key_prefix: str = "") -> int:
+        from . import io
+
+        return io.from_dataframe(self, df, key_prefix=key_prefix)
+
+    # ------------------------------------------------------------- internals
+    def history_entries(self, key: str) -> list[tuple[str, Any]]:
+        """(type name, value) of every history entry; for exporters."""
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            log = self._r()
+            h = log.index.get(key)
+            if h is None:
+                return []
+            value = self._value
+            return [(_TYPE_WORDS[t], value(log, key, t, o, v))
+                    for t, o, v in zip(h.typ, h.off, h.val)]

@@ -1,0 +1,143 @@
+"""The on-disk layout of a synadb file: constants and pure encode/decode.
+
+No I/O happens here.  ``docs/FORMAT.md`` is the prose version of this module;
+keep the two in step.  All integers are little-endian.
+
+File = 64-byte header, then an append-only log of records, then (possibly)
+zero bytes of pre-allocated space.  A record::
+
+    0  u8   marker 0xA7 (never 0, so pre-allocated zeros never parse)
+    1  u8   type in the low 5 bits, flags in the high 3 bits
+    2  u16  key length in bytes
+    4  u32  value length in bytes (as stored, i.e. after compression)
+    8  u32  head CRC = crc32(bytes 0..8 + key, seed=salt)
+    12 u32  body CRC = crc32(value, seed=head CRC)
+    16      key (UTF-8), then value
+
+The head CRC lets a reader trust a record's length and key even when its
+value is damaged, so damage can be pinned on one key.  The body CRC chains
+from it, so together they cover type, key and value.  Seeding with the
+file's random salt keeps records of *another* synadb file (say, stored as a
+bytes value, or garbage after a torn tail) from ever parsing as ours.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+
+MAGIC = b"\x89SYNADB\n"
+# WRITE_VERSION: what this library writes.  READ_VERSION: the oldest reader
+# that can still read what we write.  A file whose read version is newer than
+# ours is refused; one whose write version is newer opens read-only.
+WRITE_VERSION = 1
+READ_VERSION = 1
+
+HEADER_SIZE = 64
+_HEAD_STATIC = struct.Struct("<8sHHIQI")  # magic, wver, rver, salt, created_ms, reserved
+_HEAD_CKPT = struct.Struct("<QQI")  # checkpoint offset, checkpoint seq, reserved
+_U32 = struct.Struct("<I")
+CKPT_AT = 32
+LOCK_REQUEST_AT = 56  # one byte a waiting writer sets; not checksummed
+
+MARKER = 0xA7
+REC_HEAD = struct.Struct("<BBHI")  # marker, type|flags, key_len, value_len
+REC_CRCS = struct.Struct("<II")
+REC_FULL = struct.Struct("<BBHIII")
+RECORD_HEADER_SIZE = 16
+
+MAX_KEY_BYTES = 1024
+MAX_VALUE_BYTES = 0xFFFF_FFFF
+
+# Record types (low 5 bits of byte 1).
+T_NULL = 1
+T_FLOAT = 2
+T_INT = 3
+T_TEXT = 4
+T_BYTES = 5
+T_VECTOR = 6
+T_FLOATS = 7  # a block of float64 values of one key (put_floats_batch)
+T_DELETE = 8  # tombstone: the key's history ends here
+T_COMMIT = 9  # closes a batch: its records count
+T_ABORT = 10  # closes a batch: its records never happened
+T_CHECKPOINT = 11  # a snapshot of the index of everything before it
+T_MOVED = 12  # compaction replaced this file; reopen the path
+
+TYPE_MASK = 0x1F
+F_LZ4 = 0x20  # value is LZ4 block-compressed, with its size prefixed
+F_XOR = 0x40  # T_FLOATS values are XOR-delta encoded (lossless)
+F_BATCH = 0x80  # part of a batch: counts only once a T_COMMIT follows
+
+VALUE_TYPES = frozenset({T_NULL, T_FLOAT, T_INT, T_TEXT, T_BYTES, T_VECTOR, T_FLOATS})
+TYPE_NAMES = {
+    T_NULL: "null",
+    T_FLOAT: "float",
+    T_INT: "int",
+    T_TEXT: "text",
+    T_BYTES: "bytes",
+    T_VECTOR: "vector",
+    T_FLOATS: "float",
+    T_DELETE: "delete",
+    T_COMMIT: "commit",
+    T_ABORT: "abort",
+    T_CHECKPOINT: "checkpoint",
+    T_MOVED: "moved",
+}
+
+crc32 = zlib.crc32
+
+
+def new_header(salt: int) -> bytearray:
+    """Return the 64 header bytes of a new, empty file."""
+    head = bytearray(HEADER_SIZE)
+    static = _HEAD_STATIC.pack(MAGIC, WRITE_VERSION, READ_VERSION, salt,
+                               int(time.time() * 1000), 0)
+    head[0:28] = static
+    head[28:32] = _U32.pack(crc32(static))
+    head[CKPT_AT:CKPT_AT + 24] = checkpoint_slot(0, 0)
+    return head
+
+
+def checkpoint_slot(offset: int, seq: int) -> bytes:
+    """Bytes 32..56 of the header: where the latest checkpoint is."""
+    body = _HEAD_CKPT.pack(offset, seq, 0)
+    return body + _U32.pack(crc32(body))
+
+
+class Header:
+    """The parsed header.  ``problem`` is None for a good synadb header."""
+
+    __slots__ = ("write_version", "read_version", "salt", "created_ms",
+                 "checkpoint_offset", "checkpoint_seq")
+
+    def __init__(self, raw: bytes) -> None:
+        magic, wver, rver, salt, created, _ = _HEAD_STATIC.unpack_from(raw, 0)
+        self.write_version = wver
+        self.read_version = rver
+        self.salt = salt
+        self.created_ms = created
+        off, seq, _ = _HEAD_CKPT.unpack_from(raw, CKPT_AT)
+        (crc,) = _U32.unpack_from(raw, CKPT_AT + 20)
+        # A torn checkpoint slot only costs a longer replay, never data.
+        if crc != crc32(raw[CKPT_AT:CKPT_AT + 20]):
+            off, seq = 0, 0
+        self.checkpoint_offset = off
+        self.checkpoint_seq = seq
+
+
+def check_header(raw: bytes) -> str | None:
+    """Say what is wrong with a header, or None if it is a good one."""
+    if len(raw) < HEADER_SIZE or raw[:8] != MAGIC:
+        return "not a synadb file (bad magic bytes)"
+    (crc,) = _U32.unpack_from(raw, 28)
+    if crc != crc32(raw[0:28]):
+        return "the file header is damaged (header CRC mismatch)"
+    return None
+
+
+def encode(typ: int, key: bytes, value: bytes, salt: int) -> bytes:
+    """Encode one record.  ``typ`` may carry flag bits."""
+    head = REC_HEAD.pack(MARKER, typ, len(key), len(value))
+    hc = crc32(key, crc32(head, salt))
+    return head + REC_CRCS.pack(hc, crc32(value, hc)) + key + value
