@@ -115,7 +115,16 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "commit": git_commit(),
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "loadavg": loadavg(),
     }
+
+
+def loadavg() -> str:
+    """1/5/15-minute load average: a busy machine makes every figure noisier."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 # --------------------------------------------------------------------------

@@ -42,11 +42,14 @@ from .engine.format import (
     T_VECTOR,
     TYPE_MASK,
 )
+from .engine.index import Hist
 from .engine.log import T_DAMAGED, Damage, Log, encode_floats
 
 __all__ = ["SynaDB", "DbConfig", "VerifyReport"]
 
 _pack_d = struct.Struct("<d").pack
+_pack_u32 = fmt.U32.pack
+_crc32 = fmt.crc32
 _pack_q = struct.Struct("<q").pack
 _encode_rec = fmt.encode
 _MAX_VECTOR_DIMS = 8192
@@ -72,8 +75,8 @@ class DbConfig:
         lock_timeout_s: how long a writer waits for another writer's lock.
         allow_nonfinite: False rejects NaN/inf floats with NonFiniteValue.
         compression_threshold_bytes: smallest value worth compressing.
-        checkpoint_min_records: on close, checkpoint the index if at least
-            this many records came after the last checkpoint.
+        checkpoint_min_bytes: on close, checkpoint the index if at least
+            this many bytes of log came after the last checkpoint.
         progress: show tqdm bars on long operations (in a terminal).
     """
 
@@ -84,7 +87,7 @@ class DbConfig:
     lock_timeout_s: float = 10.0
     allow_nonfinite: bool = True
     compression_threshold_bytes: int = 1024
-    checkpoint_min_records: int = 10_000
+    checkpoint_min_bytes: int = 256 << 10
     progress: bool = True
 
 
@@ -147,6 +150,7 @@ class SynaDB:
         if not isinstance(path, (str, os.PathLike)):
             raise errors.InvalidPath(f"path must be a str or os.PathLike, not {path!r}")
         self.config = cfg
+        self._finite_only = not cfg.allow_nonfinite
         self._log: Log | None = None
         self._log = Log(path, read_only=cfg.read_only, sync_on_write=cfg.sync_on_write,
                         lock_timeout_s=cfg.lock_timeout_s)
@@ -166,7 +170,7 @@ class SynaDB:
         if log is None:
             return
         with log.mutex:
-            log.close(checkpoint_min=self.config.checkpoint_min_records)
+            log.close(checkpoint_min_bytes=self.config.checkpoint_min_bytes)
             self._log = None
 
     @property
@@ -220,21 +224,58 @@ class SynaDB:
 
     def put_float(self, key: str, value: float) -> None:
         """Append a float (f64) to ``key``'s history."""
+        # The hot path of metric logging: kept flat on purpose (see
+        # benchmarks/); every other put goes through _put.
+        if type(value) is not float or self._finite_only:
+            value = self._float(key, value)
         log = self._log
-        if log is None or log.read_only or type(key) is not str:
-            return self._put(T_FLOAT, key, _pack_d(self._float(key, value)), float(value))
-        v = value if type(value) is float else self._float(key, value)
-        if not self.config.allow_nonfinite and not math.isfinite(v):
-            raise errors.NonFiniteValue(f"{key!r}: {v!r} is not finite")
+        if log is None or log.read_only or self._flag:
+            return self._put(T_FLOAT, key, _pack_d(value), value)
+        log.mutex.acquire()
         try:
-            kb = key.encode("utf-8")
-        except UnicodeEncodeError:
-            kb = b""
-        if not kb or len(kb) > MAX_KEY_BYTES or b"\0" in kb:
-            kb = self._key(key)
-        with log.mutex:
-            pos = log.append(_encode_rec(T_FLOAT | self._flag, kb, _pack_d(v), log.salt))
-            log.index.append(key, T_FLOAT, pos, v)
+            idx = log.index
+            kid = idx.kid.get(key)
+            vb = _pack_d(value)
+            if kid is None:
+                try:
+                    kb = key.encode("utf-8")
+                except (AttributeError, UnicodeEncodeError):
+                    kb = b""
+                klen = len(kb)
+                if not 0 < klen <= MAX_KEY_BYTES or "\0" in key:
+                    kb = self._key(key)  # raises the right InvalidKey
+                fnew = log.new_float.get(klen)
+                if fnew is None:
+                    fnew = log.new_float[klen] = fmt.float_record_packer(klen, log.salt)
+                hc = _crc32(kb, fnew[0])
+                rec = fnew[1](0xA7, T_FLOAT, klen, 8, hc, kb, vb, _crc32(vb, hc))
+            else:
+                pre = idx.fpre.get(kid)
+                if pre is None:
+                    pre = idx.fpre[kid] = fmt.prefix(T_FLOAT, key.encode("utf-8"), 8, log.salt)
+                rec = pre[0] + vb + _pack_u32(_crc32(vb, pre[1]))
+            pos = log.end
+            n = len(rec)
+            if log._lease and pos + n + 16 <= log._maplen:
+                # The map's file position is kept at log.end (see Log._set_end).
+                log._mm.write(rec)
+                log.end = pos + n
+                if log.sync_on_write:
+                    os.fdatasync(log._fd)
+            else:
+                pos = log.append(rec)
+            if kid is None:
+                idx.new_key(key, T_FLOAT, pos, value)
+                return
+            h = idx.hists.get(kid)
+            if h is not None and idx.journal is None:
+                h.off.append(pos)
+                h.val.append(value)
+                h.typ.append(T_FLOAT)
+                return
+            idx.append(key, T_FLOAT, pos, value)
+        finally:
+            log.mutex.release()
 
     def _float(self, key: object, value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating,
@@ -374,10 +415,10 @@ class SynaDB:
 
     def _latest(self, key: str) -> tuple[Log, Any, int, int, float]:
         log = self._r()
-        h = log.index.get(key)
-        if h is None:
+        got = log.index.latest(key)
+        if got is None:
             return log, None, 0, 0, 0.0
-        return log, h, h.typ[-1], h.off[-1], h.val[-1]
+        return log, True, got[0], got[1], got[2]
 
     def get(self, key: str, default: Any = None) -> Any:
         """The latest value of ``key`` whatever its type, or ``default``."""
@@ -414,11 +455,11 @@ class SynaDB:
         if log is not None:
             with log.mutex:
                 log.refresh()
-                h = log.index.get(key)
-                if h is None:
+                got = log.index.latest(key)
+                if got is None:
                     return None
-                if h.typ[-1] == T_FLOAT:
-                    return h.val[-1]
+                if got[0] == T_FLOAT:
+                    return got[2]
         v = self._typed(key, (T_FLOAT, T_INT), "float")
         return None if v is None else float(v)
 
@@ -445,7 +486,7 @@ class SynaDB:
             raise errors.ClosedError(f"{self.path!r} is closed")
         with log.mutex:
             log = self._r()
-            h = log.index.get(key)
+            h = log.index.history(key)
             if h is None:
                 return []
             if not h.nonnum and T_INT not in h.typ:
@@ -465,7 +506,7 @@ class SynaDB:
             raise errors.ClosedError(f"{self.path!r} is closed")
         with log.mutex:
             log.refresh()
-            h = log.index.get(key)
+            h = log.index.history(key)
             if h is None:
                 return np.empty(0, dtype=np.float64)
             if h.nonnum:
@@ -487,7 +528,7 @@ class SynaDB:
         log = self._w()
         with log.mutex:
             log.refresh()
-            if log.index.get(key) is None:
+            if log.index.latest(key) is None:
                 return False
             log.append(_encode_rec(T_DELETE | self._flag, kb, b"", log.salt))
             log.index.delete(key)
@@ -498,7 +539,7 @@ class SynaDB:
         if log is None:
             raise errors.ClosedError(f"{self.path!r} is closed")
         with log.mutex:
-            return self._r().index.get(key) is not None
+            return self._r().index.latest(key) is not None
 
     __contains__ = exists
 
@@ -660,7 +701,7 @@ class SynaDB:
             raise errors.ClosedError(f"{self.path!r} is closed")
         with log.mutex:
             log = self._r()
-            h = log.index.get(key)
+            h = log.index.history(key)
             if h is None:
                 return []
             value = self._value

@@ -55,7 +55,7 @@ def compact(log: Log, *, keep_history: bool = True, progress: bool = True) -> in
                 bar = tqdm(keys, desc="compact", unit="key", delay=0.5,
                            disable=None if progress else True, leave=False)
                 for key in bar:
-                    h = index.get(key)
+                    h = index.history(key)
                     kb = key.encode("utf-8")
                     n = len(h.typ)
                     i = 0 if keep_history else n - 1
@@ -80,8 +80,8 @@ def compact(log: Log, *, keep_history: bool = True, progress: bool = True) -> in
                         if rec0 is None or rec0[4]:
                             i += 1  # damaged since it was indexed
                             continue
-                        tf, vstart, nxt = rec0[1], rec0[3], rec0[5]
-                        rec = encode(tf & ~F_BATCH, kb, log._mm[vstart:nxt], salt)
+                        tf, vstart, vend = rec0[1], rec0[2], rec0[3]
+                        rec = encode(tf & ~F_BATCH, kb, log._mm[vstart:vend], salt)
                         f.write(rec)
                         new.append(key, t, pos, h.val[i])
                         pos += len(rec)

@@ -4,15 +4,20 @@ No I/O happens here.  ``docs/FORMAT.md`` is the prose version of this module;
 keep the two in step.  All integers are little-endian.
 
 File = 64-byte header, then an append-only log of records, then (possibly)
-zero bytes of pre-allocated space.  A record::
+zero bytes of pre-allocated space.  A record (K = key length, V = value
+length)::
 
-    0  u8   marker 0xA7 (never 0, so pre-allocated zeros never parse)
-    1  u8   type in the low 5 bits, flags in the high 3 bits
-    2  u16  key length in bytes
-    4  u32  value length in bytes (as stored, i.e. after compression)
-    8  u32  head CRC = crc32(bytes 0..8 + key, seed=salt)
-    12 u32  body CRC = crc32(value, seed=head CRC)
-    16      key (UTF-8), then value
+    0       u8   marker 0xA7 (never 0, so pre-allocated zeros never parse)
+    1       u8   type in the low 5 bits, flags in the high 3 bits
+    2       u16  K, key length in bytes
+    4       u32  V, value length in bytes (as stored, after compression)
+    8       u32  head CRC = crc32(bytes 0..8 + key, seed=salt)
+    12      K    key (UTF-8)
+    12+K    V    value
+    12+K+V  u32  body CRC = crc32(value, seed=head CRC)
+
+The body CRC comes last so that a writer can keep the constant prefix of a
+key's records (header, head CRC, key) and only checksum the new value.
 
 The head CRC lets a reader trust a record's length and key even when its
 value is damaged, so damage can be pinned on one key.  The body CRC chains
@@ -43,9 +48,10 @@ LOCK_REQUEST_AT = 56  # one byte a waiting writer sets; not checksummed
 
 MARKER = 0xA7
 REC_HEAD = struct.Struct("<BBHI")  # marker, type|flags, key_len, value_len
-REC_CRCS = struct.Struct("<II")
-REC_FULL = struct.Struct("<BBHIII")
-RECORD_HEADER_SIZE = 16
+REC_PREFIX = struct.Struct("<BBHII")  # ... and the head CRC
+U32 = struct.Struct("<I")
+RECORD_HEADER_SIZE = 12
+RECORD_OVERHEAD = 16  # header + trailing body CRC
 
 MAX_KEY_BYTES = 1024
 MAX_VALUE_BYTES = 0xFFFF_FFFF
@@ -138,6 +144,26 @@ def check_header(raw: bytes) -> str | None:
 
 def encode(typ: int, key: bytes, value: bytes, salt: int) -> bytes:
     """Encode one record.  ``typ`` may carry flag bits."""
-    head = REC_HEAD.pack(MARKER, typ, len(key), len(value))
-    hc = crc32(key, crc32(head, salt))
-    return head + REC_CRCS.pack(hc, crc32(value, hc)) + key + value
+    klen = len(key)
+    vlen = len(value)
+    hc = crc32(key, crc32(REC_HEAD.pack(MARKER, typ, klen, vlen), salt))
+    return b"".join((REC_PREFIX.pack(MARKER, typ, klen, vlen, hc), key, value,
+                     U32.pack(crc32(value, hc))))
+
+
+def prefix(typ: int, key: bytes, vlen: int, salt: int) -> tuple[bytes, int]:
+    """The constant start of every record of (typ, key, vlen), and its head CRC."""
+    klen = len(key)
+    hc = crc32(key, crc32(REC_HEAD.pack(MARKER, typ, klen, vlen), salt))
+    return REC_PREFIX.pack(MARKER, typ, klen, vlen, hc) + key, hc
+
+
+def float_record_packer(klen: int, salt: int):
+    """(head CRC seed, packer) for float records of keys of ``klen`` bytes.
+
+    The packer takes (marker, type, klen, 8, head CRC, key, value, body CRC)
+    and builds the whole record in one call; the seed is the CRC of the
+    record's first 8 bytes, so the head CRC is ``crc32(key, seed)``.
+    """
+    seed = crc32(REC_HEAD.pack(MARKER, T_FLOAT, klen, 8), salt)
+    return seed, struct.Struct(f"<BBHII{klen}s8sI").pack

@@ -1,20 +1,25 @@
 """The in-memory index: key -> history of (record offset, value, type).
 
-Numeric values live in a contiguous ``array('d')`` per key, so the latest
-value is one index operation and a whole history becomes a NumPy array with
-one copy.  Other values are read from the file by offset when asked for.
+Per key id (``kid``) the index keeps the latest entry in three flat columns
+(``l_off``, ``l_val``, ``l_typ``), and, once a key has two or more values,
+a :class:`Hist` with its whole history.  Numeric values live in a contiguous
+``array('d')``, so the latest value is one index operation and a whole
+history becomes a NumPy array with one copy.  Other values are read from the
+file by offset when asked for.
+
+Why the flat columns: a new key then costs a few appends, not a Python
+object with three containers (four times slower, and it wakes the cyclic GC).
 
 The index is checkpointed into the file as columns (keys, counts, offsets,
-values, types).  Loading a checkpoint does not build a Python object per key:
-a key's history is materialized from the columns the first time it is used,
-so opening a file of a million keys costs a dict build, not a million
-objects.
+values, types).  Loading one builds no Python object per key: a key's history
+is materialized from the columns the first time it is needed.
 """
 
 from __future__ import annotations
 
 import struct
 from array import array
+from itertools import compress
 
 import numpy as np
 
@@ -37,9 +42,9 @@ class Hist:
         self.nonnum = 0  # how many values are not float/int
 
     def truncate(self, n: int) -> None:
+        removed = self.typ[n:]
         del self.off[n:]
         del self.val[n:]
-        removed = self.typ[n:]
         del self.typ[n:]
         self.nonnum -= len(removed) - _count_numeric(removed)
 
@@ -57,45 +62,70 @@ def _count_numeric(typ: bytes | bytearray) -> int:
 
 
 class Index:
-    """Key -> :class:`Hist`, with an optional checkpoint base behind it."""
+    """Key -> latest entry and history, with an optional checkpoint base.
+
+    Key ids are positions in the ``kid`` dict, which keeps insertion order
+    and never loses a key (a deleted key keeps its id), so the dict's key
+    order is the first-written order and no separate name list is needed.
+    """
 
     def __init__(self) -> None:
         self.kid: dict[str, int] = {}
-        self.names: list[str] = []
-        self.hists: list[Hist | None] = []  # None: still only in the base
+        self.l_off = array("q")
+        self.l_val = array("d")
+        self.l_typ = bytearray()  # 0: no live value
+        self.hists: dict[int, Hist] = {}  # keys with two or more values
+        self.fpre: dict[int, tuple[bytes, int]] = {}  # cached float record prefix per key
         self.nlive = 0
-        # Checkpoint base: per-key start/count into flat columns.
+        # Checkpoint base: keys below nbase whose in_base flag is set still
+        # have their history only in these columns.
+        self.nbase = 0
+        self.in_base = bytearray()
         self._b_start: np.ndarray | None = None
         self._b_count: np.ndarray | None = None
         self._b_off: np.ndarray | None = None
         self._b_val: np.ndarray | None = None
         self._b_typ: np.ndarray | None = None
-        # Batch undo journal: kid -> (length before the batch, saved Hist or None).
-        self.journal: dict[int, tuple[int, Hist | None]] | None = None
+        # Batch undo journal: kid -> (hist length or -1, l_off, l_val, l_typ, Hist)
+        self.journal: dict[int, tuple] | None = None
 
     # -- lookups ---------------------------------------------------------
-    def get(self, key: str) -> Hist | None:
-        """The key's history, or None if the key is absent or deleted."""
+    def latest(self, key: str) -> tuple[int, int, float] | None:
+        """(type, offset, numeric value) of the latest value, or None."""
         kid = self.kid.get(key)
         if kid is None:
             return None
-        h = self.hists[kid]
-        if h is None:
-            h = self._materialize(kid)
-        return h if h.typ else None
+        h = self.hists.get(kid)
+        if h is not None:
+            return h.typ[-1], h.off[-1], h.val[-1]
+        t = self.l_typ[kid]
+        if not t:
+            return None
+        return t, self.l_off[kid], self.l_val[kid]
+
+    def history(self, key: str) -> Hist | None:
+        """The key's whole live history, or None if absent."""
+        kid = self.kid.get(key)
+        if kid is None or not self.l_typ[kid]:
+            return None
+        h = self.hists.get(kid)
+        if h is not None:
+            return h
+        if kid < self.nbase and self.in_base[kid]:
+            return self._materialize(kid)
+        return self._single(kid)  # a view; not stored, so single-value keys stay cheap
+
+    def _single(self, kid: int) -> Hist:
+        h = Hist()
+        t = self.l_typ[kid]
+        h.off.append(self.l_off[kid])
+        h.val.append(self.l_val[kid])
+        h.typ.append(t)
+        h.nonnum = 0 if t in _NUMERIC else 1
+        return h
 
     def live_keys(self) -> list[str]:
-        names = self.names
-        out = []
-        b_count = self._b_count
-        nbase = 0 if b_count is None else len(b_count)
-        for kid, h in enumerate(self.hists):
-            if h is None:
-                if kid < nbase and b_count[kid]:
-                    out.append(names[kid])
-            elif h.typ:
-                out.append(names[kid])
-        return out
+        return list(compress(self.kid, self.l_typ))
 
     def _materialize(self, kid: int) -> Hist:
         h = Hist()
@@ -106,67 +136,85 @@ class Index:
         h.typ = bytearray(self._b_typ[s:e].tobytes())
         h.nonnum = len(h.typ) - _count_numeric(h.typ)
         self.hists[kid] = h
+        self.in_base[kid] = 0
         return h
 
-    def _hist_for_write(self, key: str) -> tuple[int, Hist]:
+    # -- mutations -------------------------------------------------------
+    def new_key(self, key: str, typ: int, off: int, val: float) -> None:
+        kid = len(self.kid)
+        self.kid[key] = kid
+        self.l_off.append(off)
+        self.l_val.append(val)
+        self.l_typ.append(typ)
+        self.nlive += 1
+        if self.journal is not None:
+            self.journal[kid] = (-1, 0, 0.0, 0, None)
+
+    def append(self, key: str, typ: int, off: int, val: float) -> None:
         kid = self.kid.get(key)
         if kid is None:
-            kid = len(self.names)
-            self.kid[key] = kid
-            self.names.append(key)
-            h = Hist()
-            self.hists.append(h)
-        else:
-            h = self.hists[kid]
-            if h is None:
-                h = self._materialize(kid)
+            self.new_key(key, typ, off, val)
+            return
         if self.journal is not None and kid not in self.journal:
-            self.journal[kid] = (len(h.typ), None)
-        return kid, h
-
-    # -- mutations -------------------------------------------------------
-    def append(self, key: str, typ: int, off: int, val: float) -> None:
-        kid, h = self._hist_for_write(key)
-        if not h.typ:
-            self.nlive += 1
+            self._remember(kid)
+        h = self.hists.get(kid)
+        if h is None:
+            if not self.l_typ[kid]:  # deleted: the key starts again
+                self.l_off[kid] = off
+                self.l_val[kid] = val
+                self.l_typ[kid] = typ
+                self.nlive += 1
+                return
+            h = self._promote(kid)
         h.off.append(off)
         h.val.append(val)
         h.typ.append(typ)
         if typ != T_FLOAT and typ != T_INT:
             h.nonnum += 1
 
+    def _promote(self, kid: int) -> Hist:
+        """Give a live key a stored Hist (before its second value)."""
+        if kid < self.nbase and self.in_base[kid]:
+            return self._materialize(kid)
+        h = self.hists[kid] = self._single(kid)
+        return h
+
     def append_block(self, key: str, off: int, values: np.ndarray) -> None:
         n = len(values)
         if n == 0:
             return
-        kid, h = self._hist_for_write(key)
-        if not h.typ:
-            self.nlive += 1
-        h.off.extend(array("q", [off]) * n)
-        h.val.frombytes(np.ascontiguousarray(values, dtype="<f8").tobytes())
-        h.typ += bytes([T_FLOAT]) * n
+        vals = np.ascontiguousarray(values, dtype="<f8")
+        self.append(key, T_FLOAT, off, float(vals[0]))
+        if n == 1:
+            return
+        kid = self.kid[key]
+        h = self.hists.get(kid) or self._promote(kid)
+        h.off.extend(array("q", [off]) * (n - 1))
+        h.val.frombytes(vals[1:].tobytes())
+        h.typ += bytes([T_FLOAT]) * (n - 1)
 
     def delete(self, key: str) -> bool:
         """Clear the key's history.  Returns whether it was live."""
         kid = self.kid.get(key)
-        if kid is None:
+        if kid is None or not self.l_typ[kid]:
             return False
-        h = self.hists[kid]
-        if h is None:
-            h = self._materialize(kid)
-        if not h.typ:
-            return False
-        if self.journal is not None:
-            old_len, saved = self.journal.get(kid, (len(h.typ), None))
-            if saved is None:
-                saved = h.copy()
-                saved.truncate(old_len)
-            self.journal[kid] = (old_len, saved)
-        self.hists[kid] = Hist()
+        if self.journal is not None and kid not in self.journal:
+            self._remember(kid)
+        self.hists.pop(kid, None)
+        if kid < self.nbase:
+            self.in_base[kid] = 0
+        self.l_typ[kid] = 0
         self.nlive -= 1
         return True
 
     # -- batches ---------------------------------------------------------
+    def _remember(self, kid: int) -> None:
+        h = self.hists.get(kid)
+        if h is None and kid < self.nbase and self.in_base[kid]:
+            h = self._materialize(kid)
+        n = len(h.typ) if h is not None else -1
+        self.journal[kid] = (n, self.l_off[kid], self.l_val[kid], self.l_typ[kid], h)
+
     def begin(self) -> None:
         self.journal = {}
 
@@ -175,56 +223,72 @@ class Index:
 
     def rollback(self) -> None:
         journal, self.journal = self.journal or {}, None
-        for kid, (old_len, saved) in journal.items():
-            h = self.hists[kid]
-            was_live = bool(h is not None and h.typ)
-            if saved is not None:
-                h = self.hists[kid] = saved
+        for kid, (n, off, val, typ, h) in journal.items():
+            was_live = bool(self.l_typ[kid])
+            if n >= 0:
+                h.truncate(n)
+                self.hists[kid] = h
             else:
-                h.truncate(old_len)
-            self.nlive += bool(h.typ) - was_live
+                self.hists.pop(kid, None)
+            self.l_off[kid] = off
+            self.l_val[kid] = val
+            self.l_typ[kid] = typ
+            self.nlive += bool(typ) - was_live
 
     # -- checkpoints -----------------------------------------------------
     def snapshot(self, covered_end: int) -> bytes:
-        """Serialize the live index as columns."""
-        names = self.names
-        parts_off: list[bytes] = []
-        parts_val: list[bytes] = []
-        parts_typ: list[bytes] = []
-        keys: list[str] = []
-        counts: list[int] = []
-        b_count = self._b_count
-        nbase = 0 if b_count is None else len(b_count)
-        if nbase:
-            # Keys never touched since load are copied column-wise in one go.
-            untouched = np.fromiter((h is None for h in self.hists[:nbase]),
-                                    dtype=bool, count=nbase)
-            sel = np.flatnonzero(untouched & (b_count > 0))
-            if len(sel):
-                cnt = b_count[sel]
-                starts = self._b_start[sel]
-                total = int(cnt.sum())
-                first = np.repeat(starts - np.concatenate(([0], np.cumsum(cnt)[:-1])), cnt)
-                gather = first + np.arange(total)
-                parts_off.append(self._b_off[gather].tobytes())
-                parts_val.append(self._b_val[gather].tobytes())
-                parts_typ.append(self._b_typ[gather].tobytes())
-                keys.extend(names[i] for i in sel.tolist())
-                counts.extend(cnt.tolist())
-        for kid, h in enumerate(self.hists):
-            if h is not None and h.typ:
-                keys.append(names[kid])
-                counts.append(len(h.typ))
-                parts_off.append(h.off.tobytes())
-                parts_val.append(h.val.tobytes())
-                parts_typ.append(bytes(h.typ))
+        """Serialize the live index as columns, keys in first-written order."""
+        n = len(self.kid)
+        typ_l = np.frombuffer(bytes(self.l_typ), dtype=np.uint8)
+        live = typ_l != 0
+        counts = live.astype(np.int64)
+        in_base = np.zeros(n, dtype=bool)
+        if self.nbase:
+            in_base[:self.nbase] = np.frombuffer(bytes(self.in_base), dtype=bool)
+        base = np.flatnonzero(live & in_base)
+        if len(base):
+            counts[base] = self._b_count[base]
+        hists = self.hists
+        hist_kids = [k for k, h in hists.items() if typ_l[k]]
+        for k in hist_kids:
+            counts[k] = len(hists[k].typ)
+        total = int(counts.sum())
+        starts = np.cumsum(counts) - counts
+        off = np.empty(total, dtype="<i8")
+        val = np.empty(total, dtype="<f8")
+        typ = np.empty(total, dtype=np.uint8)
+        single = live & ~in_base
+        if hist_kids:
+            single[hist_kids] = False
+        single = np.flatnonzero(single)
+        if len(single):
+            dest = starts[single]
+            off[dest] = np.frombuffer(self.l_off, dtype=np.int64)[single]
+            val[dest] = np.frombuffer(self.l_val, dtype=np.float64)[single]
+            typ[dest] = typ_l[single]
+        if len(base):
+            cnt = counts[base]
+            seg = np.repeat(np.cumsum(cnt) - cnt, cnt)
+            within = np.arange(int(cnt.sum())) - seg
+            src = np.repeat(self._b_start[base], cnt) + within
+            dest = np.repeat(starts[base], cnt) + within
+            off[dest] = self._b_off[src]
+            val[dest] = self._b_val[src]
+            typ[dest] = self._b_typ[src]
+        for k in hist_kids:
+            h = hists[k]
+            s = int(starts[k])
+            e = s + len(h.typ)
+            off[s:e] = np.frombuffer(h.off, dtype=np.int64)
+            val[s:e] = np.frombuffer(h.val, dtype=np.float64)
+            typ[s:e] = np.frombuffer(bytes(h.typ), dtype=np.uint8)
+        keys = list(compress(self.kid, live.tolist()))
         blob = "\0".join(keys).encode("utf-8")
-        nentries = sum(counts)
         return b"".join([
-            _CKPT_HEAD.pack(_CKPT_VERSION, len(keys), nentries, covered_end, len(blob)),
+            _CKPT_HEAD.pack(_CKPT_VERSION, len(keys), total, covered_end, len(blob)),
             blob,
-            np.asarray(counts, dtype="<i8").tobytes(),
-            *parts_off, *parts_val, *parts_typ,
+            counts[live].astype("<i8").tobytes(),
+            off.tobytes(), val.tobytes(), typ.tobytes(),
         ])
 
     @classmethod
@@ -236,24 +300,30 @@ class Index:
         pos = _CKPT_HEAD.size
         blob = bytes(buf[pos:pos + blob_len])
         pos += blob_len
-        idx = cls()
         names = blob.decode("utf-8").split("\0") if nkeys else []
         if len(names) != nkeys:
             raise ValueError("checkpoint key table is inconsistent")
         counts = np.frombuffer(buf, dtype="<i8", count=nkeys, offset=pos).astype(np.int64)
         pos += 8 * nkeys
-        if int(counts.sum()) != nentries:
+        if int(counts.sum()) != nentries or (nkeys and counts.min() < 1):
             raise ValueError("checkpoint counts are inconsistent")
+        idx = cls()
         idx._b_off = np.frombuffer(buf, dtype="<i8", count=nentries, offset=pos).copy()
         pos += 8 * nentries
         idx._b_val = np.frombuffer(buf, dtype="<f8", count=nentries, offset=pos).copy()
         pos += 8 * nentries
         idx._b_typ = np.frombuffer(buf, dtype=np.uint8, count=nentries, offset=pos).copy()
         idx._b_count = counts
-        idx._b_start = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64) \
-            if nkeys else np.zeros(0, dtype=np.int64)
-        idx.names = names
+        ends = np.cumsum(counts)
+        idx._b_start = ends - counts
+        last = ends - 1
         idx.kid = dict(zip(names, range(nkeys)))
-        idx.hists = [None] * nkeys
-        idx.nlive = int(np.count_nonzero(counts))
+        if len(idx.kid) != nkeys:
+            raise ValueError("checkpoint has duplicate keys")
+        idx.l_off = array("q", idx._b_off[last].tobytes())
+        idx.l_val = array("d", idx._b_val[last].tobytes())
+        idx.l_typ = bytearray(idx._b_typ[last].tobytes())
+        idx.nbase = nkeys
+        idx.in_base = bytearray((counts > 1).astype(np.uint8).tobytes())
+        idx.nlive = nkeys
         return idx, covered_end

@@ -37,7 +37,8 @@ from .format import (
     LOCK_REQUEST_AT,
     MARKER,
     READ_VERSION,
-    REC_FULL,
+    REC_PREFIX,
+    U32,
     T_ABORT,
     T_CHECKPOINT,
     T_COMMIT,
@@ -149,26 +150,31 @@ class Scanner:
 
     # ---------------------------------------------------------------- parse
     def _parse(self, pos: int, limit: int):
-        """Parse the record at pos: (key, tf, klen, vstart, body_bad, next) or None."""
+        """Parse the record at pos.
+
+        Returns (key bytes, type|flags, vstart, vend, body_bad, next) or None
+        when no trustworthy record starts there.
+        """
         mm = self._mm
         if pos + 16 > limit or mm[pos] != MARKER:
             return None
-        _, tf, klen, vlen, hc, bc = REC_FULL.unpack_from(mm, pos)
-        kstart = pos + 16
-        vstart = kstart + klen
-        nxt = vstart + vlen
+        _, tf, klen, vlen, hc = REC_PREFIX.unpack_from(mm, pos)
+        vstart = pos + 12 + klen
+        vend = vstart + vlen
+        nxt = vend + 4
         if nxt > limit:
             return None
-        if crc32(mm[kstart:vstart], crc32(mm[pos:pos + 8], self.salt)) != hc:
+        if crc32(mm[pos + 12:vstart], crc32(mm[pos:pos + 8], self.salt)) != hc:
             return None
         if tf & TYPE_MASK not in TYPE_NAMES:
             return None
+        (bc,) = U32.unpack_from(mm, vend)
         if vlen > 65536:
             with memoryview(mm) as mv:
-                body_bad = crc32(mv[vstart:nxt], hc) != bc
+                body_bad = crc32(mv[vstart:vend], hc) != bc
         else:
-            body_bad = crc32(mm[vstart:nxt], hc) != bc
-        return mm[kstart:vstart], tf, klen, vstart, body_bad, nxt
+            body_bad = crc32(mm[vstart:vend], hc) != bc
+        return mm[pos + 12:vstart], tf, vstart, vend, body_bad, nxt
 
     def _scan(self, pos: int, limit: int, apply, *, resync: bool) -> ScanStats:
         """Walk records from pos, calling apply(pos, rec) for each good one.
@@ -233,8 +239,8 @@ class Log(Scanner):
         self.closed = True
         self._lease = False
         self._pinned = 0  # >0: a batch or compaction needs the lease kept
-        self._writes = 0
-        self._writes_seen = -1
+        self._end_seen = -1  # the keeper's last look at self.end (idle detection)
+        self._tail_start = HEADER_SIZE  # where the log after the last checkpoint starts
         self._lease_since = 0.0
         self._yield_until = 0.0
         self._fd = -1
@@ -298,13 +304,14 @@ class Log(Scanner):
                 f"{self.path!r} was written by format {self.header.write_version}; this "
                 f"synadb writes {WRITE_VERSION}: open it with read_only=True or upgrade")
         self.salt = self.header.salt
+        self.new_float: dict[int, tuple] = {}  # key length -> float_record_packer()
         self._map(size)
         self.index, start = self._load_checkpoint()
         self._pending = []
         self.stats = self._scan(start, self._maplen, self._apply, resync=True)
-        self.end = self.stats.end
+        self._set_end(self.stats.end)
         self._garbage = self.stats.garbage_bytes > 0
-        self._since_ckpt = self.stats.records
+        self._tail_start = start
         if self.stats.moved:
             # Opened the old file in the instant between compaction's rename
             # and our open: go to the new one.
@@ -314,15 +321,23 @@ class Log(Scanner):
         access = mmap.ACCESS_READ if self.read_only else mmap.ACCESS_WRITE
         self._mm = mmap.mmap(self._fd, size, access=access)
         self._maplen = size
+        if hasattr(self, "end"):
+            self._mm.seek(min(self.end, size))
+
+    def _set_end(self, end: int) -> None:
+        # Invariant: the map's file position is self.end, so that an append
+        # is a single mm.write() (a third of the cost of a slice store).
+        self.end = end
+        self._mm.seek(end)
 
     def _load_checkpoint(self) -> tuple[Index, int]:
         off = self.header.checkpoint_offset
         if off and HEADER_SIZE <= off < self._maplen:
             rec = self._parse(off, self._maplen)
             if rec is not None and rec[1] & TYPE_MASK == T_CHECKPOINT and not rec[4]:
-                _, tf, _, vstart, _, nxt = rec
+                _, tf, vstart, vend, _, nxt = rec
                 try:
-                    value = self._mm[vstart:nxt]
+                    value = self._mm[vstart:vend]
                     if tf & F_LZ4:
                         value = decompress(value)
                     index, covered = Index.from_snapshot(value)
@@ -334,7 +349,7 @@ class Log(Scanner):
 
     # ---------------------------------------------------------------- apply
     def _apply(self, pos: int, rec) -> None:
-        kb, tf, _, vstart, body_bad, nxt = rec
+        tf = rec[1]
         typ = tf & TYPE_MASK
         if tf & F_BATCH:
             self._pending.append((pos, rec))
@@ -350,7 +365,7 @@ class Log(Scanner):
         self._apply_one(pos, rec)
 
     def _apply_one(self, pos: int, rec) -> None:
-        kb, tf, _, vstart, body_bad, nxt = rec
+        kb, tf, vstart, vend, body_bad, _ = rec
         typ = tf & TYPE_MASK
         if typ == T_CHECKPOINT or typ not in VALUE_TYPES and typ != T_DELETE:
             return
@@ -365,7 +380,7 @@ class Log(Scanner):
         elif typ == T_INT:
             index.append(key, T_INT, pos, float(_Q.unpack_from(self._mm, vstart)[0]))
         elif typ == T_FLOATS:
-            index.append_block(key, pos, decode_floats(tf, self._mm[vstart:nxt]))
+            index.append_block(key, pos, decode_floats(tf, self._mm[vstart:vend]))
         else:
             index.append(key, typ, pos, _NAN)
 
@@ -383,8 +398,7 @@ class Log(Scanner):
             if size > self._maplen:
                 self._map(size)
         st = self._scan(self.end, self._maplen, self._apply, resync=False)
-        self._since_ckpt += st.records
-        self.end = st.end
+        self._set_end(st.end)
         if st.moved:
             self._reopen()
 
@@ -402,17 +416,19 @@ class Log(Scanner):
             self.acquire()
 
     # ---------------------------------------------------------------- write
-    def acquire(self) -> None:
+    def acquire(self, timeout_s: float | None = None) -> None:
         """Take the write lease (the file lock), then catch up."""
         if self.read_only:
             raise errors.ReadOnlyError(f"{self.path!r} is open read-only")
         if self._lease:
             return
-        wait = self._yield_until - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
+        if timeout_s is None:
+            timeout_s = self.lock_timeout_s
+            wait = self._yield_until - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
         while True:
-            if not _lock.lock_with_timeout(self._fd, self.lock_timeout_s, self._request):
+            if not _lock.lock_with_timeout(self._fd, timeout_s, self._request):
                 raise errors.LockTimeout(
                     f"another writer held the lock on {self.path!r} for more than "
                     f"lock_timeout_s={self.lock_timeout_s}")
@@ -449,8 +465,7 @@ class Log(Scanner):
         if size > self._maplen:
             self._map(size)
         st = self._scan(self.end, self._maplen, self._apply, resync=True)
-        self._since_ckpt += st.records
-        self.end = st.end
+        self._set_end(st.end)
         if st.garbage_bytes:
             self._mm[st.end:self._maplen] = bytes(self._maplen - st.end)
             self._mm.flush()
@@ -477,9 +492,9 @@ class Log(Scanner):
                 return True
             if self._pinned:
                 return False
-            writes = self._writes
-            idle = writes == self._writes_seen
-            self._writes_seen = writes
+            end = self.end
+            idle = end == self._end_seen
+            self._end_seen = end
             wanted = self._mm[LOCK_REQUEST_AT] and (
                 time.monotonic() - self._lease_since >= _lock.TICK_S)
             if idle or wanted:
@@ -499,10 +514,8 @@ class Log(Scanner):
         pos = self.end
         if pos + n + 16 > self._maplen:
             self._grow(n)
-        self._mm[pos:pos + n] = rec
+        self._mm.write(rec)
         self.end = pos + n
-        self._writes += 1
-        self._since_ckpt += 1
         if self.sync_on_write:
             os.fdatasync(self._fd)
         return pos
@@ -542,8 +555,8 @@ class Log(Scanner):
             raise errors.ChecksumError(
                 f"damaged record at offset {off} of {self.path!r}", path=self.path,
                 offset=off)
-        tf, vstart, nxt = rec[1], rec[3], rec[5]
-        raw = self._mm[vstart:nxt]
+        tf, vstart, vend = rec[1], rec[2], rec[3]
+        raw = self._mm[vstart:vend]
         if tf & F_LZ4:
             raw = decompress(raw)
         return tf, raw
@@ -569,17 +582,20 @@ class Log(Scanner):
             self.header.checkpoint_offset = off
             self.header.checkpoint_seq = seq
             os.fsync(self._fd)
-            self._since_ckpt = 0
+            self._tail_start = self.end
         finally:
             self.unpin()
 
-    def close(self, *, checkpoint_min: int = 10_000) -> None:
+    def close(self, *, checkpoint_min_bytes: int = 256 << 10) -> None:
         if self.closed:
             return
         try:
             if not self.read_only and self._mm is not None:
-                if self._since_ckpt >= checkpoint_min and not self._pending:
+                if self.end - self._tail_start >= checkpoint_min_bytes and not self._pending:
                     try:
+                        # Never make close wait on a busy writer: the next
+                        # open just replays a longer tail.
+                        self.acquire(timeout_s=0.0)
                         self.checkpoint()
                     except errors.LockTimeout:
                         pass  # another writer is busy; the next open replays more
