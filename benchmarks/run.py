@@ -135,6 +135,10 @@ def bare_os_write(workdir: Path, n: int, repeats: int) -> dict:
     keys = c.key_names(n)
     best = float("inf")
     path = workdir / "bare.log"
+    with open(path, "wb") as f:  # untimed warm-up, as for the engines
+        for i, k in enumerate(keys[:2000]):
+            kb = k.encode()
+            f.write(_HDR.pack(len(kb) + 11, 1, len(kb)) + kb + _F64.pack(float(i)))
     for _ in range(max(1, repeats)):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         write, pack_h, pack_f = os.write, _HDR.pack, _F64.pack

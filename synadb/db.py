@@ -29,6 +29,7 @@ from . import errors
 from .engine import format as fmt
 from .engine.format import (
     F_BATCH,
+    F_LZ4,
     MAX_KEY_BYTES,
     T_ABORT,
     T_BYTES,
@@ -42,7 +43,6 @@ from .engine.format import (
     T_VECTOR,
     TYPE_MASK,
 )
-from .engine.index import Hist
 from .engine.log import T_DAMAGED, Damage, Log, encode_floats
 
 __all__ = ["SynaDB", "DbConfig", "VerifyReport"]
@@ -220,7 +220,7 @@ class SynaDB:
         log = self._w()
         with log.mutex:
             pos = log.append(_encode_rec(typ | self._flag, kb, value, log.salt))
-            log.index.append(key, typ, pos, num)
+            log.index.append(key, typ & TYPE_MASK, pos, num)
 
     def put_float(self, key: str, value: float) -> None:
         """Append a float (f64) to ``key``'s history."""

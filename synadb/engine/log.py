@@ -198,13 +198,23 @@ class Scanner:
                 st.damaged.append(Damage(pos, nxt - pos, "unreadable record header"))
                 pos = nxt
                 continue
-            st.records += 1
             if rec[4]:
+                # A good head but a bad value.  If nothing good follows, this
+                # is a torn tail (or, for a follower, a record still being
+                # written): stop.  If good records follow, it is damage.
+                nxt = rec[5]
+                follows = self._parse(nxt, limit) is not None or (
+                    resync and self._resync(nxt, limit) >= 0)
+                if not follows:
+                    if resync and _nonzero(mm, pos, limit):
+                        st.garbage_bytes = limit - pos
+                    break
                 try:
                     key = rec[0].decode("utf-8")
                 except UnicodeDecodeError:
                     key = None
-                st.damaged.append(Damage(pos, rec[5] - pos, "value CRC mismatch", key))
+                st.damaged.append(Damage(pos, nxt - pos, "value CRC mismatch", key))
+            st.records += 1
             if rec[1] & TYPE_MASK == T_MOVED:
                 st.moved = True
                 pos = rec[5]
@@ -316,6 +326,15 @@ class Log(Scanner):
             # Opened the old file in the instant between compaction's rename
             # and our open: go to the new one.
             self._reopen()
+        elif self._garbage and not self.read_only:
+            # A torn tail from a crash: cut it now if no writer is busy (if
+            # one is, whoever writes next cuts it under the lock).
+            try:
+                self.acquire(timeout_s=0.0)
+            except errors.LockTimeout:
+                pass
+            else:
+                self._drop_lease()
 
     def _map(self, size: int) -> None:
         access = mmap.ACCESS_READ if self.read_only else mmap.ACCESS_WRITE
@@ -393,10 +412,11 @@ class Log(Scanner):
         self._refresh_slow()
 
     def _refresh_slow(self) -> None:
-        if self.end + 16 > self._maplen:
-            size = os.fstat(self._fd).st_size
-            if size > self._maplen:
-                self._map(size)
+        # Something new, or we are at the end of our map: the file may have
+        # grown past our map (a record can straddle its end).
+        size = os.fstat(self._fd).st_size
+        if size > self._maplen:
+            self._map(size)
         st = self._scan(self.end, self._maplen, self._apply, resync=False)
         self._set_end(st.end)
         if st.moved:

@@ -1,0 +1,306 @@
+"""The ``synadb`` command: look inside a database file from a shell.
+
+::
+
+    synadb info data.db
+    synadb keys data.db "sensor/*" --limit 10
+    synadb get data.db sensor/temp
+    synadb history data.db sensor/temp --json
+    synadb verify data.db
+    synadb compact data.db --drop-history
+    synadb export data.db out.parquet --pattern "sensor/*"
+
+Every command but ``compact`` opens the file read-only: it never changes the
+file, never creates one, and never waits for a writer's lock.  Errors that
+synadb raises on purpose become ``synadb: error: <message>`` on stderr and
+exit code 1; usage errors exit 2, as argparse does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+from typing import Any, Callable
+
+from . import __version__
+from .errors import KeyNotFound, SynaError
+
+__all__ = ["main", "build_parser"]
+
+PROG = "synadb"
+# Output extension -> export format; the formats are db.export_<format>.
+EXPORT_FORMATS = ("json", "jsonl", "csv", "parquet", "arrow")
+EXPORT_EXTENSIONS = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
+}
+
+
+# ------------------------------------------------------------------ helpers
+def _open(path: str, *, read_only: bool = True) -> Any:
+    from .db import SynaDB
+
+    # read_only: a missing file raises DatabaseNotFound instead of being
+    # created, and the open never takes (or waits for) the writer's lock.
+    return SynaDB(path, read_only=read_only)
+
+
+def _non_negative(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return n
+
+
+def _float32_list(vec: Any) -> list[float]:
+    # str() of a numpy float32 is its shortest round-tripping form: 0.1, not
+    # the 0.10000000149011612 that float(x) would give.
+    return [float(str(x)) for x in vec]
+
+
+def _jsonable(value: Any, b64: bool) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        return base64.b64encode(raw).decode("ascii") if b64 else raw.hex()
+    if hasattr(value, "dtype") and getattr(value, "ndim", 0) == 1:
+        return _float32_list(value)
+    return value
+
+
+def _plain(value: Any, b64: bool) -> str:
+    """One value as one line of text (text values are printed as they are)."""
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return str(_jsonable(value, b64))
+    if hasattr(value, "dtype"):
+        return json.dumps(_float32_list(value))
+    return str(value)
+
+
+def _dump(value: Any) -> str:
+    # NaN and infinities come out as NaN/Infinity, which Python's json and
+    # JavaScript read back; strict JSON has no spelling for them.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _missing(key: str, path: str) -> KeyNotFound:
+    return KeyNotFound(f"no key {key!r} in {path!r}")
+
+
+# ----------------------------------------------------------------- commands
+def _cmd_info(args: argparse.Namespace) -> int:
+    with _open(args.file) as db:
+        header = db._log.header  # no public accessor for the format version yet
+        info = {
+            "path": db.path,
+            "size_bytes": os.path.getsize(db.path),
+            # The file grows in preallocated steps, so its size overstates
+            # what the records use; the end of the last record does not.
+            "used_bytes": db._log.end,
+            "keys": len(db),
+            "format_version": header.write_version,
+            "read_version": header.read_version,
+            "created_ms": header.created_ms,
+        }
+    if args.json:
+        print(_dump(info))
+        return 0
+    from datetime import datetime, timezone
+
+    created = datetime.fromtimestamp(info["created_ms"] / 1000, tz=timezone.utc)
+    print(f"path:           {info['path']}")
+    print(f"size:           {info['size_bytes']} bytes ({info['used_bytes']} in use)")
+    print(f"keys:           {info['keys']}")
+    print(f"format version: {info['format_version']} "
+          f"(readable by format {info['read_version']} and newer)")
+    print(f"created:        {created.isoformat(timespec='seconds')}")
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    with _open(args.file) as db:
+        names = db.keys(args.pattern)
+    if args.limit is not None:
+        names = names[:args.limit]
+    for name in names:
+        print(name)
+    return 0
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    missing = object()
+    with _open(args.file) as db:
+        value = db.get(args.key, missing)
+        if value is missing:
+            raise _missing(args.key, db.path)
+    if args.json:
+        print(_dump(_jsonable(value, args.base64)))
+    else:
+        print(_plain(value, args.base64))
+    return 0
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    with _open(args.file) as db:
+        if args.key not in db:
+            raise _missing(args.key, db.path)
+        values = db.get_history(args.key)
+    if args.limit is not None:
+        values = values[len(values) - args.limit:] if args.limit else []
+    if args.json:
+        print(_dump([_jsonable(v, args.base64) for v in values]))
+    else:
+        for v in values:
+            print(_plain(v, args.base64))
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    with _open(args.file) as db:
+        report = db.verify()
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _cmd_compact(args: argparse.Namespace) -> int:
+    # Compaction writes, so it cannot open read-only.  A read-only open first
+    # makes a missing or empty FILE an error instead of a new database.
+    _open(args.file).close()
+    before = os.path.getsize(args.file)
+    with _open(args.file, read_only=False) as db:
+        saved = db.compact(keep_history=not args.drop_history,
+                           progress=not args.no_progress)
+        path = db.path
+    after = os.path.getsize(path)
+    print(f"compacted {path}: saved {saved} bytes ({before} -> {after} bytes)")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    fmt = args.format
+    if fmt is None:
+        ext = os.path.splitext(args.out)[1].lower()
+        fmt = EXPORT_EXTENSIONS.get(ext)
+        if fmt is None:
+            args.parser.error(f"cannot tell the format from {args.out!r}; "
+                              f"use --format {{{','.join(EXPORT_FORMATS)}}}")
+    with _open(args.file) as db:
+        export: Callable[..., int] = getattr(db, f"export_{fmt}")
+        n = export(args.out, key_pattern=args.pattern, key_prefix=args.prefix)
+    print(f"exported {n} to {args.out} ({fmt})")
+    return 0
+
+
+# ------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``synadb`` command."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Inspect, check, compact and export a synadb database file.",
+        epilog="Every command but compact opens FILE read-only and never changes it.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help: str, func: Callable[[argparse.Namespace], int],
+                ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".")
+        p.add_argument("file", metavar="FILE", help="the database file")
+        p.set_defaults(func=func, parser=p)
+        return p
+
+    p = command("info", "show the path, size, key count and format version", _cmd_info)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = command("keys", "list live keys, one per line, in first-written order", _cmd_keys)
+    p.add_argument("pattern", metavar="PATTERN", nargs="?",
+                   help='glob that keys must match, e.g. "sensor/*"')
+    p.add_argument("--limit", metavar="N", type=_non_negative,
+                   help="print at most N keys")
+
+    p = command("get", "print the latest value of a key", _cmd_get)
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("--base64", action="store_true",
+                   help="print bytes as base64 instead of hex")
+    p.add_argument("--json", action="store_true", help="print the value as JSON")
+
+    p = command("history", "print every value of a key, oldest first", _cmd_history)
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("--limit", metavar="N", type=_non_negative,
+                   help="print only the N most recent values")
+    p.add_argument("--json", action="store_true", help="print one JSON list")
+    p.add_argument("--base64", action="store_true",
+                   help="print bytes as base64 instead of hex")
+
+    command("verify", "scan every record for damage; exit 1 if any is found", _cmd_verify)
+
+    p = command("compact", "rewrite the file without deleted keys (opens it for writing)",
+                _cmd_compact)
+    p.add_argument("--drop-history", action="store_true",
+                   help="keep only the latest value of each key")
+    p.add_argument("--no-progress", action="store_true", help="show no progress bar")
+
+    p = command("export", "write keys and their histories to another format", _cmd_export)
+    p.add_argument("out", metavar="OUT", help="the file to write")
+    p.add_argument("--format", choices=EXPORT_FORMATS,
+                   help="output format (default: from OUT's extension)")
+    p.add_argument("--pattern", metavar="GLOB", help="export only keys matching GLOB")
+    p.add_argument("--prefix", metavar="P", help="export only keys starting with P")
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``synadb`` command; returns the exit code.
+
+    Args:
+        argv: the arguments after the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 1 on an error (or damage found by verify), 2 on bad usage.
+    """
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.func(args)
+        return code
+    except SystemExit as e:  # --help, --version and usage errors (parser.error)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except BrokenPipeError:
+        # `synadb keys big.db | head`: the reader left; stop quietly.  Point
+        # stdout at devnull so the interpreter's final flush does not fail too.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except (SynaError, OSError) as e:
+        return _error(str(e) or type(e).__name__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,322 @@
+"""The ``synadb`` command: run in-process through main(), and as a real script."""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synadb import SynaDB, cli
+
+KNOWN = b"hello-world-value"
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = cli.build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def _script() -> str:
+    found = Path(sys.executable).with_name("synadb")
+    if found.exists():
+        return str(found)
+    which = shutil.which("synadb")
+    assert which, "the synadb console script is not installed: pip install -e ."
+    return which
+
+
+@pytest.fixture
+def sample(tmp_path):
+    path = tmp_path / "sample.db"
+    with SynaDB(path) as db:
+        db.put_float("sensor/temp", 23.5)
+        db.put_float("sensor/temp", 0.1)
+        db.put_int("sensor/count", 42)
+        db.put_text("name", "sensor-1")
+        db.put_bytes("raw", b"\x00\x01\xfe\xff")
+        db.put_vector("emb", np.array([0.1, -2.0, 3.5], dtype=np.float32))
+        db.put_null("nothing")
+        db.put_text("gone", "x")
+        db.delete("gone")
+    return str(path)
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ------------------------------------------------------------ read commands
+def test_info(sample, capsys):
+    code, out, err = run(capsys, "info", sample)
+    assert code == 0 and err == ""
+    assert os.path.abspath(sample) in out
+    assert "keys:           6" in out
+    assert "format version: 1" in out
+    code, out, _ = run(capsys, "info", sample, "--json")
+    info = json.loads(out)
+    assert info["keys"] == 6 and info["format_version"] == 1
+    assert info["size_bytes"] == os.path.getsize(sample) >= info["used_bytes"] > 0
+
+
+def test_keys_all_in_written_order(sample, capsys):
+    code, out, _ = run(capsys, "keys", sample)
+    assert code == 0
+    assert out.splitlines() == ["sensor/temp", "sensor/count", "name", "raw", "emb",
+                                "nothing"]
+
+
+def test_keys_pattern_and_limit(sample, capsys):
+    assert run(capsys, "keys", sample, "sensor/*")[1].splitlines() == [
+        "sensor/temp", "sensor/count"]
+    assert run(capsys, "keys", sample, "*/c*")[1].splitlines() == ["sensor/count"]
+    assert run(capsys, "keys", sample, "--limit", "2")[1].splitlines() == [
+        "sensor/temp", "sensor/count"]
+    assert run(capsys, "keys", sample, "nope*") == (0, "", "")
+
+
+@pytest.mark.parametrize("key, extra, expected", [
+    ("sensor/temp", [], "0.1"),
+    ("sensor/count", [], "42"),
+    ("name", [], "sensor-1"),
+    ("raw", [], "0001feff"),
+    ("raw", ["--base64"], "AAH+/w=="),
+    ("emb", [], "[0.1, -2.0, 3.5]"),
+    ("nothing", [], "null"),
+    ("name", ["--json"], '"sensor-1"'),
+    ("raw", ["--json"], '"0001feff"'),
+])
+def test_get(sample, capsys, key, extra, expected):
+    code, out, err = run(capsys, "get", sample, key, *extra)
+    assert (code, out, err) == (0, expected + "\n", "")
+
+
+def test_get_float_uses_repr(tmp_path, capsys):
+    path = tmp_path / "f.db"
+    with SynaDB(path) as db:
+        db.put_float("x", 1 / 3)
+    assert run(capsys, "get", path, "x")[1] == repr(1 / 3) + "\n"
+
+
+@pytest.mark.parametrize("key", ["absent", "gone"])
+def test_get_missing_key_is_an_error(sample, capsys, key):
+    code, out, err = run(capsys, "get", sample, key)
+    assert code == 1 and out == ""
+    assert err.startswith("synadb: error: ") and repr(key) in err
+    assert "Traceback" not in err
+
+
+def test_history(sample, capsys):
+    assert run(capsys, "history", sample, "sensor/temp") == (0, "23.5\n0.1\n", "")
+    code, out, _ = run(capsys, "history", sample, "sensor/temp", "--json")
+    assert json.loads(out) == [23.5, 0.1]
+    assert run(capsys, "history", sample, "sensor/temp", "--limit", "1")[1] == "0.1\n"
+    assert run(capsys, "history", sample, "sensor/temp", "--limit", "0")[1] == ""
+    code, out, _ = run(capsys, "history", sample, "emb", "--json")
+    assert json.loads(out) == [[0.1, -2.0, 3.5]]
+
+
+def test_history_of_missing_key_is_an_error(sample, capsys):
+    code, out, err = run(capsys, "history", sample, "absent")
+    assert code == 1 and out == "" and "absent" in err
+
+
+def test_read_commands_leave_the_file_byte_identical(sample, capsys):
+    before = Path(sample).read_bytes()
+    mtime = os.stat(sample).st_mtime_ns
+    for argv in (["info", sample], ["keys", sample], ["get", sample, "name"],
+                 ["history", sample, "sensor/temp"], ["verify", sample],
+                 ["get", sample, "absent"]):
+        cli.main(argv)
+    capsys.readouterr()
+    assert Path(sample).read_bytes() == before
+    assert os.stat(sample).st_mtime_ns == mtime
+
+
+# ------------------------------------------------------------------- errors
+@pytest.mark.parametrize("command", ["info", "keys", "verify", "get", "history",
+                                     "compact", "export"])
+def test_missing_file_is_an_error_and_creates_nothing(tmp_path, capsys, command):
+    path = tmp_path / "nope.db"
+    extra = {"get": ["k"], "history": ["k"], "export": [tmp_path / "out.json"]}
+    code, out, err = run(capsys, command, path, *extra.get(command, []))
+    assert code == 1 and out == ""
+    assert err.startswith("synadb: error: ") and "nope.db" in err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["info", "keys", "verify", "compact"])
+@pytest.mark.parametrize("content", [b"just some notes\nnot a database\n" * 10, b""],
+                         ids=["text", "empty"])
+def test_non_synadb_file_is_an_error_and_left_untouched(tmp_path, capsys, command,
+                                                        content):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    code, out, err = run(capsys, command, path)
+    assert code == 1 and out == ""
+    assert err.startswith("synadb: error: ") and "Traceback" not in err
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_directory_is_an_error(tmp_path, capsys):
+    code, _, err = run(capsys, "info", tmp_path)
+    assert code == 1 and "directory" in err
+
+
+@pytest.mark.parametrize("argv", [[], ["frobnicate"], ["keys"], ["keys", "x", "--limit", "-1"],
+                                  ["export", "x.db", "out.unknown"]])
+def test_usage_errors_exit_2(tmp_path, capsys, argv):
+    if argv[:1] == ["export"]:
+        SynaDB(tmp_path / "x.db").close()
+        argv = ["export", str(tmp_path / "x.db"), str(tmp_path / "out.unknown")]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert "usage: synadb" in err and "error:" in err
+
+
+# ------------------------------------------------------------------- verify
+def test_verify_clean(sample, capsys):
+    code, out, err = run(capsys, "verify", sample)
+    assert code == 0 and err == ""
+    assert "OK" in out and "DAMAGED" not in out
+
+
+def test_verify_finds_a_flipped_byte(tmp_path, capsys):
+    path = tmp_path / "damaged.db"
+    with SynaDB(path) as db:
+        for i in range(20):
+            db.put_text(f"before/{i}", f"value {i}")
+        db.put_text("victim", KNOWN.decode())
+        for i in range(20):
+            db.put_text(f"after/{i}", f"value {i}")
+    data = bytearray(path.read_bytes())
+    assert data.count(KNOWN) == 1
+    at = data.index(KNOWN) + len(KNOWN) // 2
+    data[at] ^= 0x40
+    path.write_bytes(data)
+
+    code, out, err = run(capsys, "verify", path)
+    assert code == 1
+    assert "DAMAGED" in out and "offset" in out
+    assert path.read_bytes() == data  # verify never repairs
+    # The records around the damage still read.
+    assert run(capsys, "get", path, "after/19")[:2] == (0, "value 19\n")
+    code, _, err = run(capsys, "get", path, "victim")
+    assert code == 1 and err.startswith("synadb: error: ") and "damaged" in err
+
+
+# ------------------------------------------------------------------ compact
+@pytest.mark.parametrize("drop_history", [False, True])
+def test_compact_keeps_data(tmp_path, capsys, drop_history):
+    path = tmp_path / "c.db"
+    with SynaDB(path) as db:
+        for i in range(200):
+            db.put_float("loss", 1.0 / (i + 1))
+            db.put_text("status", f"step {i}")
+        db.put_text("tmp", "x" * 500)
+        db.delete("tmp")
+    before = path.stat().st_size
+    argv = ["compact", path, "--no-progress"] + (["--drop-history"] if drop_history else [])
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and err == ""
+    assert "saved" in out
+    assert path.stat().st_size <= before
+    with SynaDB(path, read_only=True) as db:
+        assert db.keys() == ["loss", "status"]
+        assert db.get_text("status") == "step 199"
+        want = [1.0 / 200] if drop_history else [1.0 / (i + 1) for i in range(200)]
+        assert db.get_history("loss") == want
+        assert db.verify().ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.db"]
+
+
+# ------------------------------------------------------------------- export
+@pytest.mark.parametrize("name, fmt", [("out.json", None), ("out.data", "json")])
+def test_export_json(sample, tmp_path, capsys, name, fmt):
+    out_path = tmp_path / name
+    argv = ["export", sample, out_path] + (["--format", fmt] if fmt else [])
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    assert str(out_path) in out
+    json.loads(out_path.read_text(encoding="utf-8"))
+    assert "sensor/temp" in out_path.read_text(encoding="utf-8")
+
+
+def test_export_jsonl_with_pattern(sample, tmp_path, capsys):
+    out_path = tmp_path / "out.jsonl"
+    code, _, err = run(capsys, "export", sample, out_path, "--pattern", "sensor/*")
+    assert (code, err) == (0, "")
+    text = out_path.read_text(encoding="utf-8")
+    for line in text.splitlines():
+        json.loads(line)
+    assert "sensor/temp" in text and "sensor/count" in text
+    assert "sensor-1" not in text and "emb" not in text
+
+
+# --------------------------------------------------------------- help, docs
+@pytest.mark.parametrize("name", sorted(_subcommands()))
+def test_every_subcommand_has_help(capsys, name):
+    # New commands must be documented: a help line in the top-level listing
+    # and a working --help of their own.
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    listed = [line.split(None, 1) for line in out.splitlines()
+              if line.strip().startswith(name + " ")]
+    assert listed and listed[0][1].strip(), f"{name} has no help line in `synadb --help`"
+    code, out, err = run(capsys, name, "--help")
+    assert (code, err) == (0, "")
+    assert out.startswith(f"usage: synadb {name} ")
+    for action in _subcommands()[name]._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, f"synadb {name} {action.option_strings[0]} has no help"
+
+
+def test_version(capsys):
+    from synadb import __version__
+
+    assert run(capsys, "--version") == (0, f"synadb {__version__}\n", "")
+
+
+# -------------------------------------------------------------- subprocess
+def test_console_script_runs(sample):
+    script = _script()
+    got = subprocess.run([script, "get", sample, "sensor/count"], capture_output=True,
+                         text=True, timeout=60)
+    assert (got.returncode, got.stdout, got.stderr) == (0, "42\n", "")
+    got = subprocess.run([script, "get", sample, "absent"], capture_output=True,
+                         text=True, timeout=60)
+    assert got.returncode == 1 and got.stdout == ""
+    assert got.stderr.startswith("synadb: error: ") and "Traceback" not in got.stderr
+
+
+def test_python_dash_m_help():
+    got = subprocess.run([sys.executable, "-W", "error", "-m", "synadb.cli", "--help"],
+                         capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.startswith("usage: synadb ") and got.stderr == ""
+    for name in _subcommands():
+        assert name in got.stdout
+
+
+def test_reads_while_a_writer_holds_the_file(tmp_path):
+    # A read-only command must neither wait for the writer's lock nor miss
+    # what the writer has already put.
+    path = tmp_path / "live.db"
+    with SynaDB(path) as db:
+        db.put_int("n", 1)
+        db.put_int("n", 2)
+        got = subprocess.run([_script(), "history", str(path), "n", "--json"],
+                             capture_output=True, text=True, timeout=30)
+        assert (got.returncode, got.stderr) == (0, "")
+        assert json.loads(got.stdout) == [1, 2]
+        db.put_int("n", 3)
