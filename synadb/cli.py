@@ -108,18 +108,12 @@ def _missing(key: str, path: str) -> KeyNotFound:
 # ----------------------------------------------------------------- commands
 def _cmd_info(args: argparse.Namespace) -> int:
     with _open(args.file) as db:
-        header = db._log.header  # no public accessor for the format version yet
-        info = {
-            "path": db.path,
-            "size_bytes": os.path.getsize(db.path),
-            # The file grows in preallocated steps, so its size overstates
-            # what the records use; the end of the last record does not.
-            "used_bytes": db._log.end,
-            "keys": len(db),
-            "format_version": header.write_version,
-            "read_version": header.read_version,
-            "created_ms": header.created_ms,
-        }
+        # The file grows in preallocated steps, so its size overstates what
+        # the records use; used_bytes (the end of the last record) does not.
+        full = db.info()
+        keep = ("path", "size_bytes", "used_bytes", "keys", "format_version",
+                "read_version", "created_ms")
+        info = {k: full[k] for k in keep}
     if args.json:
         print(_dump(info))
         return 0

@@ -177,6 +177,31 @@ class SynaDB:
     def closed(self) -> bool:
         return self._log is None
 
+    def info(self) -> dict[str, Any]:
+        """Facts about the open file: size, bytes in use, keys, format.
+
+        The file grows in pre-allocated steps, so ``size_bytes`` can exceed
+        ``used_bytes`` (the end of the last record) until compaction.
+        """
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            log.refresh()
+            h = log.header
+            return {
+                "path": self.path,
+                "size_bytes": log.stat_size(),
+                "used_bytes": log.end,
+                "keys": log.index.nlive,
+                "format_version": h.write_version,
+                "read_version": h.read_version,
+                "created_ms": h.created_ms,
+                "checkpoint_offset": h.checkpoint_offset,
+                "read_only": log.read_only,
+                "sync_on_write": log.sync_on_write,
+            }
+
     def __repr__(self) -> str:
         state = "closed" if self._log is None else f"{len(self)} keys"
         return f"SynaDB({self.path!r}, {state})"

@@ -243,3 +243,51 @@ def test_repr_and_closed(db_path):
         db.put_float("a", 2.0)
     with pytest.raises(synadb.ClosedError):
         db.keys()
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_values = st.one_of(
+    st.floats(allow_nan=False).map(lambda v: ("float", v)),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1).map(lambda v: ("int", v)),
+    st.text(max_size=50).map(lambda v: ("text", v)),
+    st.binary(max_size=3000).map(lambda v: ("bytes", v)),
+)
+_keys = st.text(min_size=1, max_size=20).filter(lambda k: "\0" not in k and
+                                               not any(0xD800 <= ord(c) <= 0xDFFF for c in k))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_keys, _values), max_size=40), st.booleans())
+def test_property_round_trip_of_typed_values(tmp_path_factory, ops, compress):
+    path = str(tmp_path_factory.mktemp("prop") / "p.db")
+    want = {}
+    cfg = DbConfig(enable_compression=compress, compression_threshold_bytes=100)
+    with SynaDB(path, config=cfg) as db:
+        for key, (kind, value) in ops:
+            getattr(db, "put_" + kind)(key, value)
+            want.setdefault(key, []).append(value)
+        assert {k: db.get_history(k) for k in db.keys()} == want
+    with SynaDB(path) as db:
+        assert {k: db.get_history(k) for k in db.keys()} == want
+        assert db.keys() == list(want)
+        assert db.verify().ok
+
+
+def test_compaction_progress_bar_can_be_silenced(db_path, capsys):
+    with SynaDB(db_path) as db:
+        for i in range(2000):
+            db.put_float(f"k{i}", float(i))
+        db.compact(progress=False)
+    assert capsys.readouterr().err == ""
+    with SynaDB(db_path) as db:
+        assert len(db) == 2000 and db.get_float("k1999") == 1999.0
+
+
+def test_info_reports_the_file(db_path):
+    with SynaDB(db_path) as db:
+        db.put_float("a", 1.0)
+        info = db.info()
+    assert info["keys"] == 1 and info["format_version"] == 1
+    assert 64 < info["used_bytes"] <= info["size_bytes"]

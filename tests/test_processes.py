@@ -214,3 +214,26 @@ def test_reader_in_another_process_survives_compaction(db_path):
         db.compact(keep_history=False, progress=False)
         assert db.get_history("k3") == [-1.0]
         assert db.get_float("k4") == expected["k4"][-1]
+
+
+def test_forked_child_writes_through_an_inherited_handle(db_path):
+    import multiprocessing as mp
+
+    db = SynaDB(db_path)
+    db.put_float("parent", 0.0)  # the parent holds the lease at fork time
+
+    def child():
+        for i in range(2000):
+            db.put_float("child", float(i))
+        db.close()
+
+    proc = mp.get_context("fork").Process(target=child)
+    proc.start()
+    for i in range(1, 2000):
+        db.put_float("parent", float(i))
+    proc.join(60)
+    assert proc.exitcode == 0
+    assert db.get_history("parent") == [float(i) for i in range(2000)]
+    assert db.get_history("child") == [float(i) for i in range(2000)]
+    assert db.verify().ok
+    db.close()

@@ -65,7 +65,7 @@ T_DAMAGED = 31  # in-memory only: a history entry whose record failed its CRC
 _D = struct.Struct("<d")
 _Q = struct.Struct("<q")
 _MARKER_BYTE = bytes([MARKER])
-_MIN_GROW = 1 << 18
+_MIN_GROW = 1 << 16
 _NAN = math.nan
 
 _OPEN_LOGS: "weakref.WeakSet[Log]" = weakref.WeakSet()
@@ -619,8 +619,8 @@ class Log(Scanner):
                         self.checkpoint()
                     except errors.LockTimeout:
                         pass  # another writer is busy; the next open replays more
-                if self._lease:
-                    os.fsync(self._fd)
+                # Always: the keeper may have given up our lease after writes.
+                os.fsync(self._fd)
         finally:
             self.closed = True
             self._drop_lease()
