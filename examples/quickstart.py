@@ -1,0 +1,57 @@
+"""synadb quick start: one file, no server, no configuration.
+
+Run with `make demo`.  Everything happens in a temporary folder.
+"""
+
+import os
+import tempfile
+
+import numpy as np
+
+from synadb import DbConfig, SynaDB
+
+workdir = tempfile.mkdtemp(prefix="synadb-demo-")
+path = os.path.join(workdir, "my_data.db")
+
+# 1. Typed values with history (the original synadb quick start, as written).
+with SynaDB(path) as db:
+    db.put_float("temperature", 23.5); db.put_int("count", 42)
+    db.put_text("name", "sensor-1"); db.put_bytes("raw_data", b"\x01\x02\x03")
+    db.put_float("temperature", 24.1); db.put_float("temperature", 24.8)
+    print("latest temperature:", db.get_float("temperature"))
+    print("its history:       ", db.get_history_tensor("temperature"))
+    db.delete("count"); print("keys:", db.keys()); db.compact(progress=False)
+
+# 2. A training loop logging metrics, and a reader that sees them live.
+with SynaDB(path) as db, SynaDB(path, read_only=True) as notebook:
+    for step in range(1000):
+        db.put_float("train/loss", 1.0 / (step + 1))
+        db.put_float("train/acc", 1.0 - 1.0 / (step + 2))
+        if step == 499:
+            print("notebook sees, mid-run:", len(notebook.get_history_tensor("train/loss")),
+                  "loss values")
+    db.put_floats_batch("eval/loss", np.linspace(1.0, 0.1, 10))  # many values, one call
+    print("metric keys:", db.keys("train/*"))
+    print("final loss:", db.get_float("train/loss"))
+
+# 3. All or nothing.
+with SynaDB(path) as db:
+    try:
+        with db.batch():
+            db.put_text("run/status", "half-written")
+            raise RuntimeError("crash in the middle")
+    except RuntimeError:
+        pass
+    print("status after the failed batch:", db.get_text("run/status"))
+
+    # 4. Export for pandas, DuckDB or anyone else; check the file's integrity.
+    n = db.export_json(os.path.join(workdir, "metrics.json"), key_pattern="train/*")
+    print(f"exported {n} values to metrics.json")
+    print(db.verify())
+
+# 5. Settings: compression for large values, fsync on every write.
+with SynaDB(path, config=DbConfig(enable_compression=True, sync_on_write=True)) as db:
+    db.put_text("notes", "durable " * 1000)
+    print("notes survive power loss:", len(db.get_text("notes")), "chars")
+
+print("database files:", [f for f in os.listdir(workdir) if f.endswith(".db")])
