@@ -58,6 +58,11 @@ _TYPE_WORDS = {T_NULL: "null", T_FLOAT: "float", T_INT: "int", T_TEXT: "text",
                T_BYTES: "bytes", T_VECTOR: "vector", T_DAMAGED: "damaged"}
 
 
+def _check_read_key(key: object) -> None:
+    if type(key) is not str:
+        raise errors.InvalidKey(f"keys are str, not {type(key).__name__}: {key!r}")
+
+
 @dataclass
 class DbConfig:
     """How a :class:`SynaDB` stores and syncs.
@@ -244,6 +249,9 @@ class SynaDB:
         kb = self._key(key)
         log = self._w()
         with log.mutex:
+            # Lock and catch up *before* encoding: taking the lock may find
+            # that the file was compacted (new salt, new index).
+            log.acquire()
             pos = log.append(_encode_rec(typ | self._flag, kb, value, log.salt))
             log.index.append(key, typ & TYPE_MASK, pos, num)
 
@@ -258,6 +266,8 @@ class SynaDB:
             return self._put(T_FLOAT, key, _pack_d(value), value)
         log.mutex.acquire()
         try:
+            if not log._lease:
+                log.acquire()  # before any lookup or encoding (see _put)
             idx = log.index
             kid = idx.kid.get(key)
             vb = _pack_d(value)
@@ -281,7 +291,7 @@ class SynaDB:
                 rec = pre[0] + vb + _pack_u32(_crc32(vb, pre[1]))
             pos = log.end
             n = len(rec)
-            if log._lease and pos + n + 16 <= log._maplen:
+            if pos + n + 16 <= log._maplen:
                 # The map's file position is kept at log.end (see Log._set_end).
                 log._mm.write(rec)
                 log.end = pos + n
@@ -306,7 +316,11 @@ class SynaDB:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating,
                                                               np.integer)):
             raise errors.InvalidArgument(f"{key!r}: {value!r} is not a float")
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:
+            raise errors.InvalidArgument(
+                f"{key!r}: {str(value)[:30]}... is too large for a float") from None
         if not self.config.allow_nonfinite and not math.isfinite(v):
             raise errors.NonFiniteValue(f"{key!r}: {v!r} is not finite")
         return v
@@ -351,9 +365,14 @@ class SynaDB:
                 f"got shape {arr.shape}")
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise errors.DimensionMismatch(f"{key!r}: vector dtype {arr.dtype} is not numeric")
-        arr = arr.astype("<f4", copy=False)
-        if not self.config.allow_nonfinite and not np.isfinite(arr).all():
-            raise errors.NonFiniteValue(f"{key!r}: the vector has NaN or infinity")
+        with np.errstate(over="ignore", invalid="ignore"):
+            f32 = arr.astype("<f4", copy=False)
+        if not np.isfinite(f32).all():
+            if np.isfinite(arr).all():
+                raise errors.InvalidArgument(f"{key!r}: a value is too large for float32")
+            if not self.config.allow_nonfinite:
+                raise errors.NonFiniteValue(f"{key!r}: the vector has NaN or infinity")
+        arr = f32
         self._put_blob(T_VECTOR, key, arr.tobytes())
 
     def put(self, key: str, value: Any) -> None:
@@ -402,6 +421,7 @@ class SynaDB:
         kb = self._key(key)
         log = self._w()
         with log.mutex:
+            log.acquire()
             if len(arr) > _BLOCK_VALUES and not self._flag:
                 with self.batch():  # several records, still all or nothing
                     self._put_blocks(log, key, kb, arr)
@@ -439,6 +459,7 @@ class SynaDB:
         raise errors.CorruptDatabase(f"{key!r}: unknown value type {typ} at offset {off}")
 
     def _latest(self, key: str) -> tuple[Log, Any, int, int, float]:
+        _check_read_key(key)
         log = self._r()
         got = log.index.latest(key)
         if got is None:
@@ -477,7 +498,7 @@ class SynaDB:
             ChecksumError: the latest record is damaged.
         """
         log = self._log
-        if log is not None:
+        if log is not None and type(key) is str:
             with log.mutex:
                 log.refresh()
                 got = log.index.latest(key)
@@ -506,6 +527,7 @@ class SynaDB:
 
     def get_history(self, key: str) -> list[Any]:
         """Every value of ``key`` since it was last deleted, oldest first."""
+        _check_read_key(key)
         log = self._log
         if log is None:
             raise errors.ClosedError(f"{self.path!r} is closed")
@@ -526,6 +548,7 @@ class SynaDB:
             TypeMismatch: the history holds a non-numeric value.
             ChecksumError: a record in the history is damaged.
         """
+        _check_read_key(key)
         log = self._log
         if log is None:
             raise errors.ClosedError(f"{self.path!r} is closed")
@@ -552,7 +575,7 @@ class SynaDB:
         kb = self._key(key)
         log = self._w()
         with log.mutex:
-            log.refresh()
+            log.acquire()
             if log.index.latest(key) is None:
                 return False
             log.append(_encode_rec(T_DELETE | self._flag, kb, b"", log.salt))
@@ -560,6 +583,7 @@ class SynaDB:
             return True
 
     def exists(self, key: str) -> bool:
+        _check_read_key(key)
         log = self._log
         if log is None:
             raise errors.ClosedError(f"{self.path!r} is closed")
@@ -634,6 +658,9 @@ class SynaDB:
         """Snapshot the index into the file so that the next open is fast."""
         log = self._w()
         with log.mutex:
+            if self._flag:
+                raise errors.InvalidArgument("checkpoint() inside a batch: it would "
+                                             "snapshot values the batch may still abort")
             log.checkpoint()
 
     def verify(self) -> VerifyReport:
@@ -657,6 +684,8 @@ class SynaDB:
 
         show = self.config.progress if progress is None else progress
         with log.mutex:
+            if self._flag:
+                raise errors.InvalidArgument("compact() inside a batch: finish the batch first")
             return compact(log, keep_history=keep_history, progress=show)
 
     # ------------------------------------------------------ export / import
@@ -719,8 +748,55 @@ class SynaDB:
         return io.from_dataframe(self, df, key_prefix=key_prefix)
 
     # ------------------------------------------------------------- internals
+    # For components built on SynaDB (the vector store): not part of the
+    # public contract.
+    def _log_end(self) -> int:
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            log.refresh()
+            return log.end
+
+    def _salt(self) -> int:
+        return self._r().salt
+
+    def _keys_written_since(self, offset: int) -> tuple[set[str], int]:
+        """Keys written (put or deleted) after log offset ``offset``, and the end."""
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            log.refresh()
+            end = log.end
+            if offset >= end:
+                return set(), end
+            return log.keys_written(offset, end), end
+
+    def _put_blobs(self, items: list[tuple[str, bytes]]) -> None:
+        """Append many bytes values in one locked copy (all or nothing)."""
+        if not items:
+            return
+        log = self._w()
+        keys = [(key, self._key(key)) for key, _ in items]
+        with log.mutex:
+            log.acquire()
+            flag = self._flag
+            single = len(items) == 1 or flag
+            tf = T_BYTES | (flag if single else F_BATCH)
+            salt = log.salt
+            recs = [_encode_rec(tf, kb, v, salt) for (_, kb), (_, v) in zip(keys, items)]
+            if not single:
+                recs.append(_encode_rec(T_COMMIT, b"", b"", salt))
+            pos = log.append_many(recs)
+            append = log.index.append
+            for (key, _), rec in zip(keys, recs):
+                append(key, T_BYTES, pos, math.nan)
+                pos += len(rec)
+
     def history_entries(self, key: str) -> list[tuple[str, Any]]:
         """(type name, value) of every history entry; for exporters."""
+        _check_read_key(key)
         log = self._log
         if log is None:
             raise errors.ClosedError(f"{self.path!r} is closed")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import mmap
 import os
 import random
+import stat
 
 from .. import errors
 from .format import (
@@ -46,6 +47,7 @@ def compact(log: Log, *, keep_history: bool = True, progress: bool = True) -> in
         index = log.index
         keys = index.live_keys()
         salt = random.getrandbits(32)
+        _remove_stale_temps(log.path)
         tmp = f"{log.path}.compact-{os.getpid()}.tmp"
         new = Index()
         try:
@@ -92,6 +94,7 @@ def compact(log: Log, *, keep_history: bool = True, progress: bool = True) -> in
                 f.seek(CKPT_AT)
                 f.write(checkpoint_slot(pos, 1))
                 f.flush()
+                _copy_owner_and_mode(log.path, f.fileno())
                 os.fsync(f.fileno())
             os.replace(tmp, log.path)
         except BaseException:
@@ -107,6 +110,27 @@ def compact(log: Log, *, keep_history: bool = True, progress: bool = True) -> in
         return max(0, old_size - log.stat_size())
     finally:
         log.unpin()
+
+
+def _remove_stale_temps(path: str) -> None:
+    # We hold the write lock, and compaction only runs under it: any temp
+    # file of an earlier compaction belongs to one that died.
+    folder, name = os.path.split(path)
+    for entry in os.listdir(folder or "."):
+        if entry.startswith(name + ".compact-") and entry.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except OSError:
+                pass
+
+
+def _copy_owner_and_mode(path: str, fd: int) -> None:
+    st = os.stat(path)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    try:
+        os.fchown(fd, st.st_uid, st.st_gid)
+    except PermissionError:
+        pass  # not ours to give away; the mode is still kept
 
 
 def verify_file(path: str):

@@ -32,9 +32,9 @@ class LeaseHolder(Protocol):
     def lease_tick(self) -> bool: ...
 
 
-def try_lock(fd: int) -> bool:
+def try_lock(fd: int, shared: bool = False) -> bool:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         return True
     except OSError as e:
         if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
@@ -46,14 +46,14 @@ def unlock(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-def lock_with_timeout(fd: int, timeout_s: float, on_wait=None) -> bool:
+def lock_with_timeout(fd: int, timeout_s: float, on_wait=None, shared: bool = False) -> bool:
     """Poll for the lock until ``timeout_s`` has passed; True if taken.
 
     ``on_wait`` is called between polls (it sets the request byte so the
     holder hands over).  Backs off from 0.5 ms to 5 ms, like SQLite's busy
     handler.
     """
-    if try_lock(fd):
+    if try_lock(fd, shared):
         return True
     deadline = time.monotonic() + timeout_s
     delay = 0.0005
@@ -62,10 +62,10 @@ def lock_with_timeout(fd: int, timeout_s: float, on_wait=None) -> bool:
             on_wait()
         now = time.monotonic()
         if now >= deadline:
-            return try_lock(fd)
+            return try_lock(fd, shared)
         time.sleep(min(delay, deadline - now))
         delay = min(delay * 2, 0.005)
-        if try_lock(fd):
+        if try_lock(fd, shared):
             return True
 
 

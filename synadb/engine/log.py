@@ -241,7 +241,8 @@ class Log(Scanner):
 
     def __init__(self, path: str, *, read_only: bool = False, sync_on_write: bool = False,
                  lock_timeout_s: float = 10.0) -> None:
-        self.path = os.path.abspath(os.fspath(path))
+        # realpath: compaction renames over the real file, never over a symlink.
+        self.path = os.path.realpath(os.fspath(path))
         self.read_only = read_only
         self.sync_on_write = sync_on_write
         self.lock_timeout_s = lock_timeout_s
@@ -285,9 +286,15 @@ class Log(Scanner):
     def _init_from_fd(self, fd: int) -> None:
         self._fd = fd
         size = os.fstat(fd).st_size
-        if size == 0:
-            if self.read_only:
+        if size == 0 and self.read_only:
+            # Maybe a writer is creating it this instant: it holds the lock
+            # while it writes the header.  Wait for that, then look again.
+            if _lock.lock_with_timeout(fd, self.lock_timeout_s, shared=True):
+                _lock.unlock(fd)
+            size = os.fstat(fd).st_size
+            if size == 0:
                 raise errors.NotASynaFile(f"{self.path!r} is empty, not a synadb file")
+        if size == 0:
             # A new file, or one whose creator died before writing the header.
             # Whoever holds the lock writes the header; the others then read it.
             if not _lock.lock_with_timeout(fd, self.lock_timeout_s):
@@ -325,6 +332,10 @@ class Log(Scanner):
         if self.stats.moved:
             # Opened the old file in the instant between compaction's rename
             # and our open: go to the new one.
+            if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                raise errors.CorruptDatabase(
+                    f"{self.path!r} says it was replaced by compaction, but it is the "
+                    "file at that path; copy its data out with export_jsonl()")
             self._reopen()
         elif self._garbage and not self.read_only:
             # A torn tail from a crash: cut it now if no writer is busy (if
@@ -457,6 +468,13 @@ class Log(Scanner):
             if self._mm[LOCK_REQUEST_AT]:
                 self._mm[LOCK_REQUEST_AT] = 0
             fd = self._fd
+            if self._replaced():
+                # A compactor died between its rename and its Moved record:
+                # the path names another file now.  Follow it.
+                self._reopen()
+                if self._lease:
+                    break
+                continue
             self.refresh()
             if self._fd == fd:  # not moved under us
                 break
@@ -473,6 +491,12 @@ class Log(Scanner):
             self.append(self.encode(T_ABORT, b"", b""))
         _lock.KEEPER.register(self)
 
+    def _replaced(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino != os.fstat(self._fd).st_ino
+        except FileNotFoundError:
+            return False
+
     def _request(self) -> None:
         # Ask the holder to hand over.  A stray byte here only makes some
         # holder release its lease a little early.
@@ -486,6 +510,9 @@ class Log(Scanner):
             self._map(size)
         st = self._scan(self.end, self._maplen, self._apply, resync=True)
         self._set_end(st.end)
+        if st.moved:
+            self._reopen()
+            return
         if st.garbage_bytes:
             self._mm[st.end:self._maplen] = bytes(self._maplen - st.end)
             self._mm.flush()
@@ -567,6 +594,32 @@ class Log(Scanner):
     def unpin(self) -> None:
         self._pinned -= 1
 
+    def append_many(self, recs: list[bytes]) -> int:
+        """Append encoded records with one copy; returns the first offset."""
+        if not self._lease:
+            self.acquire()
+        blob = b"".join(recs)
+        n = len(blob)
+        pos = self.end
+        if pos + n + 16 > self._maplen:
+            self._grow(n)
+        self._mm.write(blob)
+        self.end = pos + n
+        if self.sync_on_write:
+            os.fdatasync(self._fd)
+        return pos
+
+    def keys_written(self, start: int, end: int) -> set[str]:
+        """Keys of the value and delete records in [start, end)."""
+        found: set[str] = set()
+
+        def note(pos: int, rec) -> None:
+            if rec[0]:
+                found.add(rec[0].decode("utf-8", "replace"))
+
+        self._scan(start, end, note, resync=False)
+        return found
+
     # ---------------------------------------------------------------- reads
     def read_value(self, off: int) -> tuple[int, bytes]:
         """(flags|type, value bytes) of the record at off, CRC-checked."""
@@ -590,6 +643,8 @@ class Log(Scanner):
         """Write a snapshot of the index and point the header at it."""
         if self.read_only:
             return
+        if self.index.journal is not None:
+            raise errors.InvalidArgument("cannot checkpoint inside a batch")
         self.pin()
         try:
             off = self.end
@@ -611,7 +666,8 @@ class Log(Scanner):
             return
         try:
             if not self.read_only and self._mm is not None:
-                if self.end - self._tail_start >= checkpoint_min_bytes and not self._pending:
+                if (self.end - self._tail_start >= checkpoint_min_bytes and not self._pending
+                        and self.index.journal is None):
                     try:
                         # Never make close wait on a busy writer: the next
                         # open just replays a longer tail.
@@ -639,12 +695,24 @@ class Log(Scanner):
         self._lease = False
         self._pinned = 0
         self.mutex = threading.RLock()
-        if self._fd >= 0 and not self.read_only:
-            # A fresh open file description, so our flock is our own.
-            try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
-            except OSError:
-                pass
+        if self._fd < 0 or self.closed:
+            return
+        # The inherited descriptor (and the map's duplicate of it) share the
+        # parent's open file description, and with it the parent's flock:
+        # drop both, or a dead parent's lock lives on in this child.
+        old_fd, old_mm = self._fd, self._mm
+        try:
+            self._fd = os.open(self.path, (os.O_RDONLY if self.read_only else os.O_RDWR)
+                               | os.O_CLOEXEC)
+            self._map(max(self._maplen, 1))
+        except OSError:
+            self._fd, self._mm = old_fd, old_mm
+            return
+        try:
+            old_mm.close()
+        except BufferError:
+            pass
+        os.close(old_fd)
 
     def __del__(self) -> None:
         # A handle that was never closed: free the descriptor (and so the
