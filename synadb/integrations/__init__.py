@@ -1,0 +1,1 @@
+"""Framework adapters, imported by path; ``import synadb`` never loads them."""
