@@ -41,7 +41,9 @@ import math
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Self
+from typing import Any
+
+from typing_extensions import Self  # typing.Self is 3.11+; we support 3.10
 
 import numpy as np
 

@@ -44,7 +44,9 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Self
+from typing import Any
+
+from typing_extensions import Self  # typing.Self is 3.11+; we support 3.10
 from urllib.parse import quote, unquote
 
 from .. import errors

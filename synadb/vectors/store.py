@@ -29,6 +29,7 @@ replayed.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
@@ -37,7 +38,7 @@ import struct
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 
@@ -69,14 +70,17 @@ class SearchResult(NamedTuple):
     vector: np.ndarray | None = None
 
 
-def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
     # One handle may be used from several threads (async frameworks run sync
     # calls in executors); the in-memory state changes together with the file.
     @functools.wraps(method)
     def wrapper(self: "VectorStore", *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             return method(self, *args, **kwargs)
-    return wrapper
+    return cast(_F, wrapper)
 
 
 def _json_default(o: Any) -> Any:
@@ -382,34 +386,54 @@ class VectorStore:
     @_locked
     def insert_batch(self, keys: Sequence[str], vectors: Any,
                      metadatas: Sequence[Mapping[str, Any] | None] | None = None) -> int:
-        """Insert or replace many keys at once (all or nothing).  Returns the count."""
+        """Insert or replace many keys at once (all or nothing).  Returns the count.
+
+        ``vectors`` is an (n, dimensions) matrix, or a list of n rows in which
+        a ``None`` row stores a metadata-only record.
+        """
         self._check_writable()
         keys = list(keys)
-        if not keys and np.asarray(vectors).size == 0:
+        if not keys and np.asarray(vectors, dtype=object).size == 0:
             return 0
         for key in keys:
             if not isinstance(key, str):
                 raise errors.InvalidKey(f"keys are str, not {type(key).__name__}: {key!r}")
             SynaDB._key(key)
+        if isinstance(vectors, (list, tuple)) and any(v is None for v in vectors):
+            if len(vectors) != len(keys):
+                raise errors.DimensionMismatch(f"{len(vectors)} vectors for {len(keys)} keys")
+            has = [v is not None for v in vectors]
+            rows = [v for v in vectors if v is not None]
+        else:
+            has = None
+            rows = vectors
         try:
-            mat = np.asarray(vectors)
+            mat = np.asarray(rows)
         except ValueError as e:  # a ragged list of rows
             raise errors.DimensionMismatch(f"vectors are not a matrix: {e}") from None
-        if mat.ndim != 2 or mat.shape[0] != len(keys):
+        n_vec = len(keys) if has is None else sum(has)
+        if n_vec == 0:
+            mat = np.zeros((0, self.dimensions or 1), dtype=np.float32)
+        elif mat.ndim != 2 or mat.shape[0] != n_vec:
             raise errors.DimensionMismatch(
-                f"insert_batch needs a ({len(keys)}, dimensions) matrix, got shape {mat.shape}")
+                f"insert_batch needs a ({n_vec}, dimensions) matrix, got shape {mat.shape}")
         if mat.dtype == object or not (np.issubdtype(mat.dtype, np.floating)
                                        or np.issubdtype(mat.dtype, np.integer)):
             raise errors.DimensionMismatch(f"vectors must be numeric, got dtype {mat.dtype}")
-        dims = self.dimensions if self.dimensions is not None else mat.shape[1]
-        _check_dims(dims)
-        if mat.shape[1] != dims:
-            raise errors.DimensionMismatch(
-                f"expected {dims} dimensions, got {mat.shape[1]}")
-        mat = np.ascontiguousarray(mat, dtype="<f4")
-        if not np.isfinite(mat).all():
-            bad = int(np.flatnonzero(~np.isfinite(mat).all(axis=1))[0])
-            raise errors.InvalidArgument(f"{keys[bad]!r}: the vector has NaN or infinity")
+        dims = self.dimensions if self.dimensions is not None else (
+            mat.shape[1] if n_vec else None)
+        if n_vec:
+            _check_dims(dims)
+            if mat.shape[1] != dims:
+                raise errors.DimensionMismatch(f"expected {dims} dimensions, got {mat.shape[1]}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            f32 = np.ascontiguousarray(mat, dtype="<f4")
+        if not np.isfinite(f32).all():
+            bad = int(np.flatnonzero(~np.isfinite(f32).all(axis=1))[0])
+            who = keys[bad] if has is None else [k for k, h in zip(keys, has) if h][bad]
+            raise errors.InvalidArgument(f"{who!r}: the vector has NaN, infinity, or a value "
+                                         "too large for float32")
+        mat = f32
         if metadatas is None:
             metas: list[bytes] = [b""] * len(keys)
         else:
@@ -418,15 +442,23 @@ class VectorStore:
                 raise errors.InvalidArgument(
                     f"{len(metadatas)} metadatas for {len(keys)} keys")
             metas = [_dump_meta(k, md) for k, md in zip(keys, metadatas)]
-        if not keys:
-            return 0
         self._refresh()
-        head = _REC.pack(_REC_VERSION, dims)
-        first_dims = self.dimensions is None
-        self.dimensions = dims
+        first_dims = self.dimensions is None and n_vec > 0
+        if first_dims:
+            self.dimensions = dims
         items = []
+        row_of: list[int] = []  # key index -> row in mat, or -1
+        r = 0
+        head_vec = _REC.pack(_REC_VERSION, dims or 0)
+        head_none = _REC.pack(_REC_VERSION, 0)
         for i, key in enumerate(keys):
-            items.append((_PREFIX + key, head + mat[i].tobytes() + metas[i]))
+            if has is None or has[i]:
+                items.append((_PREFIX + key, head_vec + mat[r].tobytes() + metas[i]))
+                row_of.append(r)
+                r += 1
+            else:
+                items.append((_PREFIX + key, head_none + metas[i]))
+                row_of.append(-1)
         try:
             with self._db.batch():
                 if first_dims:
@@ -446,7 +478,9 @@ class VectorStore:
         for i in order:
             self._forget(keys[i])
             self._meta[keys[i]] = _load_meta(metas[i])
-        self._add_rows([keys[i] for i in order], mat[order])
+        with_vec = [i for i in order if row_of[i] >= 0]
+        if with_vec:
+            self._add_rows([keys[i] for i in with_vec], mat[[row_of[i] for i in with_vec]])
         return len(keys)
 
     @_locked
@@ -478,9 +512,15 @@ class VectorStore:
         return n
 
     @_locked
-    def clear(self) -> None:
-        """Delete every record."""
+    def clear(self, reset_dimensions: bool = False) -> None:
+        """Delete every record; ``reset_dimensions`` lets the next vector set a new size."""
         self.delete_many(list(self._meta))
+        if reset_dimensions:
+            self.dimensions = None
+            self._reset()
+            self._index = None
+            self._save_config()
+            self._seen_end = self._db._log_end()
 
     @_locked
     def update_metadata(self, key: str, metadata: Mapping[str, Any] | None) -> None:
@@ -516,6 +556,9 @@ class VectorStore:
     @_locked
     def count(self, filter: Mapping[str, Any] | Callable[..., bool] | None = None) -> int:
         """How many records (with or without a vector) match ``filter``."""
+        if filter is None:
+            self._readable()
+            return len(self._meta)
         return len(self.find(filter))
 
     @_locked
@@ -542,7 +585,7 @@ class VectorStore:
         """The metadata stored for ``key``, or None if there is no such key."""
         self._readable()
         meta = self._meta.get(key)
-        return None if meta is None else dict(meta)
+        return None if meta is None else copy.deepcopy(meta)
 
     @_locked
     def search(self, query: Any, k: int = 5,
@@ -573,7 +616,8 @@ class VectorStore:
         for label, score in hits:
             key = self._keys[label]
             vec = self.get(key) if include_vectors else None
-            out.append(SearchResult(key, float(score), dict(self._meta.get(key, {})), vec))
+            out.append(SearchResult(key, float(score), copy.deepcopy(self._meta.get(key, {})),
+                                    vec))
         return out
 
     def _candidates(self, pred: Callable[..., bool] | None) -> np.ndarray:
