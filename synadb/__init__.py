@@ -28,12 +28,16 @@ from .errors import (
     TypeMismatch,
 )
 
+from .vectors import SearchResult, VectorStore
+
 __version__ = "0.1.0"
 
 __all__ = [
     "SynaDB",
     "DbConfig",
     "VerifyReport",
+    "VectorStore",
+    "SearchResult",
     "SynaError",
     "CorruptDatabase",
     "ChecksumError",

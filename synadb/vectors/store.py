@@ -344,9 +344,11 @@ class VectorStore:
         elif arr.shape[0] != self.dimensions:
             raise errors.DimensionMismatch(
                 f"{key!r}: expected {self.dimensions} dimensions, got {arr.shape[0]}")
-        arr = arr.astype("<f4")
+        with np.errstate(over="ignore", invalid="ignore"):
+            arr = arr.astype("<f4")
         if not np.isfinite(arr).all():
-            raise errors.InvalidArgument(f"{key!r}: the vector has NaN or infinity")
+            raise errors.InvalidArgument(
+                f"{key!r}: the vector has NaN, infinity, or a value too large for float32")
         return arr
 
     def _encode(self, vec: np.ndarray | None, meta_raw: bytes) -> bytes:
