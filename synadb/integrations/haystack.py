@@ -507,7 +507,7 @@ class SynaDocumentStore:
         return written
 
     def _put(self, items: list[tuple[str, dict[str, Any], np.ndarray | None]]) -> None:
-        """Write records in order: runs with vectors as one batch, the rest one by one."""
+        """Write records in order, all or nothing."""
         dims = {len(v) for _, _, v in items if v is not None}
         want = self._store.dimensions
         if len(dims) > 1 or (want is not None and dims and dims != {want}):
@@ -515,20 +515,10 @@ class SynaDocumentStore:
             raise errors.DimensionMismatch(
                 f"embeddings of sizes {sorted(dims)} for a store of "
                 f"{want if want is not None else 'one'} dimension(s)")
-        i = 0
-        while i < len(items):
-            j = i
-            while j < len(items) and items[j][2] is not None:
-                j += 1
-            if j > i:
-                run = items[i:j]
-                mat = np.vstack([v for _, _, v in run if v is not None])
-                self._store.insert_batch([k for k, _, _ in run], mat, [r for _, r, _ in run])
-                i = j
-            else:
-                key, rec, _ = items[i]
-                self._store.insert(key, None, rec)
-                i += 1
+        if items:
+            # One all-or-nothing batch; a None row stores a metadata-only record.
+            self._store.insert_batch([k for k, _, _ in items], [v for _, _, v in items],
+                                     [r for _, r, _ in items])
 
     def delete_documents(self, document_ids: list[str]) -> None:
         """Delete these ids; ids that are not stored are ignored."""
