@@ -28,7 +28,17 @@ from .errors import (
     TypeMismatch,
 )
 
-from .vectors import SearchResult, VectorStore
+from .vectors import (
+    CascadeIndex,
+    GravityWellIndex,
+    HybridVectorStore,
+    MmapVectorStore,
+    ScoredKey,
+    SearchResult,
+    SparseVectorStore,
+    VectorStore,
+    hybrid_search,
+)
 
 __version__ = "0.1.0"
 
@@ -38,6 +48,13 @@ __all__ = [
     "VerifyReport",
     "VectorStore",
     "SearchResult",
+    "MmapVectorStore",
+    "GravityWellIndex",
+    "CascadeIndex",
+    "SparseVectorStore",
+    "HybridVectorStore",
+    "hybrid_search",
+    "ScoredKey",
     "SynaError",
     "CorruptDatabase",
     "ChecksumError",
