@@ -773,6 +773,49 @@ class SynaDB:
                 return set(), end
             return log.keys_written(offset, end), end
 
+    def _value_view(self, key: str) -> memoryview | None:
+        """A zero-copy, CRC-checked view of ``key``'s latest (uncompressed) bytes.
+
+        The view pins the current map of the file; it stays valid while it
+        lives, even across the file growing.
+        """
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            log.refresh()
+            got = log.index.latest(key)
+            if got is None:
+                return None
+            typ, off, _ = got
+            if typ == T_DAMAGED:
+                self._value(log, key, typ, off, 0.0)  # raises ChecksumError
+            if typ != T_BYTES:
+                raise errors.TypeMismatch(f"{key!r} holds {_TYPE_WORDS.get(typ, typ)}, "
+                                          "not bytes")
+            if off in log.verified:
+                # Checked once by this handle; records never change in place.
+                klen, vlen = struct.unpack_from("<xxHI", log._mm, off)
+                start = off + 12 + klen
+                return memoryview(log._mm)[start:start + vlen].toreadonly()
+            rec = log._parse(off, log._maplen)
+            if rec is None or rec[4]:
+                raise errors.ChecksumError(f"damaged record at offset {off} of {self.path!r}",
+                                           path=self.path, offset=off)
+            if rec[1] & F_LZ4:
+                return memoryview(log.read_value(off)[1])
+            log.verified.add(off)
+            return memoryview(log._mm)[rec[2]:rec[3]].toreadonly()
+
+    def _put_blob_parts(self, key: str, parts: list[Any]) -> None:
+        """Append one bytes value given as buffers, with a single copy."""
+        kb = self._key(key)
+        log = self._w()
+        with log.mutex:
+            log.acquire()
+            pos = log.append_parts(T_BYTES | self._flag, kb, parts)
+            log.index.append(key, T_BYTES, pos, math.nan)
+
     def _put_blobs(self, items: list[tuple[str, bytes]]) -> None:
         """Append many bytes values in one locked copy (all or nothing)."""
         if not items:

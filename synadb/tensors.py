@@ -1,0 +1,452 @@
+"""TensorEngine: arrays stored as typed binary blocks, read back bit-exact.
+
+Use it for training data and weights: ``put_tensor("train/", X)`` stores the
+rows of ``X`` so that they read back as ``train/0000``, ``train/0001``, ...
+(``get_tensor("train/*")``), but on disk they are a few large blocks, not a
+key per row and never a key per element.  Rows are read through the file's
+memory map, so a dataset can index rows without loading the whole array.
+
+>>> import tempfile, os, numpy as np
+>>> engine = TensorEngine(os.path.join(tempfile.mkdtemp(), "t.db"))
+>>> engine.put_tensor("train/", np.arange(6, dtype=np.int64).reshape(3, 2))
+3
+>>> engine.keys("train/*")
+['train/0000', 'train/0001', 'train/0002']
+>>> engine.get_tensor("train/000[12]").tolist()
+[[2, 3], [4, 5]]
+>>> engine.close()
+
+Layout: a manifest (JSON text) per tensor under ``__tensor__/<prefix>``
+naming its dtype, shape and blocks; each block is a bytes value under
+``__tensor__/<prefix>#<n>`` holding a 64-byte typed header (dtype, shape)
+and the rows in C order, little-endian.  Re-putting a prefix replaces the
+whole tensor in one all-or-nothing batch.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from . import errors
+from .db import DbConfig, SynaDB
+
+__all__ = ["TensorEngine", "DTYPES"]
+
+DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+          "uint16", "uint32", "uint64", "bool")
+_CODES = {name: i + 1 for i, name in enumerate(DTYPES)}
+_MANIFEST = "__tensor__/"
+_BLOCK_HEAD = struct.Struct("<4sBB2x")  # magic, dtype code, ndim; then ndim × u64 shape
+_BLOCK_MAGIC = b"STB1"
+_HEAD_BYTES = 64
+_BLOCK_BYTES = 4 << 20  # rows per block: about this many bytes
+
+
+def _dtype(value: Any, what: str) -> np.dtype:
+    try:
+        dt = np.dtype(value)
+    except TypeError as e:
+        raise errors.InvalidArgument(f"{what}: {value!r} is not a dtype") from e
+    if dt.name not in _CODES:
+        raise errors.InvalidArgument(
+            f"{what}: dtype {dt.name} is not supported; use one of {', '.join(DTYPES)}")
+    return dt
+
+
+class TensorEngine:
+    """Tensors in one synadb file.
+
+    Args:
+        path: the database file.
+        read_only: open for reading (dataset workers do this).
+        progress: tqdm bars on large puts and gets.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False,
+                 sync_on_write: bool = False, progress: bool = True,
+                 lock_timeout_s: float | None = None) -> None:
+        cfg = DbConfig(read_only=read_only, sync_on_write=sync_on_write,
+                       enable_compression=False, progress=progress)
+        if lock_timeout_s is not None:
+            cfg.lock_timeout_s = lock_timeout_s
+        self.db = SynaDB(path, config=cfg)
+        self.path = self.db.path
+        self.progress = progress
+
+    def __enter__(self) -> "TensorEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------ manifests
+    def _manifests(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for key in self.db.keys(_MANIFEST + "*"):
+            if "#" in key:
+                continue
+            raw = self.db.get_text(key)
+            if raw is not None:
+                out[key[len(_MANIFEST):]] = json.loads(raw)
+        return out
+
+    def _manifest(self, prefix: str) -> dict[str, Any] | None:
+        raw = self.db.get_text(_MANIFEST + prefix)
+        return None if raw is None else json.loads(raw)
+
+    @staticmethod
+    def _names(prefix: str, m: dict[str, Any]) -> list[str]:
+        if m["kind"] == "rows":
+            w = m["width"]
+            return [f"{prefix}{i:0{w}d}" for i in range(m["shape"][0])]
+        return [f"{prefix}chunk_{i:04d}" for i in range(len(m["blocks"]))]
+
+    def _select(self, pattern: str, kind: str) -> list[tuple[str, dict[str, Any], np.ndarray]]:
+        """(prefix, manifest, indices) of the rows/chunks matching, in key order."""
+        if not isinstance(pattern, str) or not pattern:
+            raise errors.InvalidArgument("the pattern is empty; use e.g. 'train/*'")
+        match = re.compile(fnmatch.translate(pattern), re.S).match
+        found: list[tuple[str, dict[str, Any], np.ndarray]] = []
+        for prefix, m in sorted(self._manifests().items()):
+            if m["kind"] != kind:
+                continue
+            count = m["shape"][0] if kind == "rows" else len(m["blocks"])
+            if pattern == prefix + "*" and kind == "rows":
+                idx = np.arange(count)  # the common case: no name is built
+            else:
+                names = self._names(prefix, m)
+                idx = np.array([i for i, n in enumerate(names) if match(n)], dtype=np.int64)
+            if len(idx):
+                found.append((prefix, m, idx))
+        if len(found) > 1 and any(a[0].startswith(b[0]) or b[0].startswith(a[0])
+                                  for a, b in zip(found, found[1:])):
+            # One prefix extends another ("a/" and "a/b/"): their names may
+            # interleave, so order row by row.
+            rows = sorted((self._names(p, m)[i], p, m, i) for p, m, idx in found
+                          for i in idx.tolist())
+            found = [(p, m, np.array([i])) for _, p, m, i in rows]
+        return found
+
+    def _gather(self, picks: list[tuple[str, dict[str, Any], np.ndarray]], kind: str,
+                pattern: str) -> np.ndarray:
+        if not picks:
+            raise errors.KeyNotFound(f"no {'rows' if kind == 'rows' else 'chunks'} match "
+                                     f"{pattern!r} in {self.path!r}")
+        first = picks[0][1]
+        dt = np.dtype(first["dtype"])
+        row_shape = tuple(first["shape"][1:])
+        for _, m, _ in picks:
+            if np.dtype(m["dtype"]) != dt or tuple(m["shape"][1:]) != row_shape:
+                raise errors.DimensionMismatch(
+                    f"{pattern!r} matches tensors of different dtype or row shape "
+                    f"({first['dtype']}{list(row_shape)} and {m['dtype']}{m['shape'][1:]})")
+        if kind == "rows":
+            total = sum(len(idx) for _, _, idx in picks)
+        else:
+            total = sum(m["blocks"][i][2] for _, m, idx in picks for i in idx.tolist())
+        out = np.empty((total, *row_shape), dtype=dt)
+        pos = 0
+        for _, m, idx in picks:
+            if kind == "chunks":
+                for i in idx.tolist():
+                    key, _, rows = m["blocks"][i]
+                    out[pos:pos + rows] = self._block(key, dt)
+                    pos += rows
+                continue
+            for key, start, rows in m["blocks"]:
+                lo, hi = np.searchsorted(idx, [start, start + rows]) if _sorted(idx) else (0, 0)
+                if not _sorted(idx):
+                    sel = np.flatnonzero((idx >= start) & (idx < start + rows))
+                    if len(sel):
+                        out[pos + sel] = self._block(key, dt)[idx[sel] - start]
+                    continue
+                if hi > lo:
+                    part = idx[lo:hi] - start
+                    blk = self._block(key, dt)
+                    if len(part) == rows:
+                        out[pos + lo:pos + hi] = blk  # a whole block: one copy
+                    else:
+                        out[pos + lo:pos + hi] = blk[part]
+            pos += len(idx)
+        return out
+
+    # ------------------------------------------------------------------ put
+    def put_tensor(self, prefix: str, tensor: Any, *, rows_per_block: int | None = None) -> int:
+        """Store ``tensor``'s rows as ``prefix0000``, ``prefix0001``, ...; replaces the prefix.
+
+        Returns the number of rows.
+
+        Raises:
+            DimensionMismatch: a 0-d array.
+            InvalidArgument: an unsupported dtype or a bad prefix.
+        """
+        return self._put(prefix, tensor, "rows", rows_per_block)
+
+    def put_tensor_chunked(self, prefix: str, tensor: Any, chunk_size: int = 10_000) -> int:
+        """Store ``tensor`` as chunks of ``chunk_size`` rows: ``prefixchunk_0000``, ...
+
+        Returns the number of chunks.
+        """
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) \
+                or chunk_size < 1:
+            raise errors.InvalidArgument(f"chunk_size must be a positive int, got {chunk_size!r}")
+        self._put(prefix, tensor, "chunks", int(chunk_size))
+        m = self._manifest(prefix)
+        return len(m["blocks"]) if m else 0
+
+    def _put(self, prefix: str, tensor: Any, kind: str, rows_per_block: int | None) -> int:
+        if not isinstance(prefix, str) or not prefix or "#" in prefix or any(
+                c in prefix for c in "*?["):
+            raise errors.InvalidArgument(
+                f"a tensor prefix is a non-empty str without '#' or glob characters: {prefix!r}")
+        arr = np.asarray(tensor)
+        if arr.ndim == 0:
+            raise errors.DimensionMismatch(f"{prefix!r}: a tensor needs at least one dimension")
+        dt = _dtype(arr.dtype, prefix)
+        arr = np.ascontiguousarray(arr, dtype=dt.newbyteorder("<"))
+        n = arr.shape[0]
+        row_bytes = max(1, arr[:1].nbytes if n else arr.itemsize)
+        per = rows_per_block or max(1, _BLOCK_BYTES // row_bytes)
+        blocks = []
+        parts = []
+        for b, start in enumerate(range(0, n, per)):
+            part = arr[start:start + per]
+            key = f"{_MANIFEST}{prefix}#{b}"
+            head = _BLOCK_HEAD.pack(_BLOCK_MAGIC, _CODES[dt.name], part.ndim) + b"".join(
+                struct.pack("<Q", s) for s in part.shape)
+            parts.append((key, head.ljust(_HEAD_BYTES, b"\0"), part))
+            blocks.append([key, start, len(part)])
+        manifest = {"version": 1, "kind": kind, "dtype": dt.name, "shape": list(arr.shape),
+                    "width": max(4, len(str(max(n - 1, 0)))), "blocks": blocks}
+        if kind == "chunks":
+            manifest["chunk_size"] = per
+        db = self.db
+        with db.batch():
+            old = self._manifest(prefix)
+            keep = {k for k, _, _ in blocks}
+            if old:
+                for k, _, _ in old["blocks"]:
+                    if k not in keep:
+                        db.delete(k)
+            for key, head, part in _bar(parts, f"put {prefix}",
+                                        self.progress and arr.nbytes > (64 << 20)):
+                db._put_blob_parts(key, [head, part])
+            db.put_text(_MANIFEST + prefix, json.dumps(manifest))
+        return n
+
+    # ------------------------------------------------------------------ get
+    def _block(self, key: str, dt: np.dtype) -> np.ndarray:
+        view = self.db._value_view(key)
+        if view is None:
+            raise errors.CorruptDatabase(f"tensor block {key!r} is missing from {self.path!r}")
+        magic, code, ndim = _BLOCK_HEAD.unpack_from(view, 0)
+        if magic != _BLOCK_MAGIC or DTYPES[code - 1] != dt.name:
+            raise errors.CorruptDatabase(f"tensor block {key!r} has a bad header")
+        shape = struct.unpack_from(f"<{ndim}Q", view, _BLOCK_HEAD.size)
+        arr = np.frombuffer(view, dtype=dt.newbyteorder("<"), count=int(np.prod(shape)),
+                            offset=_HEAD_BYTES).reshape(shape)
+        arr.flags.writeable = False  # it is the file: writing to it would bypass the CRC
+        return arr
+
+    @staticmethod
+    def _finish(arr: np.ndarray, shape: Any, dtype: Any) -> np.ndarray:
+        if dtype is not None:
+            dt = _dtype(dtype, "get_tensor")
+            if not np.can_cast(arr.dtype, dt, casting="same_kind"):
+                raise errors.InvalidArgument(f"cannot cast {arr.dtype} to {dt} without changing "
+                                             "what the values mean")
+            arr = arr.astype(dt, copy=False)
+        if shape is not None:
+            try:
+                arr = arr.reshape(shape)
+            except ValueError as e:
+                raise errors.DimensionMismatch(
+                    f"cannot reshape {arr.shape} into {tuple(shape)}") from e
+        return arr
+
+    def get_tensor(self, pattern: str, shape: Any = None, dtype: Any = None) -> np.ndarray:
+        """The rows whose names match ``pattern`` (a glob), stacked in key order.
+
+        Raises:
+            KeyNotFound: nothing matches.
+            DimensionMismatch: ``shape`` does not fit, or the rows differ in shape.
+            InvalidArgument: an empty pattern, or a ``dtype`` the data cannot be cast to.
+        """
+        return self._finish(self._gather(self._select(pattern, "rows"), "rows", pattern),
+                            shape, dtype)
+
+    def get_tensor_chunked(self, pattern: str, shape: Any = None,
+                           dtype: Any = None) -> np.ndarray:
+        """The chunks whose names match ``pattern``, concatenated in key order."""
+        return self._finish(self._gather(self._select(pattern, "chunks"), "chunks", pattern),
+                            shape, dtype)
+
+    def rows(self, pattern: str) -> "RowView":
+        """A lazy, zero-copy view of the matching rows (what datasets index)."""
+        picks = self._select(pattern, "rows")
+        if not picks:
+            raise errors.KeyNotFound(f"no rows match {pattern!r} in {self.path!r}")
+        return RowView(self, picks)
+
+    def stream(self, pattern: str, batch_size: int = 32) -> Iterator[np.ndarray]:
+        """Batches of ``batch_size`` rows (the last may be shorter), without loading all."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise errors.InvalidArgument(f"batch_size must be a positive int, got {batch_size!r}")
+        view = self.rows(pattern)
+        for s in range(0, len(view), batch_size):
+            yield view.batch(range(s, min(len(view), s + batch_size)))
+
+    # ----------------------------------------------------------- inspect
+    def keys(self, pattern: str | None = None) -> list[str]:
+        """Names of rows and chunks, sorted; ``pattern`` is a glob."""
+        names = []
+        for prefix, m in self._manifests().items():
+            names.extend(self._names(prefix, m))
+        if pattern is not None:
+            match = re.compile(fnmatch.translate(pattern), re.S).match
+            names = [n for n in names if match(n)]
+        return sorted(names)
+
+    def info(self, prefix: str) -> dict[str, Any]:
+        """Shape, dtype and layout of the tensor stored under ``prefix``."""
+        m = self._manifest(prefix)
+        if m is None:
+            raise errors.KeyNotFound(f"no tensor {prefix!r} in {self.path!r}")
+        dt = np.dtype(m["dtype"])
+        out = {"prefix": prefix, "kind": m["kind"], "shape": tuple(m["shape"]), "dtype": dt,
+               "blocks": len(m["blocks"]), "nbytes": int(np.prod(m["shape"])) * dt.itemsize}
+        if m["kind"] == "chunks":
+            out["chunk_size"] = m["chunk_size"]
+        return out
+
+    def tensors(self) -> list[str]:
+        """Every stored prefix."""
+        return sorted(self._manifests())
+
+    def delete(self, pattern: str) -> int:
+        """Delete the rows/chunks matching ``pattern``; returns how many.
+
+        A tensor that loses only some rows is rewritten without them.
+        """
+        if not isinstance(pattern, str) or not pattern:
+            raise errors.InvalidArgument("the pattern is empty; use e.g. 'train/*'")
+        match = re.compile(fnmatch.translate(pattern), re.S).match
+        removed = 0
+        db = self.db
+        with db.batch():
+            for prefix, m in self._manifests().items():
+                names = self._names(prefix, m)
+                hit = [i for i, n in enumerate(names) if match(n)]
+                if not hit:
+                    continue
+                removed += len(hit)
+                if len(hit) == len(names):
+                    for key, _, _ in m["blocks"]:
+                        db.delete(key)
+                    db.delete(_MANIFEST + prefix)
+                    continue
+                kind = "rows" if m["kind"] == "rows" else "chunks"
+                full = self._gather(self._select(prefix + "*", kind), kind, prefix + "*")
+                if kind == "rows":
+                    keep = np.delete(full, hit, axis=0)
+                    self._put(prefix, keep, "rows", None)
+                else:
+                    size = m["chunk_size"]
+                    parts = [full[i * size:(i + 1) * size] for i in range(len(names))
+                             if i not in set(hit)]
+                    self._put(prefix, np.concatenate(parts), "chunks", size)
+        return removed
+
+    def get_tensor_torch(self, pattern: str, device: str = "cpu", dtype: Any = None) -> Any:
+        """``get_tensor`` as a ``torch.Tensor`` on ``device`` (needs ``synadb[torch]``)."""
+        from .integrations.torch import to_torch
+
+        return to_torch(self.get_tensor(pattern, dtype=dtype), device)
+
+    def get_tensor_tf(self, pattern: str, dtype: Any = None) -> Any:
+        """``get_tensor`` as a ``tf.Tensor`` (needs ``synadb[tensorflow]``)."""
+        from .integrations.tensorflow import to_tf
+
+        return to_tf(self.get_tensor(pattern, dtype=dtype))
+
+
+class RowView:
+    """Rows of one or more tensors, indexed lazily through the file's map."""
+
+    def __init__(self, engine: TensorEngine,
+                 picks: list[tuple[str, dict[str, Any], np.ndarray]]) -> None:
+        first = picks[0][1]
+        self.dtype = np.dtype(first["dtype"])
+        self.row_shape = tuple(first["shape"][1:])
+        self._engine = engine
+        keys: list[str] = []
+        block_of: list[np.ndarray] = []
+        row_in: list[np.ndarray] = []
+        for _, m, idx in picks:
+            if np.dtype(m["dtype"]) != self.dtype or tuple(m["shape"][1:]) != self.row_shape:
+                raise errors.DimensionMismatch("the pattern matches tensors of different "
+                                               "dtype or row shape")
+            starts = np.array([b[1] for b in m["blocks"]], dtype=np.int64)
+            which = np.searchsorted(starts, idx, side="right") - 1
+            block_of.append(which + len(keys))
+            row_in.append(idx - starts[which])
+            keys.extend(b[0] for b in m["blocks"])
+        self._keys = keys
+        self._block_of = np.concatenate(block_of)
+        self._row_in = np.concatenate(row_in)
+        self._blocks: list[np.ndarray | None] = [None] * len(keys)
+
+    def __len__(self) -> int:
+        return len(self._row_in)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.row_shape)
+
+    def _blk(self, b: int) -> np.ndarray:
+        blk = self._blocks[b]
+        if blk is None:
+            blk = self._blocks[b] = self._engine._block(self._keys[b], self.dtype)
+        return blk
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"row {i} of {n}")
+        return self._blk(int(self._block_of[i]))[int(self._row_in[i])]  # a read-only view
+
+    def batch(self, indices: Any) -> np.ndarray:
+        """Rows at ``indices``, copied into one new array."""
+        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices,
+                         dtype=np.int64)
+        out = np.empty((len(idx), *self.row_shape), dtype=self.dtype)
+        blocks = self._block_of[idx]
+        rows = self._row_in[idx]
+        for b in np.unique(blocks).tolist():
+            sel = np.flatnonzero(blocks == b)
+            out[sel] = self._blk(b)[rows[sel]]
+        return out
+
+
+def _sorted(idx: np.ndarray) -> bool:
+    return bool(len(idx) < 2 or (np.diff(idx) > 0).all())
+
+
+def _bar(it: Any, desc: str, enabled: bool, total: int | None = None) -> Any:
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, total=total, delay=0.5, disable=None, leave=False)

@@ -1,0 +1,147 @@
+"""TensorEngine: typed blocks, bit-exact round trips, glob selection, replacement."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import synadb
+from synadb import SynaDB
+from synadb.tensors import DTYPES, TensorEngine
+
+
+@pytest.fixture
+def engine(tmp_path):
+    with TensorEngine(str(tmp_path / "training_data.db"), progress=False) as e:
+        yield e
+
+
+def test_the_readme_snippet_runs_as_written(engine):
+    X = np.random.default_rng(0).random((10000, 784), dtype=np.float32)
+    engine.put_tensor("train/", X)
+    X2 = engine.get_tensor("train/*", dtype=np.float32)
+    X3 = engine.get_tensor("train/*", shape=(10000, 784), dtype=np.float32)
+    assert X2.tobytes() == X.tobytes() and X3.shape == (10000, 784)
+    big = np.random.default_rng(1).random((25_000, 64), dtype=np.float32)
+    engine.put_tensor_chunked("model/weights/", big, chunk_size=10000)
+    B = engine.get_tensor_chunked("model/weights/chunk_*", dtype=np.float32)
+    assert B.tobytes() == big.tobytes()
+    batches = list(engine.stream("train/*", batch_size=32))
+    assert [len(b) for b in batches[:2]] == [32, 32] and len(batches[-1]) == 10000 % 32
+    assert np.concatenate(batches).tobytes() == X.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_dtype_is_bit_exact_after_reopen(tmp_path, dtype):
+    rng = np.random.default_rng(3)
+    if dtype == "bool":
+        a = rng.random((50, 3, 2)) > 0.5
+    elif dtype.startswith("float"):
+        a = rng.normal(size=(50, 3, 2)).astype(dtype)
+        a.flat[0] = np.nan
+        a.flat[1] = -np.inf
+    else:
+        info = np.iinfo(dtype)
+        a = rng.integers(info.min, info.max, size=(50, 3, 2), dtype=dtype, endpoint=True)
+    path = str(tmp_path / "d.db")
+    with TensorEngine(path) as e:
+        e.put_tensor("x/", a)
+    with TensorEngine(path, read_only=True) as e:
+        b = e.get_tensor("x/*")
+        assert b.dtype == a.dtype and b.shape == a.shape and b.tobytes() == a.tobytes()
+        assert e.info("x/")["shape"] == (50, 3, 2) and e.info("x/")["dtype"] == a.dtype
+
+
+def test_rows_are_blocks_not_keys(tmp_path):
+    path = str(tmp_path / "b.db")
+    with TensorEngine(path) as e:
+        e.put_tensor("train/", np.zeros((20_000, 16), dtype=np.float32))
+    with SynaDB(path, read_only=True) as db:
+        assert len(db) < 10  # a manifest and a few blocks, not 20,000 keys
+    with TensorEngine(path) as e:
+        assert len(e.keys("train/*")) == 20_000 and e.keys()[0] == "train/00000"
+
+
+def test_reput_replaces_and_globs_stay_apart(engine):
+    engine.put_tensor("train/", np.ones((100, 4), dtype=np.float32))
+    engine.put_tensor_chunked("train/", np.ones((30, 4), dtype=np.float32), chunk_size=10)
+    engine.put_tensor("train/", np.full((7, 4), 2, dtype=np.float32))  # replaces both
+    got = engine.get_tensor("train/*")
+    assert got.shape == (7, 4) and (got == 2).all()
+    assert engine.keys("train/*") == [f"train/{i:04d}" for i in range(7)]
+    with pytest.raises(synadb.KeyNotFound):
+        engine.get_tensor_chunked("train/chunk_*")
+    engine.put_tensor_chunked("w/", np.arange(40.0).reshape(20, 2), chunk_size=8)
+    engine.put_tensor("wrows/", np.zeros((3, 2)))
+    assert engine.get_tensor("w*").shape == (3, 2)  # rows only, never chunks
+    assert engine.keys("w/*") == ["w/chunk_0000", "w/chunk_0001", "w/chunk_0002"]
+    assert engine.get_tensor_chunked("w/chunk_000[02]").shape == (12, 2)
+
+
+def test_selection_order_and_partial_patterns(engine):
+    a = np.arange(30, dtype=np.int64).reshape(15, 2)
+    engine.put_tensor("a/", a)
+    engine.put_tensor("b/", a + 100)
+    np.testing.assert_array_equal(engine.get_tensor("a/001?"), a[10:15])
+    np.testing.assert_array_equal(engine.get_tensor("*/0003"), np.stack([a[3], a[3] + 100]))
+    both = engine.get_tensor("*")
+    np.testing.assert_array_equal(both, np.concatenate([a, a + 100]))
+
+
+def test_delete_and_partial_delete(engine):
+    a = np.arange(20, dtype=np.int32).reshape(10, 2)
+    engine.put_tensor("t/", a)
+    assert engine.delete("t/000[0-4]") == 5
+    np.testing.assert_array_equal(engine.get_tensor("t/*"), a[5:])
+    assert engine.delete("t/*") == 5
+    assert engine.tensors() == [] and engine.keys() == []
+
+
+def test_rows_view_reads_through_the_map(engine):
+    a = np.random.default_rng(2).random((5000, 8)).astype(np.float32)
+    engine.put_tensor("x/", a, rows_per_block=700)
+    view = engine.rows("x/*")
+    assert len(view) == 5000 and view.shape == (5000, 8)
+    np.testing.assert_array_equal(view[4999], a[4999])
+    np.testing.assert_array_equal(view.batch([0, 701, 4999, 3]), a[[0, 701, 4999, 3]])
+    assert not view[0].flags.writeable  # a view of the file, not a copy
+
+
+@pytest.mark.parametrize("bad, error", [
+    (lambda e: e.put_tensor("x/", np.array(1.0)), synadb.DimensionMismatch),
+    (lambda e: e.put_tensor("x/", np.array([1 + 2j])), synadb.InvalidArgument),
+    (lambda e: e.put_tensor("x/", np.array(["a"], dtype=object)), synadb.InvalidArgument),
+    (lambda e: e.put_tensor("", np.zeros(3)), synadb.InvalidArgument),
+    (lambda e: e.put_tensor("x*/", np.zeros(3)), synadb.InvalidArgument),
+    (lambda e: e.get_tensor(""), synadb.InvalidArgument),
+    (lambda e: e.get_tensor("nothing/*"), synadb.KeyNotFound),
+    (lambda e: e.get_tensor("ok/*", shape=(7, 7)), synadb.DimensionMismatch),
+    (lambda e: e.get_tensor("ok/*", dtype=np.int8), synadb.InvalidArgument),
+    (lambda e: e.put_tensor_chunked("c/", np.zeros(3), chunk_size=0), synadb.InvalidArgument),
+    (lambda e: e.stream("ok/*", batch_size=0).__next__(), synadb.InvalidArgument),
+])
+def test_bad_input_raises_and_leaves_file_identical(tmp_path, bad, error):
+    path = str(tmp_path / "bad.db")
+    with TensorEngine(path) as e:
+        e.put_tensor("ok/", np.ones((4, 3), dtype=np.float32))
+        e.db.sync()
+        before = Path(path).read_bytes()
+        with pytest.raises(error):
+            bad(e)
+        assert Path(path).read_bytes() == before
+
+
+def test_a_damaged_block_is_never_returned(tmp_path):
+    path = str(tmp_path / "dmg.db")
+    a = np.arange(1000, dtype=np.float64)
+    with TensorEngine(path) as e:
+        e.put_tensor("x/", a)
+        e.put_tensor("y/", a)  # good records after the damage
+    raw = bytearray(Path(path).read_bytes())
+    at = raw.find(a[500:501].tobytes())
+    raw[at] ^= 0xFF
+    Path(path).write_bytes(raw)
+    with TensorEngine(path, read_only=True) as e:
+        with pytest.raises(synadb.ChecksumError):
+            e.get_tensor("x/*")
+        np.testing.assert_array_equal(e.get_tensor("y/*"), a)
