@@ -369,6 +369,53 @@ class TensorEngine:
                     self._put(prefix, np.concatenate(parts), "chunks", size)
         return removed
 
+    def export_parquet(self, path: str | os.PathLike[str], pattern: str,
+                       label_pattern: str | None = None, batch_rows: int = 65_536) -> int:
+        """Write the matching rows as Parquet, one row per sample; returns the count.
+
+        Columns: ``key`` (the row's name), ``x`` (the sample, flattened to a
+        fixed-size list) and, with ``label_pattern``, ``y``.  DuckDB, Spark
+        and Ray read it directly: the way out when data outgrows one machine.
+        """
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise errors.MissingDependency("pyarrow", "arrow", "Parquet export") from None
+        view = self.rows(pattern)
+        labels = self.rows(label_pattern) if label_pattern is not None else None
+        if labels is not None and len(labels) != len(view):
+            raise errors.DimensionMismatch(
+                f"{len(view)} rows match {pattern!r} but {len(labels)} match {label_pattern!r}")
+        width = int(np.prod(view.row_shape)) if view.row_shape else 1
+        tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
+        writer = None
+        try:
+            for s in range(0, len(view), batch_rows):
+                idx = range(s, min(len(view), s + batch_rows))
+                x = view.batch(idx).reshape(len(idx), width)
+                cols = {"key": pa.array([view.names[i] for i in idx]),
+                        "x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), width)}
+                if labels is not None:
+                    y = labels.batch(idx)
+                    cols["y"] = (pa.array(y.reshape(len(idx))) if y.size == len(idx) else
+                                 pa.FixedSizeListArray.from_arrays(
+                                     pa.array(y.reshape(-1)), y.size // len(idx)))
+                table = pa.table(cols)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+            if writer is not None:
+                writer.close()
+                writer = None
+                os.replace(tmp, path)
+        finally:
+            if writer is not None:
+                writer.close()
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return len(view)
+
     def get_tensor_torch(self, pattern: str, device: str = "cpu", dtype: Any = None) -> Any:
         """``get_tensor`` as a ``torch.Tensor`` on ``device`` (needs ``synadb[torch]``)."""
         from .integrations.torch import to_torch
@@ -404,12 +451,22 @@ class RowView:
             row_in.append(idx - starts[which])
             keys.extend(b[0] for b in m["blocks"])
         self._keys = keys
+        self._picks = picks
         self._block_of = np.concatenate(block_of)
         self._row_in = np.concatenate(row_in)
         self._blocks: list[np.ndarray | None] = [None] * len(keys)
 
     def __len__(self) -> int:
         return len(self._row_in)
+
+    @property
+    def names(self) -> list[str]:
+        """The row names, in order (built on first use)."""
+        out: list[str] = []
+        for prefix, m, idx in self._picks:
+            w = m["width"]
+            out.extend(f"{prefix}{i:0{w}d}" for i in idx.tolist())
+        return out
 
     @property
     def shape(self) -> tuple[int, ...]:

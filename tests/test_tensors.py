@@ -145,3 +145,16 @@ def test_a_damaged_block_is_never_returned(tmp_path):
         with pytest.raises(synadb.ChecksumError):
             e.get_tensor("x/*")
         np.testing.assert_array_equal(e.get_tensor("y/*"), a)
+
+
+def test_export_parquet_one_row_per_sample_reads_in_duckdb(engine, tmp_path):
+    import duckdb
+    x = np.arange(60, dtype=np.float32).reshape(20, 3)
+    y = np.arange(20, dtype=np.int64)
+    engine.put_tensor("train/x/", x)
+    engine.put_tensor("train/y/", y)
+    out = str(tmp_path / "train.parquet")
+    assert engine.export_parquet(out, "train/x/*", label_pattern="train/y/*") == 20
+    rows = duckdb.sql(f"select key, x, y from '{out}' order by y").fetchall()
+    assert len(rows) == 20 and rows[0][0] == "train/x/0000"
+    assert [list(r[1]) for r in rows] == x.tolist() and [r[2] for r in rows] == y.tolist()
