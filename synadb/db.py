@@ -630,18 +630,21 @@ class SynaDB:
             log.pin()
             log.index.begin()
             self._flag = F_BATCH
+            start = log.end
             try:
                 yield self
             except BaseException:
                 self._flag = 0
                 log.index.rollback()
-                log.append(log.encode(T_ABORT, b"", b""))
+                if log.end != start:  # an empty batch leaves no trace
+                    log.append(log.encode(T_ABORT, b"", b""))
                 raise
             else:
                 self._flag = 0
-                log.append(log.encode(T_COMMIT, b"", b""))
+                if log.end != start:
+                    log.append(log.encode(T_COMMIT, b"", b""))
+                    log.sync()
                 log.index.commit()
-                log.sync()
             finally:
                 self._flag = 0
                 log.unpin()
@@ -751,12 +754,13 @@ class SynaDB:
     # For components built on SynaDB (the vector store): not part of the
     # public contract.
     def _log_end(self) -> int:
+        """The log offset up to which every record is committed (or aborted)."""
         log = self._log
         if log is None:
             raise errors.ClosedError(f"{self.path!r} is closed")
         with log.mutex:
             log.refresh()
-            return log.end
+            return log._pending[0][0] if log._pending else log.end
 
     def _salt(self) -> int:
         return self._r().salt
@@ -768,9 +772,11 @@ class SynaDB:
             raise errors.ClosedError(f"{self.path!r} is closed")
         with log.mutex:
             log.refresh()
-            end = log.end
+            # Stop before a batch still open in another handle: its records
+            # count only once its commit is here, and we will look again.
+            end = log._pending[0][0] if log._pending else log.end
             if offset >= end:
-                return set(), end
+                return set(), max(offset, end) if not log._pending else offset
             return log.keys_written(offset, end), end
 
     def _value_view(self, key: str) -> memoryview | None:

@@ -244,3 +244,101 @@ def test_filter_semantics():
         f({"a": {"$in": 3}})
     with pytest.raises(synadb.InvalidArgument):
         f({"$bogus": []})
+
+
+# -- found by review: several handles on one store ----------------------------
+
+def test_two_writers_interleaved_lose_nothing(tmp_path):
+    path = str(tmp_path / "w.db")
+    x = _clustered(400, 8)
+    a = VectorStore(path, dimensions=8)
+    b = VectorStore(path, dimensions=8)
+    for i in range(200):
+        a.insert(f"a{i}", x[i])
+        b.insert(f"b{i}", x[200 + i])
+        if i % 50 == 0:
+            a._db._log.release()  # let the other writer in, as the keeper would
+            b._db._log.release()
+    b.insert_batch([f"c{i}" for i in range(10)], x[:10])
+    a.delete("a0")
+    assert len(a) == len(b) == 409
+    a.close()
+    b.close()
+    with VectorStore(path) as vs:
+        assert len(vs) == 409 and "a0" not in vs
+        for key, row in (("a5", 5), ("b7", 207), ("c3", 3)):
+            assert key in {r.key for r in vs.search(x[row], k=3)}
+
+
+def test_handle_follows_compaction_by_another(tmp_path):
+    path = str(tmp_path / "c.db")
+    x = _clustered(300, 8)
+    a = VectorStore(path, dimensions=8, index_threshold=100)
+    a.insert_batch([f"k{i}" for i in range(300)], x)
+    reader = VectorStore(path, read_only=True)
+    assert len(reader) == 300
+    a.delete_many([f"k{i}" for i in range(100)])
+    a.compact(progress=False)
+    a.insert("new", x[0])
+    assert len(reader) == 201 and "k0" not in reader and "new" in reader
+    deleted = {f"k{i}" for i in range(100)}
+    assert not deleted & {r.key for r in reader.search(x[0], k=20)}
+    b = VectorStore(path)
+    b.insert("more", x[1])
+    b.close()
+    a.close()
+    reader.close()
+    with VectorStore(path) as vs:
+        assert len(vs) == 202 and "k5" not in vs and vs.get("k5") is None
+
+
+def test_reader_never_skips_a_batch_that_was_open_when_it_looked(tmp_path):
+    path = str(tmp_path / "r.db")
+    w = VectorStore(path, dimensions=2)
+    r = VectorStore(path, read_only=True)
+    with w._db.batch():
+        w._db.put_bytes("v/x", b"\x01\x02\x00\x00\x00" + np.array([1, 0], "<f4").tobytes())
+        assert len(r) == 0  # not committed yet
+    assert len(r) == 1 and [h.key for h in r.search([1.0, 0.0], k=1)] == ["x"]
+    w.close()
+    r.close()
+
+
+def test_crash_tail_is_replayed_once_then_snapshotted(tmp_path, monkeypatch):
+    path = str(tmp_path / "t.db")
+    x = _clustered(1500, 8)
+    with VectorStore(path, dimensions=8, index_threshold=100) as vs:
+        vs.insert_batch([f"k{i}" for i in range(500)], x[:500])
+    vs = VectorStore(path)
+    vs.insert_batch([f"k{i}" for i in range(500, 1500)], x[500:])
+    vs._db.close()  # killed: no snapshot of the last 1000
+    with VectorStore(path) as vs:
+        assert len(vs) == 1500
+    applied = []
+    orig = VectorStore._apply_keys
+    monkeypatch.setattr(VectorStore, "_apply_keys",
+                        lambda self, keys, **kw: (applied.extend(keys), orig(self, keys, **kw)))
+    with VectorStore(path) as vs:
+        assert len(vs) == 1500
+    assert applied == []  # the second open replays nothing
+
+
+def test_key_length_counts_the_internal_prefix(tmp_path):
+    path = str(tmp_path / "k.db")
+    with VectorStore(path, dimensions=2) as vs:
+        vs.insert("ok", [1.0, 0.0])
+        vs._db.sync()
+        before = Path(path).read_bytes()
+        for call in (lambda: vs.insert("x" * 1023, [1.0, 0.0]),
+                     lambda: vs.insert_batch(["x" * 1023], [[1.0, 0.0]]),
+                     lambda: vs.delete("x" * 1023)):
+            with pytest.raises(synadb.InvalidKey, match="1022"):
+                call()
+        nested: dict = {}
+        cur = nested
+        for _ in range(5000):
+            cur["a"] = {}
+            cur = cur["a"]
+        with pytest.raises(synadb.InvalidArgument):
+            vs.insert("deep", [1.0, 0.0], nested)
+        assert Path(path).read_bytes() == before

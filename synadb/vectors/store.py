@@ -37,13 +37,15 @@ import os
 import struct
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 
 from .. import errors
 from ..db import DbConfig, SynaDB
+from ..engine import format as fmt
 from .filters import compile_filter
 
 __all__ = ["VectorStore", "SearchResult", "METRICS"]
@@ -104,8 +106,9 @@ def _dump_meta(key: str, metadata: Mapping[str, Any] | None) -> bytes:
     try:
         return json.dumps(dict(metadata), separators=(",", ":"), ensure_ascii=False,
                           default=_json_default, allow_nan=True).encode("utf-8")
-    except (TypeError, ValueError) as e:
-        raise errors.InvalidArgument(f"{key!r}: metadata is not JSON-serializable: {e}") from e
+    except (TypeError, ValueError, RecursionError) as e:
+        raise errors.InvalidArgument(f"{key!r}: metadata is not JSON-serializable: "
+                                     f"{type(e).__name__}: {e}") from None
 
 
 def _load_meta(raw: bytes | memoryview) -> dict[str, Any]:
@@ -235,6 +238,7 @@ class VectorStore:
 
     def _load(self) -> None:
         db = self._db
+        self._salt = db._salt()
         if not self._load_snapshot():
             keys = [k[len(_PREFIX):] for k in db.keys(_PREFIX + "*")]
             self._apply_keys(keys, progress_desc="load vectors")
@@ -242,10 +246,28 @@ class VectorStore:
 
     def _refresh(self) -> None:
         """Take in what other handles wrote since we last looked."""
+        if self._db._salt() != self._salt:
+            # Another handle compacted the file: offsets mean nothing now.
+            self._reset()
+            self._load()
+            return
         changed, end = self._db._keys_written_since(self._seen_end)
         if changed:
             self._apply_keys([k[len(_PREFIX):] for k in changed if k.startswith(_PREFIX)])
         self._seen_end = end
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Write under the file's lock, caught up first, all or nothing.
+
+        Holding the lock from the catch-up to the end of our write means no
+        other handle's record can fall between them, so afterwards our state
+        is exactly the file's.
+        """
+        with self._db.batch():
+            self._refresh()
+            yield
+        self._seen_end = self._db._log_end()
 
     def _apply_keys(self, keys: Iterable[str], progress_desc: str | None = None) -> None:
         """Make memory agree with the file for these keys."""
@@ -366,23 +388,25 @@ class VectorStore:
             InvalidArgument: NaN/inf in the vector, or metadata that is not JSON.
         """
         self._check_writable()
-        SynaDB._key(key)
+        _check_key(key)
         vec = None if vector is None else self._vector(key, vector)
         meta_raw = _dump_meta(key, metadata)
-        self._refresh()
-        first_dims = self.dimensions is None and vec is not None
-        if first_dims:
-            self.dimensions = len(vec)
+        first_dims = False
         try:
-            with self._db.batch():
+            with self._writing():
+                if vec is not None and self.dimensions is not None \
+                        and len(vec) != self.dimensions:  # another handle set them
+                    raise errors.DimensionMismatch(
+                        f"{key!r}: expected {self.dimensions} dimensions, got {len(vec)}")
+                first_dims = self.dimensions is None and vec is not None
                 if first_dims:
+                    self.dimensions = len(vec)
                     self._save_config()
                 self._db.put_bytes(_PREFIX + key, self._encode(vec, meta_raw))
         except BaseException:
             if first_dims:
                 self.dimensions = None
             raise
-        self._seen_end = self._db._log_end()
         self._remember(key, vec, _load_meta(meta_raw))
 
     @_locked
@@ -398,9 +422,7 @@ class VectorStore:
         if not keys and np.asarray(vectors, dtype=object).size == 0:
             return 0
         for key in keys:
-            if not isinstance(key, str):
-                raise errors.InvalidKey(f"keys are str, not {type(key).__name__}: {key!r}")
-            SynaDB._key(key)
+            _check_key(key)
         if isinstance(vectors, (list, tuple)) and any(v is None for v in vectors):
             if len(vectors) != len(keys):
                 raise errors.DimensionMismatch(f"{len(vectors)} vectors for {len(keys)} keys")
@@ -444,10 +466,7 @@ class VectorStore:
                 raise errors.InvalidArgument(
                     f"{len(metadatas)} metadatas for {len(keys)} keys")
             metas = [_dump_meta(k, md) for k, md in zip(keys, metadatas)]
-        self._refresh()
         first_dims = self.dimensions is None and n_vec > 0
-        if first_dims:
-            self.dimensions = dims
         items = []
         row_of: list[int] = []  # key index -> row in mat, or -1
         r = 0
@@ -462,8 +481,13 @@ class VectorStore:
                 items.append((_PREFIX + key, head_none + metas[i]))
                 row_of.append(-1)
         try:
-            with self._db.batch():
+            with self._writing():
+                if n_vec and self.dimensions is not None and self.dimensions != dims:
+                    raise errors.DimensionMismatch(
+                        f"expected {self.dimensions} dimensions, got {dims}")
+                first_dims = self.dimensions is None and n_vec > 0
                 if first_dims:
+                    self.dimensions = dims
                     self._save_config()
                 step = 20_000
                 for s in _bar(range(0, len(items), step), "insert", self.progress,
@@ -473,7 +497,6 @@ class VectorStore:
             if first_dims:
                 self.dimensions = None
             raise
-        self._seen_end = self._db._log_end()
         # Later duplicates win, as if inserted one by one.
         last = {key: i for i, key in enumerate(keys)}
         order = sorted(last.values())
@@ -489,9 +512,9 @@ class VectorStore:
     def delete(self, key: str) -> bool:
         """Delete ``key``.  Returns whether it existed."""
         self._check_writable()
-        self._refresh()
-        existed = self._db.delete(_PREFIX + key)
-        self._seen_end = self._db._log_end()
+        _check_key(key)
+        with self._writing():
+            existed = self._db.delete(_PREFIX + key)
         self._forget(key)
         if existed:
             self._dirty_since_snap += 1
@@ -501,13 +524,13 @@ class VectorStore:
     def delete_many(self, keys: Iterable[str]) -> int:
         """Delete several keys at once (all or nothing).  Returns how many existed."""
         self._check_writable()
-        self._refresh()
         n = 0
         keys = list(keys)
-        with self._db.batch():
+        for key in keys:
+            _check_key(key)
+        with self._writing():
             for key in keys:
                 n += self._db.delete(_PREFIX + key)
-        self._seen_end = self._db._log_end()
         for key in keys:
             self._forget(key)
         self._dirty_since_snap += n
@@ -732,6 +755,14 @@ class VectorStore:
     def _write_snapshot(self) -> None:
         """Persist labels, vectors, metadata and the HNSW graph (all or nothing)."""
         db = self._db
+        with db.batch():
+            self._write_snapshot_locked()
+        self._seen_end = db._log_end()
+        self._snap_end = self._seen_end
+        self._dirty_since_snap = 0
+
+    def _write_snapshot_locked(self) -> None:
+        db = self._db
         self._refresh()
         n = len(self._keys)
         info: dict[str, Any] = {"version": 1, "n": n, "dimensions": self.dimensions,
@@ -756,13 +787,9 @@ class VectorStore:
                     scalars[name] = value
             info["hnsw"] = scalars
             info["indexed"] = self._indexed
-        with db.batch():
-            info["covered_end"] = db._log_end()
-            db._put_blobs(blobs)
-            db.put_text(_SNAP + "info", json.dumps(info))
-        self._seen_end = db._log_end()
-        self._snap_end = info["covered_end"]
-        self._dirty_since_snap = 0
+        info["covered_end"] = db._log_end()
+        db._put_blobs(blobs)
+        db.put_text(_SNAP + "info", json.dumps(info))
 
     def _load_snapshot(self) -> bool:
         db = self._db
@@ -807,8 +834,11 @@ class VectorStore:
         # Replay what came after the snapshot.
         self._snap_end = info["covered_end"]
         changed, _ = db._keys_written_since(self._snap_end)
-        self._apply_keys([k[len(_PREFIX):] for k in changed if k.startswith(_PREFIX)])
-        self._dirty_since_snap = 0
+        replay = [k[len(_PREFIX):] for k in changed if k.startswith(_PREFIX)]
+        self._apply_keys(replay)
+        # What we replayed is not in the snapshot yet: the next close writes
+        # one, so a crash's tail is replayed once, not at every open.
+        self._dirty_since_snap = len(replay)
         return True
 
     @_locked
@@ -835,6 +865,15 @@ class VectorStore:
         self._dirty_since_snap += 1
         self._write_snapshot()
         return saved
+
+
+def _check_key(key: Any) -> None:
+    if not isinstance(key, str):
+        raise errors.InvalidKey(f"keys are str, not {type(key).__name__}: {key!r}")
+    SynaDB._key(key)
+    limit = fmt.MAX_KEY_BYTES - len(_PREFIX)
+    if len(key.encode("utf-8")) > limit:
+        raise errors.InvalidKey(f"key {key[:40]!r}... is longer than {limit} bytes")
 
 
 def _check_dims(dimensions: Any) -> None:
