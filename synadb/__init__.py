@@ -28,6 +28,7 @@ from .errors import (
     TypeMismatch,
 )
 
+from .tensors import TensorEngine
 from .vectors import (
     CascadeIndex,
     GravityWellIndex,
@@ -46,6 +47,7 @@ __all__ = [
     "SynaDB",
     "DbConfig",
     "VerifyReport",
+    "TensorEngine",
     "VectorStore",
     "SearchResult",
     "MmapVectorStore",
