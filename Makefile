@@ -13,8 +13,11 @@ $(VENV)/.core: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.  The
+# TensorFlow tests use tensorflow-cpu.  Both stay cached in .venv.
 $(VENV)/.dev: $(VENV)/.core
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]' tensorflow-cpu==2.21.0
 	touch $@
 
 demo: $(VENV)/.core

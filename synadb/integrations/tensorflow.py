@@ -10,7 +10,7 @@ Setup (rows written once with :class:`~synadb.tensors.TensorEngine`)::
 
     ds = syna_dataset("train.db", "train/*", batch_size=256, label_pattern="labels/*",
                       shuffle=True, seed=0)
-    ds.element_spec   # (TensorSpec(shape=(None, 784), dtype=tf.float32, ...), TensorSpec((None,), tf.int64))
+    ds.element_spec   # (TensorSpec((None, 784), tf.float32), TensorSpec((None,), tf.int64))
     model.fit(ds, epochs=3)
 
 Distributed (``batch_size`` is the global batch; each replica gets its share)::
@@ -45,7 +45,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess test
     raise errors.MissingDependency("tensorflow", "tensorflow",
                                    "synadb.integrations.tensorflow") from e
 
-__all__ = ["syna_dataset", "create_distributed_dataset", "to_tf"]
+__all__ = ["create_distributed_dataset", "syna_dataset", "to_tf"]
 
 
 def to_tf(array: Any) -> tf.Tensor:
@@ -201,7 +201,7 @@ def syna_dataset(path: str | os.PathLike[str], pattern: str, batch_size: int,
         ds = ds.prefetch(tf.data.AUTOTUNE)
     # Keep the handle alive as long as the dataset: the graph only holds the
     # Python function, and its closure the source.
-    ds._synadb_source = src  # type: ignore[attr-defined]
+    ds._synadb_source = src
     return ds
 
 

@@ -50,21 +50,27 @@ from ..tensors import RowView, TensorEngine
 try:
     import torch
     import torch.distributed as dist
-    from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
-    from torch.utils.data import get_worker_info
-    from torch.utils.data._utils.collate import default_collate
+    from torch.utils.data import (
+        DataLoader,
+        Dataset,
+        DistributedSampler,
+        IterableDataset,
+        default_collate,
+        get_worker_info,
+    )
 except ImportError as e:  # pragma: no cover - exercised in a subprocess test
     raise errors.MissingDependency("torch", "torch", "synadb.integrations.torch") from e
 
 __all__ = [
+    "SynaDataLoader",
     "SynaDataset",
     "SynaIterableDataset",
-    "SynaDataLoader",
     "create_distributed_loader",
     "to_torch",
 ]
 
 Transform = Callable[[Any], Any]
+_default_collate: Callable[[Any], Any] = default_collate  # typed: torch's is not
 
 
 # ------------------------------------------------------------------ helpers
@@ -87,14 +93,15 @@ def _np_dtype(dtype: Any) -> np.dtype | None:
         return None
     if isinstance(dtype, torch.dtype):
         try:
-            return torch.empty((), dtype=dtype).numpy().dtype
+            return np.dtype(torch.empty((), dtype=dtype).numpy().dtype)
         except TypeError as e:  # bfloat16 and friends have no numpy twin
             raise errors.InvalidArgument(f"{dtype} has no numpy equivalent; cast in a "
                                          "transform instead") from e
     try:
-        return np.dtype(dtype)
+        dt: np.dtype = np.dtype(dtype)
     except TypeError as e:
         raise errors.InvalidArgument(f"{dtype!r} is not a dtype") from e
+    return dt
 
 
 def _tensor(arr: np.ndarray, dtype: np.dtype | None) -> torch.Tensor:
@@ -154,6 +161,10 @@ class _Reader:
     the parent's handle (whose lock and map belong to the parent).
     """
 
+    _len: int
+    row_shape: tuple[int, ...]
+    stored_dtype: np.dtype
+
     def __init__(self, path: str | os.PathLike[str], pattern: str, label_pattern: str | None,
                  transform: Transform | None, target_transform: Transform | None,
                  dtype: Any) -> None:
@@ -185,6 +196,13 @@ class _Reader:
             self._pid = os.getpid()
             if old is not None:
                 old.close()  # the fork's copy: read-only, closing it writes nothing
+            n = getattr(self, "_len", None)
+            if n is not None and len(self._x) != n:
+                # A writer replaced the tensor after the dataset was made:
+                # indices from the parent's sampler would be wrong here.
+                raise errors.DimensionMismatch(
+                    f"{self.pattern!r} in {self.path!r} has {len(self._x)} rows now but "
+                    f"{n} when the dataset was created")
         assert self._x is not None
         return self._x, self._y
 
@@ -225,7 +243,7 @@ def _collate(batch: Any) -> Any:
     stacked = getattr(batch, "stacked", None)
     if stacked is not None:
         return stacked
-    return default_collate(batch)
+    return _default_collate(batch)
 
 
 class SynaDataset(_Reader, Dataset):  # type: ignore[type-arg]
@@ -361,7 +379,7 @@ class SynaDataLoader(DataLoader):  # type: ignore[type-arg]
                          persistent_workers=persistent_workers, collate_fn=collate_fn,
                          **kwargs)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         it = super().__iter__()
         if self.device is None or self.device.type == "cpu":
             return it
@@ -371,7 +389,8 @@ class SynaDataLoader(DataLoader):  # type: ignore[type-arg]
 def create_distributed_loader(dataset: Any, batch_size: int, num_workers: int = 0,
                               shuffle: bool = True, seed: int = 0, *, rank: int | None = None,
                               world_size: int | None = None, drop_last: bool = False,
-                              **kwargs: Any) -> tuple[SynaDataLoader, DistributedSampler]:
+                              drop_last_batch: bool = False, **kwargs: Any
+                              ) -> tuple[SynaDataLoader, DistributedSampler[Any]]:
     """A loader over this rank's shard of ``dataset``, and the sampler that picks it.
 
     The shard comes from a ``DistributedSampler``: the initialized process
@@ -389,7 +408,10 @@ def create_distributed_loader(dataset: Any, batch_size: int, num_workers: int = 
         seed: the shuffle seed; must be the same on every rank.
         rank: this process's rank (default: from the process group).
         world_size: the number of ranks (default: from the process group).
-        drop_last: drop the tail instead of padding it.
+        drop_last: the sampler drops the dataset's tail instead of padding it
+            (``DistributedSampler``'s meaning).
+        drop_last_batch: the loader drops each epoch's short last batch
+            (``DataLoader``'s ``drop_last``).
         **kwargs: passed on to :class:`SynaDataLoader`.
 
     Returns:
@@ -408,10 +430,11 @@ def create_distributed_loader(dataset: Any, batch_size: int, num_workers: int = 
         world_size = dist.get_world_size() if world_size is None else world_size
     if not 0 <= rank < world_size:
         raise errors.InvalidArgument(f"rank {rank} is not in [0, {world_size})")
-    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
-                                 seed=seed, drop_last=drop_last)
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
+        drop_last=drop_last)
     loader = SynaDataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=sampler,
-                            num_workers=num_workers, drop_last=drop_last, **kwargs)
+                            num_workers=num_workers, drop_last=drop_last_batch, **kwargs)
     return loader, sampler
 
 
@@ -514,7 +537,7 @@ class SynaIterableDataset(_Reader, IterableDataset):  # type: ignore[type-arg]
             j = int(rng.integers(len(buf)))
             buf[j], item = item, buf[j]
             yield item
-        rng.shuffle(buf)  # type: ignore[arg-type]
+        rng.shuffle(buf)
         yield from buf
 
     def __iter__(self) -> Iterator[Any]:
@@ -535,10 +558,10 @@ class SynaIterableDataset(_Reader, IterableDataset):  # type: ignore[type-arg]
         for item in items:
             chunk.append(item)
             if len(chunk) == self.batch_size:
-                yield default_collate(chunk)
+                yield _default_collate(chunk)
                 chunk = []
         if chunk:
-            yield default_collate(chunk)
+            yield _default_collate(chunk)
 
     def __repr__(self) -> str:
         return (f"SynaIterableDataset({self.path!r}, {self.pattern!r}; {self._len} rows, "
