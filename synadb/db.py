@@ -822,26 +822,29 @@ class SynaDB:
             pos = log.append_parts(T_BYTES | self._flag, kb, parts)
             log.index.append(key, T_BYTES, pos, math.nan)
 
-    def _put_blobs(self, items: list[tuple[str, bytes]]) -> None:
-        """Append many bytes values in one locked copy (all or nothing)."""
+    def _put_blobs(self, items: list[tuple[str, Any]], keys_checked: bool = False) -> None:
+        """Append many bytes values (all or nothing), each given as bytes or
+        as a tuple of C-contiguous buffers that are written without being joined."""
         if not items:
             return
         log = self._w()
-        keys = [(key, self._key(key)) for key, _ in items]
+        if keys_checked:
+            keys = [(key, key.encode("utf-8")) for key, _ in items]
+        else:
+            keys = [(key, self._key(key)) for key, _ in items]
         with log.mutex:
             log.acquire()
             flag = self._flag
             single = len(items) == 1 or flag
             tf = T_BYTES | (flag if single else F_BATCH)
-            salt = log.salt
-            recs = [_encode_rec(tf, kb, v, salt) for (_, kb), (_, v) in zip(keys, items)]
+            recs = [(kb, v if isinstance(v, tuple) else (v,)) for (_, kb), (_, v)
+                    in zip(keys, items)]
             if not single:
-                recs.append(_encode_rec(T_COMMIT, b"", b"", salt))
-            pos = log.append_many(recs)
+                recs.append((b"", ()))
+            offsets = log.append_records(tf, recs, commit_last=not single)
             append = log.index.append
-            for (key, _), rec in zip(keys, recs):
+            for (key, _), pos in zip(keys, offsets):
                 append(key, T_BYTES, pos, math.nan)
-                pos += len(rec)
 
     def history_entries(self, key: str) -> list[tuple[str, Any]]:
         """(type name, value) of every history entry; for exporters."""

@@ -616,7 +616,7 @@ class Log(Scanner):
         (buffers), without joining them: one copy into the map, one CRC pass."""
         if not self._lease:
             self.acquire()
-        views = [memoryview(p).cast("B") for p in parts]
+        views = [_bytes_view(p) for p in parts]
         vlen = sum(len(v) for v in views)
         klen = len(key)
         hc = crc32(key, crc32(REC_HEAD.pack(MARKER, tf, klen, vlen), self.salt))
@@ -646,6 +646,50 @@ class Log(Scanner):
         if self.sync_on_write:
             os.fdatasync(self._fd)
         return pos
+
+    def append_records(self, tf: int, recs: list[tuple[bytes, tuple]],
+                       commit_last: bool = False) -> list[int]:
+        """Append records of type ``tf`` whose values are tuples of buffers,
+        writing each buffer straight into the map.  With ``commit_last`` the
+        last record is written as a Commit.  Returns the offsets."""
+        if not self._lease:
+            self.acquire()
+        salt = self.salt
+        prepared = []
+        total = 0
+        for i, (key, parts) in enumerate(recs):
+            t = T_COMMIT if commit_last and i == len(recs) - 1 else tf
+            # Any C-contiguous buffer (bytes, a NumPy row) is checksummed
+            # and written as it is: no memoryview, no copy.
+            vlen = 0
+            for p in parts:
+                n = getattr(p, "nbytes", None)
+                vlen += len(p) if n is None else n
+            klen = len(key)
+            hc = crc32(key, crc32(REC_HEAD.pack(MARKER, t, klen, vlen), salt))
+            bc = hc
+            for p in parts:
+                bc = crc32(p, bc)
+            prepared.append((REC_PREFIX.pack(MARKER, t, klen, vlen, hc), key, parts,
+                             U32.pack(bc), 16 + klen + vlen))
+            total += 16 + klen + vlen
+        pos = self.end
+        if pos + total + 16 > self._maplen:
+            self._grow(total)
+        write = self._mm.write
+        offsets = []
+        for head, key, parts, tail, size in prepared:
+            offsets.append(pos)
+            write(head)
+            write(key)
+            for p in parts:
+                write(p)
+            write(tail)
+            pos += size
+        self.end = pos
+        if self.sync_on_write:
+            os.fdatasync(self._fd)
+        return offsets
 
     def keys_written(self, start: int, end: int) -> set[str]:
         """Keys of the value and delete records in [start, end)."""
@@ -766,6 +810,13 @@ class Log(Scanner):
 
     def stat_size(self) -> int:
         return os.fstat(self._fd).st_size
+
+
+def _bytes_view(buf) -> memoryview:
+    v = memoryview(buf)
+    if v.nbytes == 0:
+        return memoryview(b"")
+    return v if v.format == "B" and v.ndim == 1 else v.cast("B")
 
 
 def _nonzero(mm: mmap.mmap, start: int, end: int) -> bool:

@@ -323,9 +323,6 @@ class VectorStore:
             self.dimensions = mat.shape[1]
         if self._mat.shape[1] != self.dimensions:
             self._mat = np.zeros((0, self.dimensions), dtype=np.float32)
-        rows = np.asarray(mat, dtype=np.float32)
-        if self.metric == "cosine":
-            rows = _unit(rows)
         need = start + n
         if need > len(self._mat):
             cap = max(need, int(len(self._mat) * 1.5) + 16)
@@ -335,7 +332,12 @@ class VectorStore:
             alive = np.zeros(cap, dtype=bool)
             alive[:start] = self._alive[:start]
             self._alive = alive
-        self._mat[start:need] = rows
+        block = self._mat[start:need]
+        block[...] = mat
+        if self.metric == "cosine":
+            norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+            norms[norms == 0] = 1.0
+            block /= norms[:, None]
         self._alive[start:need] = True
         self._keys.extend(keys)
         for i, key in enumerate(keys):
@@ -354,6 +356,11 @@ class VectorStore:
             raise errors.ReadOnlyError(f"{self.path!r} is open read-only")
 
     def _vector(self, key: str, vector: Any) -> np.ndarray:
+        if type(vector) is np.ndarray and vector.dtype == np.float32 and vector.ndim == 1 \
+                and vector.shape[0] == self.dimensions:
+            if not np.isfinite(vector).all():
+                raise errors.InvalidArgument(f"{key!r}: the vector has NaN or infinity")
+            return vector
         arr = np.asarray(vector)
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)
                                        or np.issubdtype(arr.dtype, np.integer)):
@@ -474,11 +481,11 @@ class VectorStore:
         head_none = _REC.pack(_REC_VERSION, 0)
         for i, key in enumerate(keys):
             if has is None or has[i]:
-                items.append((_PREFIX + key, head_vec + mat[r].tobytes() + metas[i]))
+                items.append((_PREFIX + key, (head_vec, mat[r], metas[i])))
                 row_of.append(r)
                 r += 1
             else:
-                items.append((_PREFIX + key, head_none + metas[i]))
+                items.append((_PREFIX + key, (head_none, metas[i])))
                 row_of.append(-1)
         try:
             with self._writing():
@@ -492,17 +499,20 @@ class VectorStore:
                 step = 20_000
                 for s in _bar(range(0, len(items), step), "insert", self.progress,
                               total=math.ceil(len(items) / step), enabled=len(items) > 50_000):
-                    self._db._put_blobs(items[s:s + step])
+                    self._db._put_blobs(items[s:s + step], keys_checked=True)
         except BaseException:
             if first_dims:
                 self.dimensions = None
             raise
         # Later duplicates win, as if inserted one by one.
         last = {key: i for i, key in enumerate(keys)}
-        order = sorted(last.values())
+        order = range(len(keys)) if len(last) == len(keys) else sorted(last.values())
+        meta = self._meta
         for i in order:
-            self._forget(keys[i])
-            self._meta[keys[i]] = _load_meta(metas[i])
+            key = keys[i]
+            if key in meta:
+                self._forget(key)
+            meta[key] = _load_meta(metas[i]) if metas[i] else {}
         with_vec = [i for i in order if row_of[i] >= 0]
         if with_vec:
             self._add_rows([keys[i] for i in with_vec], mat[[row_of[i] for i in with_vec]])
@@ -610,7 +620,7 @@ class VectorStore:
         """The metadata stored for ``key``, or None if there is no such key."""
         self._readable()
         meta = self._meta.get(key)
-        return None if meta is None else copy.deepcopy(meta)
+        return None if meta is None else _copy_meta(meta)
 
     @_locked
     def search(self, query: Any, k: int = 5,
@@ -632,17 +642,18 @@ class VectorStore:
             return []
         q = self._vector("query", query)
         if self.metric == "cosine":
-            q = _unit(q.reshape(1, -1))[0]
+            q = _unit(q.reshape(1, -1))[0]  # hnswlib would too; exact search needs it
         if self._index is not None:
             hits = self._search_index(q, int(k), pred, ef)
         else:
             hits = self._search_exact(q, int(k), pred)
         out = []
+        meta = self._meta
+        keys = self._keys
         for label, score in hits:
-            key = self._keys[label]
+            key = keys[label]
             vec = self.get(key) if include_vectors else None
-            out.append(SearchResult(key, float(score), copy.deepcopy(self._meta.get(key, {})),
-                                    vec))
+            out.append(SearchResult(key, score, _copy_meta(meta.get(key)), vec))
         return out
 
     def _candidates(self, pred: Callable[..., bool] | None) -> np.ndarray:
@@ -768,11 +779,12 @@ class VectorStore:
         info: dict[str, Any] = {"version": 1, "n": n, "dimensions": self.dimensions,
                                 "metric": self.metric, "salt": db._salt(),
                                 "arrays": {}, "hnsw": None}
-        blobs: list[tuple[str, bytes]] = [
+        # Large arrays go in as buffers: one copy into the file, no joins.
+        blobs: list[tuple[str, Any]] = [
             (_SNAP + "keys", "\0".join(k if k is not None else "" for k in self._keys)
              .encode("utf-8")),
-            (_SNAP + "alive", self._alive[:n].tobytes()),
-            (_SNAP + "mat", self._mat[:n].tobytes()),
+            (_SNAP + "alive", np.ascontiguousarray(self._alive[:n])),
+            (_SNAP + "mat", np.ascontiguousarray(self._mat[:n])),
             (_SNAP + "meta", json.dumps(self._meta, separators=(",", ":"), ensure_ascii=False,
                                         default=_json_default).encode("utf-8")),
         ]
@@ -782,13 +794,15 @@ class VectorStore:
             for name, value in state.items():
                 if isinstance(value, np.ndarray):
                     info["arrays"][name] = [value.dtype.str, list(value.shape)]
-                    blobs.append((_SNAP + "hnsw/" + name, value.tobytes()))
+                    blobs.append((_SNAP + "hnsw/" + name, np.ascontiguousarray(value)))
                 else:
                     scalars[name] = value
             info["hnsw"] = scalars
             info["indexed"] = self._indexed
+        for key, blob in blobs:
+            db._put_blob_parts(key, [blob])
+        # After the blobs: reopening then replays nothing of the snapshot itself.
         info["covered_end"] = db._log_end()
-        db._put_blobs(blobs)
         db.put_text(_SNAP + "info", json.dumps(info))
 
     def _load_snapshot(self) -> bool:
@@ -804,10 +818,10 @@ class VectorStore:
         try:
             names = db.get_bytes(_SNAP + "keys").decode("utf-8")
             keys = names.split("\0") if n else []
-            alive = np.frombuffer(db.get_bytes(_SNAP + "alive"), dtype=bool).copy()
-            mat = np.frombuffer(db.get_bytes(_SNAP + "mat"), dtype=np.float32)
+            alive = np.frombuffer(db._value_view(_SNAP + "alive"), dtype=bool).copy()
+            mat = np.frombuffer(db._value_view(_SNAP + "mat"), dtype=np.float32)
             meta = json.loads(db.get_bytes(_SNAP + "meta"))
-        except (AttributeError, ValueError, UnicodeDecodeError):
+        except (AttributeError, TypeError, ValueError, UnicodeDecodeError):
             return False
         if len(keys) != n or len(alive) != n or mat.size != n * (self.dimensions or 0):
             return False
@@ -824,7 +838,7 @@ class VectorStore:
             if hnswlib is not None:
                 state = dict(info["hnsw"])
                 for name, (dtype, shape) in info["arrays"].items():
-                    buf = db.get_bytes(_SNAP + "hnsw/" + name)
+                    buf = db._value_view(_SNAP + "hnsw/" + name)  # hnswlib copies it
                     state[name] = np.frombuffer(buf, dtype=dtype).reshape(shape)
                 index = hnswlib.Index.__new__(hnswlib.Index)
                 index.__setstate__((state,))
@@ -865,6 +879,17 @@ class VectorStore:
         self._dirty_since_snap += 1
         self._write_snapshot()
         return saved
+
+
+def _copy_meta(meta: dict[str, Any] | None) -> dict[str, Any]:
+    # Callers may change what they get without changing the store; a
+    # shallow copy does that unless a value is itself a container.
+    if not meta:
+        return {}
+    for v in meta.values():
+        if isinstance(v, (dict, list)):
+            return copy.deepcopy(meta)
+    return dict(meta)
 
 
 def _check_key(key: Any) -> None:
