@@ -435,15 +435,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(c.OUT_DIR), help="output folder (default: benchmarks/out)")
     ap.add_argument("--peer-timeout", type=float, default=600.0, help="seconds for the wheel run")
     ap.add_argument("--strict", action="store_true", help="exit 1 if any target fails")
-    ap.add_argument("--only", choices=("core", "vectors"), default=None,
-                    help="run only the core engine table or only the vector benchmark "
-                         "(default: both, core first)")
+    ap.add_argument("--only", choices=("core", "vectors", "tensors"), default=None,
+                    help="run only the core engine, vector or tensor benchmark "
+                         "(default: all three, core first)")
     args = ap.parse_args(argv)
 
     rc = 0
-    if args.only != "vectors":
+    if args.only in (None, "core"):
         rc = run_core(args)
-    if args.only != "core":
+    if args.only in (None, "vectors"):
         if args.only is None:
             print("\n")
         import bench_vectors
@@ -454,6 +454,12 @@ def main(argv=None) -> int:
             print("ERROR: our VectorStore could not be measured (see notes)", file=sys.stderr)
             rc = 1
         elif args.strict and vec["failed"]:
+            rc = 1
+    if args.only in (None, "tensors"):
+        print("\n")
+        import bench_tensors
+        ten = bench_tensors.run_bench(quick=args.quick, out_dir=Path(args.out))
+        if args.strict and ten["failed"]:
             rc = 1
     return rc
 

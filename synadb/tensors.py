@@ -47,7 +47,10 @@ _MANIFEST = "__tensor__/"
 _BLOCK_HEAD = struct.Struct("<4sBB2x")  # magic, dtype code, ndim; then ndim × u64 shape
 _BLOCK_MAGIC = b"STB1"
 _HEAD_BYTES = 64
-_BLOCK_BYTES = 4 << 20  # rows per block: about this many bytes
+# Rows per block: about this many bytes.  Few, large blocks make a shuffled
+# batch one fancy index per block; the CRC of a block is checked once per
+# handle, and a record's value is limited to 4 GiB.
+_BLOCK_BYTES = 256 << 20
 
 
 def _dtype(value: Any, what: str) -> np.dtype:
@@ -491,6 +494,8 @@ class RowView:
         out = np.empty((len(idx), *self.row_shape), dtype=self.dtype)
         blocks = self._block_of[idx]
         rows = self._row_in[idx]
+        if len(self._keys) == 1:
+            return self._blk(0)[rows]
         for b in np.unique(blocks).tolist():
             sel = np.flatnonzero(blocks == b)
             out[sel] = self._blk(b)[rows[sel]]

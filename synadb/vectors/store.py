@@ -246,12 +246,13 @@ class VectorStore:
 
     def _refresh(self) -> None:
         """Take in what other handles wrote since we last looked."""
-        if self._db._salt() != self._salt:
+        changed, end = self._db._keys_written_since(self._seen_end)  # also follows a swap
+        log = self._db._log
+        if log is not None and log.salt != self._salt:
             # Another handle compacted the file: offsets mean nothing now.
             self._reset()
             self._load()
             return
-        changed, end = self._db._keys_written_since(self._seen_end)
         if changed:
             self._apply_keys([k[len(_PREFIX):] for k in changed if k.startswith(_PREFIX)])
         self._seen_end = end
@@ -641,11 +642,11 @@ class VectorStore:
         if self.dimensions is None or not self._label:
             return []
         q = self._vector("query", query)
-        if self.metric == "cosine":
-            q = _unit(q.reshape(1, -1))[0]  # hnswlib would too; exact search needs it
         if self._index is not None:
-            hits = self._search_index(q, int(k), pred, ef)
+            hits = self._search_index(q, int(k), pred, ef)  # hnswlib normalises for cosine
         else:
+            if self.metric == "cosine":
+                q = _unit(q.reshape(1, -1))[0]
             hits = self._search_exact(q, int(k), pred)
         out = []
         meta = self._meta
@@ -701,6 +702,8 @@ class VectorStore:
         except RuntimeError:
             # Fewer than k matches reachable (a selective filter): the exact
             # answer over the matching records is both right and small.
+            if self.metric == "cosine":
+                q = _unit(q.reshape(1, -1))[0]
             return self._search_exact(q, k, pred)
         labels, dist = labels[0].astype(np.int64), dist[0].astype(np.float64)
         if self.metric == "euclidean":
