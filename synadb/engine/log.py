@@ -67,6 +67,7 @@ _D = struct.Struct("<d")
 _Q = struct.Struct("<q")
 _MARKER_BYTE = bytes([MARKER])
 _MIN_GROW = 1 << 16
+_WRITE_PIECE = 4 << 20
 _NAN = math.nan
 
 _OPEN_LOGS: "weakref.WeakSet[Log]" = weakref.WeakSet()
@@ -630,9 +631,17 @@ class Log(Scanner):
             # Large: one pwritev.  Stores through the map would fault in
             # every fresh page first (about twice as slow); the page cache
             # is the same, so mapped readers see these bytes too.
-            written = os.pwritev(self._fd, bufs, pos)
-            if written != n:
-                raise OSError(f"short write to {self.path!r}: {written} of {n} bytes")
+            # In pieces of 4 MiB: one huge write makes the kernel throttle the
+            # writer for its dirty pages in one go (measured 3x slower).
+            at = pos
+            for buf in bufs:
+                mv = memoryview(buf).cast("B") if not isinstance(buf, bytes) else memoryview(buf)
+                for s in range(0, len(mv), _WRITE_PIECE):
+                    piece = mv[s:s + _WRITE_PIECE]
+                    done = os.pwrite(self._fd, piece, at)
+                    while done < len(piece):  # a short write: finish it
+                        done += os.pwrite(self._fd, piece[done:], at + done)
+                    at += len(piece)
             if pos + n + 16 > self._maplen:
                 self._grow(0, end=pos + n)
             self._set_end(pos + n)
