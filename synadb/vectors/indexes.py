@@ -43,6 +43,7 @@ Segment layout (little-endian)::
 
 from __future__ import annotations
 
+import abc
 import functools
 import json
 import math
@@ -549,7 +550,7 @@ def hybrid_search(dense_results: Iterable[Any], sparse_results: Iterable[Any],
 
 
 # ------------------------------------------------------ dense index skeleton
-class SegmentedDenseIndex:
+class SegmentedDenseIndex(abc.ABC):
     """What GravityWellIndex and CascadeIndex share: a SynaDB file of
     segments, rows in memory (working form), upserts, exact re-ranking.
 
@@ -617,8 +618,9 @@ class SegmentedDenseIndex:
     def _changed(self) -> None:
         """Hook: rows were added or replaced."""
 
+    @abc.abstractmethod
     def _candidates(self, q: np.ndarray, k: int, nprobe: int | None) -> np.ndarray:
-        raise NotImplementedError
+        """Labels worth scoring exactly for query ``q`` (each index says how)."""
 
     # --------------------------------------------------------------- rows
     def _live(self) -> IndexFile:
