@@ -779,7 +779,7 @@ class SynaDB:
                 return set(), max(offset, end) if not log._pending else offset
             return log.keys_written(offset, end), end
 
-    def _value_view(self, key: str) -> memoryview | None:
+    def _value_view(self, key: str, refresh: bool = True) -> memoryview | None:
         """A zero-copy, CRC-checked view of ``key``'s latest (uncompressed) bytes.
 
         The view pins the current map of the file; it stays valid while it
@@ -789,7 +789,8 @@ class SynaDB:
         if log is None:
             raise errors.ClosedError(f"{self.path!r} is closed")
         with log.mutex:
-            log.refresh()
+            if refresh:
+                log.refresh()
             got = log.index.latest(key)
             if got is None:
                 return None

@@ -126,7 +126,8 @@ class TensorEngine:
                 continue
             count = m["shape"][0] if kind == "rows" else len(m["blocks"])
             if pattern == prefix + "*" and kind == "rows":
-                idx = np.arange(count)  # the common case: no name is built
+                found.append((prefix, m, np.arange(count)))  # common: no name is built
+                continue
             else:
                 names = self._names(prefix, m)
                 idx = np.array([i for i, n in enumerate(names) if match(n)], dtype=np.int64)
@@ -158,6 +159,12 @@ class TensorEngine:
             total = sum(len(idx) for _, _, idx in picks)
         else:
             total = sum(m["blocks"][i][2] for _, m, idx in picks for i in idx.tolist())
+        for prefix, m, _ in picks:
+            covered = sum(b[2] for b in m["blocks"])
+            if kind == "rows" and covered != m["shape"][0]:
+                raise errors.CorruptDatabase(
+                    f"tensor {prefix!r} in {self.path!r}: its blocks hold {covered} rows, "
+                    f"its manifest says {m['shape'][0]}")
         out = np.empty((total, *row_shape), dtype=dt)
         pos = 0
         for _, m, idx in picks:
@@ -213,7 +220,15 @@ class TensorEngine:
                 c in prefix for c in "*?["):
             raise errors.InvalidArgument(
                 f"a tensor prefix is a non-empty str without '#' or glob characters: {prefix!r}")
-        arr = np.asarray(tensor)
+        if rows_per_block is not None and (
+                isinstance(rows_per_block, bool) or not isinstance(rows_per_block, (int, np.integer))
+                or rows_per_block < 1):
+            raise errors.InvalidArgument(
+                f"rows_per_block must be a positive int, got {rows_per_block!r}")
+        try:
+            arr = np.asarray(tensor)
+        except ValueError as e:  # ragged rows
+            raise errors.DimensionMismatch(f"{prefix!r}: rows of different lengths: {e}") from None
         if arr.ndim == 0:
             raise errors.DimensionMismatch(f"{prefix!r}: a tensor needs at least one dimension")
         dt = _dtype(arr.dtype, prefix)
@@ -250,7 +265,8 @@ class TensorEngine:
 
     # ------------------------------------------------------------------ get
     def _block(self, key: str, dt: np.dtype) -> np.ndarray:
-        view = self.db._value_view(key)
+        # No refresh between the manifest and its blocks: one version, whole.
+        view = self.db._value_view(key, refresh=False)
         if view is None:
             raise errors.CorruptDatabase(f"tensor block {key!r} is missing from {self.path!r}")
         magic, code, ndim = _BLOCK_HEAD.unpack_from(view, 0)
@@ -269,14 +285,30 @@ class TensorEngine:
             if not np.can_cast(arr.dtype, dt, casting="same_kind"):
                 raise errors.InvalidArgument(f"cannot cast {arr.dtype} to {dt} without changing "
                                              "what the values mean")
-            arr = arr.astype(dt, copy=False)
+            if dt.kind in "iu" and arr.size and not np.can_cast(arr.dtype, dt, "safe"):
+                info = np.iinfo(dt)
+                if arr.min() < info.min or arr.max() > info.max:
+                    raise errors.InvalidArgument(f"values of {arr.dtype} do not fit in {dt}")
+            with np.errstate(over="ignore", invalid="ignore"):
+                cast = arr.astype(dt, copy=False)
+            if dt.kind == "f" and arr.dtype.kind == "f" and cast is not arr and \
+                    np.count_nonzero(np.isinf(cast)) != np.count_nonzero(np.isinf(arr)):
+                raise errors.InvalidArgument(f"values of {arr.dtype} overflow {dt}")
+            arr = cast
         if shape is not None:
             try:
                 arr = arr.reshape(shape)
-            except ValueError as e:
+            except (ValueError, TypeError) as e:
                 raise errors.DimensionMismatch(
                     f"cannot reshape {arr.shape} into {tuple(shape)}") from e
         return arr
+
+    def _consistent(self):
+        """Hold the handle's lock: manifests and blocks come from one version."""
+        log = self.db._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        return log.mutex
 
     def get_tensor(self, pattern: str, shape: Any = None, dtype: Any = None) -> np.ndarray:
         """The rows whose names match ``pattern`` (a glob), stacked in key order.
@@ -286,21 +318,24 @@ class TensorEngine:
             DimensionMismatch: ``shape`` does not fit, or the rows differ in shape.
             InvalidArgument: an empty pattern, or a ``dtype`` the data cannot be cast to.
         """
-        return self._finish(self._gather(self._select(pattern, "rows"), "rows", pattern),
-                            shape, dtype)
+        with self._consistent():
+            arr = self._gather(self._select(pattern, "rows"), "rows", pattern)
+        return self._finish(arr, shape, dtype)
 
     def get_tensor_chunked(self, pattern: str, shape: Any = None,
                            dtype: Any = None) -> np.ndarray:
         """The chunks whose names match ``pattern``, concatenated in key order."""
-        return self._finish(self._gather(self._select(pattern, "chunks"), "chunks", pattern),
-                            shape, dtype)
+        with self._consistent():
+            arr = self._gather(self._select(pattern, "chunks"), "chunks", pattern)
+        return self._finish(arr, shape, dtype)
 
     def rows(self, pattern: str) -> "RowView":
         """A lazy, zero-copy view of the matching rows (what datasets index)."""
-        picks = self._select(pattern, "rows")
-        if not picks:
-            raise errors.KeyNotFound(f"no rows match {pattern!r} in {self.path!r}")
-        return RowView(self, picks)
+        with self._consistent():
+            picks = self._select(pattern, "rows")
+            if not picks:
+                raise errors.KeyNotFound(f"no rows match {pattern!r} in {self.path!r}")
+            return RowView(self, picks)
 
     def stream(self, pattern: str, batch_size: int = 32) -> Iterator[np.ndarray]:
         """Batches of ``batch_size`` rows (the last may be shorter), without loading all."""
@@ -361,7 +396,8 @@ class TensorEngine:
                     db.delete(_MANIFEST + prefix)
                     continue
                 kind = "rows" if m["kind"] == "rows" else "chunks"
-                full = self._gather(self._select(prefix + "*", kind), kind, prefix + "*")
+                count = m["shape"][0] if kind == "rows" else len(m["blocks"])
+                full = self._gather([(prefix, m, np.arange(count))], kind, prefix)
                 if kind == "rows":
                     keep = np.delete(full, hit, axis=0)
                     self._put(prefix, keep, "rows", None)
@@ -457,7 +493,9 @@ class RowView:
         self._picks = picks
         self._block_of = np.concatenate(block_of)
         self._row_in = np.concatenate(row_in)
-        self._blocks: list[np.ndarray | None] = [None] * len(keys)
+        # Every block now, while the caller holds the handle's lock: the view
+        # then stays one version of the tensor, whatever is written later.
+        self._blocks: list[np.ndarray | None] = [engine._block(k, self.dtype) for k in keys]
 
     def __len__(self) -> int:
         return len(self._row_in)

@@ -158,3 +158,49 @@ def test_export_parquet_one_row_per_sample_reads_in_duckdb(engine, tmp_path):
     rows = duckdb.sql(f"select key, x, y from '{out}' order by y").fetchall()
     assert len(rows) == 20 and rows[0][0] == "train/x/0000"
     assert [list(r[1]) for r in rows] == x.tolist() and [r[2] for r in rows] == y.tolist()
+
+
+# -- found by review ------------------------------------------------------------
+
+def test_bad_rows_per_block_and_ragged_rows_change_nothing(engine):
+    engine.put_tensor("x/", np.ones((3, 2)))
+    for bad in (-1, 0, 1.5, True):
+        with pytest.raises(synadb.InvalidArgument):
+            engine.put_tensor("x/", np.full((3, 2), 5.0), rows_per_block=bad)
+    with pytest.raises(synadb.DimensionMismatch):
+        engine.put_tensor("x/", [[1.0, 2.0], [3.0]])
+    assert (engine.get_tensor("x/*") == 1).all()
+
+
+def test_partial_delete_ignores_a_prefix_that_extends_it(engine):
+    a = np.arange(6.0).reshape(3, 2)
+    engine.put_tensor("a/", a)
+    engine.put_tensor("a/b/", a + 100)
+    assert engine.delete("a/0001") == 1
+    np.testing.assert_array_equal(engine.get_tensor("a/000?"), a[[0, 2]])
+    np.testing.assert_array_equal(engine.get_tensor("a/b/*"), a + 100)
+
+
+def test_a_row_view_stays_one_version_across_a_reput(engine):
+    old = np.arange(40.0).reshape(20, 2)
+    engine.put_tensor("x/", old, rows_per_block=4)
+    view = engine.rows("x/*")
+    engine.put_tensor("x/", -old[:10], rows_per_block=4)  # fewer rows, same keys
+    np.testing.assert_array_equal(np.stack([view[i] for i in range(20)]), old)
+    np.testing.assert_array_equal(engine.get_tensor("x/*"), -old[:10])
+
+
+def test_casts_that_change_values_are_refused(engine):
+    engine.put_tensor("i/", np.array([[300, -1]], dtype=np.int64))
+    engine.put_tensor("f/", np.array([[1e10, 1.0]], dtype=np.float64))
+    with pytest.raises(synadb.InvalidArgument, match="fit"):
+        engine.get_tensor("i/*", dtype=np.int8)
+    with pytest.raises(synadb.InvalidArgument, match="overflow"):
+        engine.get_tensor("f/*", dtype=np.float16)
+    assert engine.get_tensor("i/*", dtype=np.int16).tolist() == [[300, -1]]
+
+
+def test_zero_rows_round_trip(engine):
+    engine.put_tensor("z/", np.zeros((0, 3, 2), dtype=np.float32))
+    got = engine.get_tensor("z/*")
+    assert got.shape == (0, 3, 2) and got.dtype == np.float32

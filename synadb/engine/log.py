@@ -211,6 +211,16 @@ class Scanner:
                     if resync and _nonzero(mm, pos, limit):
                         st.garbage_bytes = limit - pos
                     break
+                # A follower may have checked this value while its writer was
+                # still copying it, and found the next record complete only
+                # after: look again now that something follows.
+                again = self._parse(pos, limit)
+                if again is not None and not again[4]:
+                    rec = again
+                    apply(pos, rec)
+                    st.records += 1
+                    pos = rec[5]
+                    continue
                 try:
                     key = rec[0].decode("utf-8")
                 except UnicodeDecodeError:
