@@ -342,3 +342,21 @@ def test_key_length_counts_the_internal_prefix(tmp_path):
         with pytest.raises(synadb.InvalidArgument):
             vs.insert("deep", [1.0, 0.0], nested)
         assert Path(path).read_bytes() == before
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot_product"])
+def test_vectors_rebuilt_from_the_graph_on_reopen_are_exact(tmp_path, metric):
+    x = _clustered(800, 12) * np.float32(3.0)
+    path = str(tmp_path / "g.db")
+    with VectorStore(path, dimensions=12, metric=metric, index_threshold=100) as vs:
+        vs.insert_batch([f"k{i}" for i in range(800)], x)
+        vs.insert("k3", x[700])  # an upsert: a dead label in the graph
+        before = vs._mat[:len(vs._keys)].copy()
+        want = [(r.key, r.score) for r in vs.search(x[5], k=5, filter={"$not": {"z": 1}})]
+    with VectorStore(path) as vs:
+        # hnswlib normalises cosine vectors itself: equal to the last ulp.
+        np.testing.assert_allclose(vs._mat[:len(vs._keys)], before, rtol=0,
+                                   atol=1e-6 if metric == "cosine" else 0)
+        got = [(r.key, r.score) for r in vs.search(x[5], k=5, filter={"$not": {"z": 1}})]
+        assert [k for k, _ in got] == [k for k, _ in want]
+        np.testing.assert_array_equal(vs.get("k3"), x[700])

@@ -787,10 +787,15 @@ class VectorStore:
             (_SNAP + "keys", "\0".join(k if k is not None else "" for k in self._keys)
              .encode("utf-8")),
             (_SNAP + "alive", np.ascontiguousarray(self._alive[:n])),
-            (_SNAP + "mat", np.ascontiguousarray(self._mat[:n])),
             (_SNAP + "meta", json.dumps(self._meta, separators=(",", ":"), ensure_ascii=False,
                                         default=_json_default).encode("utf-8")),
         ]
+        if self._index is None or self._indexed != n:
+            blobs.append((_SNAP + "mat", np.ascontiguousarray(self._mat[:n])))
+        else:
+            # hnswlib's graph holds every vector already (unit length for
+            # cosine, as ours): the matrix is rebuilt from it on open.
+            info["mat_from_index"] = True
         if self._index is not None:
             (state,) = self._index.__getstate__()
             scalars = {}
@@ -822,32 +827,51 @@ class VectorStore:
             names = db.get_bytes(_SNAP + "keys").decode("utf-8")
             keys = names.split("\0") if n else []
             alive = np.frombuffer(db._value_view(_SNAP + "alive"), dtype=bool).copy()
-            mat = np.frombuffer(db._value_view(_SNAP + "mat"), dtype=np.float32)
             meta = json.loads(db.get_bytes(_SNAP + "meta"))
         except (AttributeError, TypeError, ValueError, UnicodeDecodeError):
             return False
-        if len(keys) != n or len(alive) != n or mat.size != n * (self.dimensions or 0):
+        dims = self.dimensions or 0
+        if len(keys) != n or len(alive) != n:
             return False
-        self._keys = [k if k else None for k in keys]
-        self._alive = alive
-        self._mat = mat.reshape(n, self.dimensions).copy()
-        self._meta = meta
-        self._label = {k: i for i, k in enumerate(keys) if k and alive[i]}
+        index = None
+        state: dict[str, Any] = {}
         if info["hnsw"] is not None:
             try:
                 import hnswlib
             except ImportError:
+                if info.get("mat_from_index"):
+                    return False  # the vectors live in the graph: replay instead
                 hnswlib = None
             if hnswlib is not None:
                 state = dict(info["hnsw"])
                 for name, (dtype, shape) in info["arrays"].items():
                     buf = db._value_view(_SNAP + "hnsw/" + name)  # hnswlib copies it
+                    if buf is None:
+                        return False
                     state[name] = np.frombuffer(buf, dtype=dtype).reshape(shape)
                 index = hnswlib.Index.__new__(hnswlib.Index)
                 index.__setstate__((state,))
                 index.set_ef(self.ef_search)
-                self._index = index
-                self._indexed = info.get("indexed", n)
+        if info.get("mat_from_index"):
+            mat = _vectors_from_hnsw_state(state, n, dims)
+            if mat is None:
+                return False
+        else:
+            view = db._value_view(_SNAP + "mat")
+            if view is None:
+                return False
+            flat = np.frombuffer(view, dtype=np.float32)
+            if flat.size != n * dims:
+                return False
+            mat = flat.reshape(n, dims).copy()
+        self._keys = [k if k else None for k in keys]
+        self._alive = alive
+        self._mat = mat
+        self._meta = meta
+        self._label = {k: i for i, k in enumerate(keys) if k and alive[i]}
+        if index is not None:
+            self._index = index
+            self._indexed = info.get("indexed", n)
         # Replay what came after the snapshot.
         self._snap_end = info["covered_end"]
         changed, _ = db._keys_written_since(self._snap_end)
@@ -902,6 +926,29 @@ def _check_key(key: Any) -> None:
     limit = fmt.MAX_KEY_BYTES - len(_PREFIX)
     if len(key.encode("utf-8")) > limit:
         raise errors.InvalidKey(f"key {key[:40]!r}... is longer than {limit} bytes")
+
+
+def _vectors_from_hnsw_state(state: dict[str, Any], n: int, dims: int) -> np.ndarray | None:
+    """Our label -> vector matrix, gathered from hnswlib's level-0 data.
+
+    Each element there is ``size_data_per_element`` bytes: links, then the
+    vector at ``offset_data``, then the label (u64) at ``label_offset``.
+    """
+    try:
+        count = int(state["cur_element_count"])
+        size = int(state["size_data_per_element"])
+        at = int(state["offset_data"])
+        lab = int(state["label_offset"])
+        raw = state["data_level0"].reshape(-1)[:count * size].reshape(count, size)
+    except (KeyError, ValueError):
+        return None
+    labels = np.ascontiguousarray(raw[:, lab:lab + 8]).view("<u8").reshape(-1)
+    vecs = np.ascontiguousarray(raw[:, at:at + 4 * dims]).view("<f4")
+    if count != n or (count and int(labels.max()) >= n):
+        return None
+    mat = np.zeros((n, dims), dtype=np.float32)
+    mat[labels.astype(np.int64)] = vecs
+    return mat
 
 
 def _check_dims(dimensions: Any) -> None:
