@@ -943,7 +943,7 @@ def _vectors_from_hnsw_state(state: dict[str, Any], n: int, dims: int) -> np.nda
     except (KeyError, ValueError):
         return None
     labels = np.ascontiguousarray(raw[:, lab:lab + 8]).view("<u8").reshape(-1)
-    vecs = np.ascontiguousarray(raw[:, at:at + 4 * dims]).view("<f4")
+    vecs = raw[:, at:at + 4 * dims].view("<f4")  # rows strided, each row contiguous: no copy
     if count != n or (count and int(labels.max()) >= n):
         return None
     mat = np.zeros((n, dims), dtype=np.float32)
