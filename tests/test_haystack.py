@@ -312,17 +312,3 @@ def test_concurrent_async_writes(document_store):
     assert asyncio.run(main()) == 60
 
 
-def test_missing_haystack_raises_missing_dependency(tmp_path):
-    import subprocess
-    import sys
-
-    code = ("import sys; sys.modules['haystack'] = None\n"
-            "try:\n"
-            "    import synadb.integrations.haystack\n"
-            "except ImportError as e:\n"
-            "    from synadb import MissingDependency\n"
-            "    assert isinstance(e, MissingDependency), type(e)\n"
-            "    print(e)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert "synadb[haystack]" in out.stdout

@@ -282,17 +282,6 @@ def test_langchain_loads_only_with_the_adapter():
     assert json.loads(out.stdout) == [False, True]
 
 
-def test_missing_langchain_names_the_extra():
-    out = _run("import sys\nsys.modules['langchain_core'] = None\n"
-               "import synadb\n"
-               "try:\n"
-               "    import synadb.integrations.langchain\n"
-               "except synadb.MissingDependency as e:\n"
-               "    print(isinstance(e, ImportError), e)\n")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("True ") and "pip install 'synadb[langchain]'" in out.stdout
-
-
 def test_vectors_written_by_the_adapter_are_plain_records(tmp_path, emb):
     # The adapter only translates: the core VectorStore reads the same file.
     path = tmp_path / "lc.db"

@@ -9,8 +9,6 @@ nested filters, reopen) and an end-to-end VectorStoreIndex round trip.
 import asyncio
 import math
 import re
-import subprocess
-import sys
 import threading
 import zlib
 from pathlib import Path
@@ -692,13 +690,3 @@ def test_doctests():
     assert doctest.testmod(li).failed == 0
 
 
-def test_missing_llama_index_names_the_extra():
-    code = ("import sys; sys.modules['llama_index'] = None\n"
-            "try:\n    import synadb.integrations.llamaindex\n"
-            "except ImportError as e:\n"
-            "    import synadb; assert isinstance(e, synadb.MissingDependency), type(e)\n"
-            "    print(e)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env={"PYTHONPATH": ROOT, "PATH": "/usr/bin:/bin"})
-    assert "pip install 'synadb[llamaindex]'" in out.stdout
-    assert "llama-index-core" in out.stdout
