@@ -28,7 +28,10 @@ from .errors import (
     TypeMismatch,
 )
 
+from .registry import ModelRegistry, ModelVersion
+from .sweep import sweep
 from .tensors import TensorEngine
+from .tracking import Experiment, ExperimentTracker, Run, RunStatus
 from .vectors import (
     CascadeIndex,
     GravityWellIndex,
@@ -48,6 +51,13 @@ __all__ = [
     "DbConfig",
     "VerifyReport",
     "TensorEngine",
+    "ExperimentTracker",
+    "Experiment",
+    "Run",
+    "RunStatus",
+    "sweep",
+    "ModelRegistry",
+    "ModelVersion",
     "VectorStore",
     "SearchResult",
     "MmapVectorStore",

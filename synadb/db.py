@@ -50,6 +50,8 @@ __all__ = ["SynaDB", "DbConfig", "VerifyReport"]
 _pack_d = struct.Struct("<d").pack
 _pack_u32 = fmt.U32.pack
 _crc32 = fmt.crc32
+_ROW_PACKERS: dict[int, Any] = {}
+_FLOAT_TYPES = bytes([T_FLOAT]) * 64
 _pack_q = struct.Struct("<q").pack
 _encode_rec = fmt.encode
 _MAX_VECTOR_DIMS = 8192
@@ -312,6 +314,61 @@ class SynaDB:
         finally:
             log.mutex.release()
 
+    def put_float_row(self, key: str, values: tuple[float, ...]) -> None:
+        """Append a short row of floats (say value, step, time) to ``key``.
+
+        The row is one T_FLOATS record, so the history reads back as a flat
+        float64 array that reshapes to ``(-1, len(values))``.  This is the
+        hot path of metric logging: values must already be floats (NaN and
+        infinity are stored as they are; the caller decides what it allows).
+        """
+        n = len(values)
+        pack = _ROW_PACKERS.get(n)
+        if pack is None:
+            if not 1 <= n <= _BLOCK_VALUES:
+                raise errors.InvalidArgument(f"{key!r}: a row holds 1..{_BLOCK_VALUES} values")
+            pack = _ROW_PACKERS[n] = struct.Struct(f"<{n}d").pack
+        vb = pack(*values)
+        log = self._log
+        if log is None or log.read_only or self._flag:
+            self._key(key)
+            log = self._w()
+            with log.mutex:
+                log.acquire()
+                pos = log.append(_encode_rec(T_FLOATS | self._flag, self._key(key), vb,
+                                             log.salt))
+                log.index.append_block(key, pos, np.frombuffer(vb, dtype="<f8"))
+            return
+        log.mutex.acquire()
+        try:
+            if not log._lease:
+                log.acquire()  # before any lookup or encoding (see _put)
+            idx = log.index
+            pre = idx.rpre.get((key, n))
+            if pre is None:
+                pre = idx.rpre[(key, n)] = fmt.prefix(T_FLOATS, self._key(key), n * 8,
+                                                      log.salt)
+            rec = pre[0] + vb + _pack_u32(_crc32(vb, pre[1]))
+            pos = log.end
+            size = len(rec)
+            if pos + size + 16 <= log._maplen:
+                log._mm.write(rec)  # the map's position is kept at log.end
+                log.end = pos + size
+                if log.sync_on_write:
+                    os.fdatasync(log._fd)
+            else:
+                pos = log.append(rec)
+            kid = idx.kid.get(key)
+            h = idx.hists.get(kid) if kid is not None else None
+            if h is not None and idx.journal is None:
+                h.off.extend((pos,) * n)
+                h.val.extend(values)
+                h.typ += _FLOAT_TYPES[:n] if n <= 64 else bytes([T_FLOAT]) * n
+            else:
+                idx.append_block(key, pos, np.frombuffer(vb, dtype="<f8"))
+        finally:
+            log.mutex.release()
+
     def _float(self, key: object, value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating,
                                                               np.integer)):
@@ -407,8 +464,12 @@ class SynaDB:
                 raw, flags = packed, F_LZ4
         self._put(typ | flags, key, raw, math.nan)
 
-    def put_floats_batch(self, key: str, values: Any) -> int:
-        """Append many floats to one key in one record.  Returns how many."""
+    def put_floats_batch(self, key: str, values: Any, *,
+                         allow_nonfinite: bool | None = None) -> int:
+        """Append many floats to one key in one record.  Returns how many.
+
+        ``allow_nonfinite`` overrides the handle's config for this call.
+        """
         arr = np.asarray(values)
         if arr.ndim != 1:
             raise errors.DimensionMismatch(f"{key!r}: put_floats_batch needs a 1-D array, "
@@ -416,7 +477,8 @@ class SynaDB:
         if arr.dtype.kind not in "fiu":
             raise errors.InvalidArgument(f"{key!r}: dtype {arr.dtype} is not numeric")
         arr = np.ascontiguousarray(arr, dtype="<f8")
-        if not self.config.allow_nonfinite and not np.isfinite(arr).all():
+        allow = self.config.allow_nonfinite if allow_nonfinite is None else allow_nonfinite
+        if not allow and not np.isfinite(arr).all():
             raise errors.NonFiniteValue(f"{key!r}: the values have NaN or infinity")
         kb = self._key(key)
         log = self._w()
@@ -779,11 +841,14 @@ class SynaDB:
                 return set(), max(offset, end) if not log._pending else offset
             return log.keys_written(offset, end), end
 
-    def _value_view(self, key: str, refresh: bool = True) -> memoryview | None:
+    def _value_view(self, key: str, refresh: bool = True,
+                    check: bool = True) -> memoryview | None:
         """A zero-copy, CRC-checked view of ``key``'s latest (uncompressed) bytes.
 
         The view pins the current map of the file; it stays valid while it
-        lives, even across the file growing.
+        lives, even across the file growing.  ``check=False`` skips the body
+        CRC for callers that verify a stronger hash of the bytes themselves
+        (the record's head, and so its length, was checked when indexed).
         """
         log = self._log
         if log is None:
@@ -800,7 +865,7 @@ class SynaDB:
             if typ != T_BYTES:
                 raise errors.TypeMismatch(f"{key!r} holds {_TYPE_WORDS.get(typ, typ)}, "
                                           "not bytes")
-            if off in log.verified:
+            if off in log.verified or (not check and not log._mm[off + 1] & F_LZ4):
                 # Checked once by this handle; records never change in place.
                 klen, vlen = struct.unpack_from("<xxHI", log._mm, off)
                 start = off + 12 + klen
@@ -846,6 +911,53 @@ class SynaDB:
             append = log.index.append
             for (key, _), pos in zip(keys, offsets):
                 append(key, T_BYTES, pos, math.nan)
+
+    def _history_len(self, key: str) -> int:
+        """How many values ``key``'s live history holds (0 if absent)."""
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            log.refresh()
+            idx = log.index
+            kid = idx.kid.get(key)
+            if kid is None or not idx.l_typ[kid]:
+                return 0
+            h = idx.hists.get(kid)
+            if h is not None:
+                return len(h.off)
+            h = idx.history(key)
+            return 0 if h is None else len(h.off)
+
+    def _history_slice(self, key: str, start: int, stop: int) -> list[Any]:
+        """Values ``start:stop`` of ``key``'s history (without reading the rest)."""
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            log = self._r()
+            h = log.index.history(key)
+            if h is None:
+                return []
+            value = self._value
+            return [value(log, key, t, o, v) for t, o, v in
+                    zip(h.typ[start:stop], h.off[start:stop], h.val[start:stop])]
+
+    def _float_tail(self, key: str, n: int) -> list[float] | None:
+        """The last ``n`` numeric values of ``key`` from the index (no read), or
+        None if the key has fewer."""
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            idx = log.index
+            kid = idx.kid.get(key)
+            if kid is None or not idx.l_typ[kid]:
+                return None
+            h = idx.hists.get(kid) or idx.history(key)
+            if h is None or len(h.val) < n:
+                return None
+            return h.val[len(h.val) - n:].tolist()
 
     def history_entries(self, key: str) -> list[tuple[str, Any]]:
         """(type name, value) of every history entry; for exporters."""

@@ -1,0 +1,598 @@
+"""Model registry: versioned model bytes with SHA-256, stages and history.
+
+Layout (see docs/FORMAT.md)::
+
+    reg/<model>                       JSON: name, created, next version number
+    reg/<model>/<version>             JSON: the version's entry (checksum,
+                                      size, stage, metadata, description,
+                                      tags, chunk count, created); rewritten
+                                      on stage and tag changes
+    reg/<model>/<version>/<chunk>     the model's bytes, 64 MiB per record
+    reg/<model>/stages                one JSON record per stage change
+
+``<model>`` is the name with ``%`` and ``/`` percent-escaped, so names like
+``org/classifier`` work.  Every change of an entry happens in one batch under
+the file lock: a stage change that archives the previous Production version
+is one atomic step, and so is a save.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import errors
+from .db import DbConfig, SynaDB
+
+__all__ = ["ModelRegistry", "ModelVersion", "StageChange", "STAGES"]
+
+STAGES = ("Development", "Staging", "Production", "Archived")
+_CANON = {s.lower(): s for s in STAGES}
+_CANON["none"] = "Development"  # MLflow's name for a fresh version
+CHUNK = 64 << 20  # bytes per data record: large models stream in pieces
+
+
+def canonical_stage(stage: object) -> str:
+    """``"production"`` -> ``"Production"``; unknown stages raise InvalidArgument."""
+    if isinstance(stage, str):
+        canon = _CANON.get(stage.strip().lower())
+        if canon is not None:
+            return canon
+    raise errors.InvalidArgument(
+        f"unknown stage {stage!r}; use one of {', '.join(STAGES)}")
+
+
+def _esc(name: str) -> str:
+    return name.replace("%", "%25").replace("/", "%2F")
+
+
+def _unesc(part: str) -> str:
+    return part.replace("%2F", "/").replace("%25", "%")
+
+
+def _check_model_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise errors.InvalidArgument(f"a model name must be a non-empty str, got {name!r}")
+    if len(name) > 200 or "\0" in name:
+        raise errors.InvalidArgument(f"bad model name {name[:60]!r}: at most 200 characters, "
+                                     "no NUL")
+    return name
+
+
+@dataclass(frozen=True)
+class StageChange:
+    """One stage transition, as kept in the history."""
+
+    name: str
+    version: int
+    from_stage: str
+    to_stage: str
+    at: float
+    user: str | None = None
+    comment: str | None = None
+
+
+@dataclass
+class ModelVersion:
+    """One saved version: ``.name .version .checksum .stage .size_bytes
+    .metadata .created_at``, plus ``.description``, ``.tags`` and ``.format``
+    (``bytes``, ``file`` or ``torch``)."""
+
+    name: str
+    version: int
+    checksum: str
+    stage: str
+    size_bytes: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    format: str = "bytes"
+    stage_changed_at: float = 0.0
+
+    @property
+    def sha256(self) -> str:
+        return self.checksum
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "checksum": self.checksum,
+                "stage": self.stage, "size_bytes": self.size_bytes,
+                "metadata": dict(self.metadata), "created_at": self.created_at,
+                "description": self.description, "tags": dict(self.tags),
+                "format": self.format, "stage_changed_at": self.stage_changed_at}
+
+
+def _version(name: str, e: Mapping[str, Any]) -> ModelVersion:
+    return ModelVersion(name=name, version=e["version"], checksum=e["sha256"], stage=e["stage"],
+                        size_bytes=e["size"], metadata=dict(e.get("metadata", {})),
+                        created_at=e["created"], description=e.get("description", ""),
+                        tags=dict(e.get("tags", {})), format=e.get("format", "bytes"),
+                        stage_changed_at=e.get("stage_at", e["created"]))
+
+
+class ModelRegistry:
+    """Versioned models in one file, with stages and integrity checks.
+
+    >>> registry = ModelRegistry(path)                                  # doctest: +SKIP
+    >>> v = registry.save_model("classifier", model_bytes, {"accuracy": "0.95"})
+    >>> registry.set_stage("classifier", v.version, "Production")       # doctest: +SKIP
+    >>> data, info = registry.load_model("classifier")                  # doctest: +SKIP
+
+    Versions count from 1 and start in Development.  Every load verifies the
+    SHA-256 of the bytes (a mismatch raises :class:`ChecksumError`).  Saves
+    and stage changes are atomic, and fsynced before they return (pass
+    ``sync=False`` to leave that to the OS).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False,
+                 sync: bool = True, progress: bool = True,
+                 config: DbConfig | None = None) -> None:
+        self._db = SynaDB(path, read_only=read_only, config=config)
+        self.path = self._db.path
+        self._sync = sync
+        self.progress = progress
+
+    # -- life ------------------------------------------------------------
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def db(self) -> SynaDB:
+        return self._db
+
+    def __enter__(self) -> "ModelRegistry":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({self.path!r})"
+
+    # -- helpers ---------------------------------------------------------
+    def _json(self, key: str) -> dict[str, Any] | None:
+        text = self._db.get_text(key)
+        return None if text is None else json.loads(text)
+
+    def _put_json(self, key: str, value: Mapping[str, Any]) -> None:
+        self._db.put_text(key, json.dumps(value, separators=(",", ":")))
+
+    def _model(self, name: str) -> dict[str, Any] | None:
+        return self._json("reg/" + _esc(_check_model_name(name)))
+
+    def _entry(self, name: str, version: int) -> dict[str, Any]:
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise errors.InvalidArgument(f"a version is an int, got {version!r}")
+        e = self._json(f"reg/{_esc(_check_model_name(name))}/{version}")
+        if e is None:
+            if self._model(name) is None:
+                raise errors.KeyNotFound(f"no model {name!r} in {self.path!r}")
+            raise errors.KeyNotFound(f"model {name!r} has no version {version}")
+        return e
+
+    def _entries(self, name: str) -> list[dict[str, Any]]:
+        model = self._model(name)
+        if model is None:
+            return []
+        esc = _esc(name)
+        out = []
+        for v in range(1, model["next"]):
+            e = self._json(f"reg/{esc}/{v}")
+            if e is not None:
+                out.append(e)
+        return out
+
+    def _bar(self, total: int, desc: str):
+        if not self.progress or total < (256 << 20):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit="B", unit_scale=True, delay=0.5,
+                    disable=None, leave=False)
+
+    # -- save ------------------------------------------------------------
+    def save_model(self, name: str, model: Any, metadata: Mapping[str, Any] | None = None, *,
+                   description: str = "", tags: Mapping[str, Any] | None = None,
+                   stage: str = "Development") -> ModelVersion:
+        """Store a new version of ``name`` and return it.
+
+        ``model`` is bytes (or any buffer), a path to a file (streamed in
+        chunks, so a 1 GB model needs no 1 GB of RAM), or a torch module or
+        state_dict (saved with ``torch.save``; a module keeps its weights).
+        """
+        _check_model_name(name)
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise errors.InvalidArgument(f"metadata must be a dict, got {type(metadata).__name__}")
+        meta = dict(metadata or {})
+        try:
+            json.dumps(meta)
+        except (TypeError, ValueError):
+            meta = {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v)
+                    for k, v in meta.items()}
+        tag_map = {str(k): str(v) for k, v in (tags or {}).items()}
+        stage = canonical_stage(stage)
+        fmt, source, size = _source(model)
+        esc = _esc(name)
+        db = self._db
+        digest = hashlib.sha256()
+        bar = self._bar(size, f"save {name}")
+        try:
+            with db.batch():
+                m = self._model(name)
+                now = time.time()
+                if m is None:
+                    m = {"name": name, "created": now, "next": 1}
+                version = m["next"]
+                n = 0
+                for n, piece in enumerate(source, 1):
+                    digest.update(piece)
+                    db._put_blob_parts(f"reg/{esc}/{version}/{n - 1}", [piece])
+                    if bar is not None:
+                        bar.update(len(piece))
+                entry = {"version": version, "sha256": digest.hexdigest(), "size": size,
+                         "chunks": n, "stage": stage, "metadata": meta, "created": now,
+                         "description": str(description or ""), "tags": tag_map,
+                         "format": fmt, "stage_at": now}
+                m["next"] = version + 1
+                self._put_json("reg/" + esc, m)
+                self._put_json(f"reg/{esc}/{version}", entry)
+                self._put_json(f"reg/{esc}/stages", {
+                    "version": version, "from": None, "to": stage, "at": now,
+                    "user": None, "comment": "created"})
+        finally:
+            if bar is not None:
+                bar.close()
+        if self._sync:
+            db.sync()
+        return _version(name, entry)
+
+    save = save_model
+
+    # -- load ------------------------------------------------------------
+    def _pick(self, name: str, version: int | None, stage: str | None) -> dict[str, Any]:
+        if version is not None:
+            return self._entry(name, version)
+        if stage is not None:
+            stage = canonical_stage(stage)
+            if stage == "Production":
+                v = self.get_production(name)
+                if v is None:
+                    raise errors.KeyNotFound(f"model {name!r} has no Production version")
+                return self._entry(name, v.version)
+            found = [e for e in self._entries(name) if e["stage"] == stage]
+            if not found:
+                raise errors.KeyNotFound(f"model {name!r} has no version in {stage}")
+            return found[-1]
+        entries = self._entries(name)
+        if not entries:
+            raise errors.KeyNotFound(f"no model {name!r} in {self.path!r}")
+        return entries[-1]
+
+    def _pieces(self, name: str, e: Mapping[str, Any]) -> Iterator[memoryview]:
+        """The version's bytes as zero-copy views, SHA-256 checked at the end."""
+        esc = _esc(name)
+        digest = hashlib.sha256()
+        for i in range(e["chunks"]):
+            view = self._db._value_view(f"reg/{esc}/{e['version']}/{i}", check=False)
+            if view is None:
+                raise errors.ChecksumError(
+                    f"model {name!r} version {e['version']}: chunk {i} is missing",
+                    path=self.path)
+            digest.update(view)
+            yield view
+        if digest.hexdigest() != e["sha256"]:
+            raise errors.ChecksumError(
+                f"model {name!r} version {e['version']}: SHA-256 mismatch (stored "
+                f"{e['sha256'][:16]}..., read {digest.hexdigest()[:16]}...); the bytes are "
+                "damaged", path=self.path)
+
+    def load_model(self, name: str, version: int | None = None, *,
+                   stage: str | None = None) -> tuple[bytes, ModelVersion]:
+        """``(bytes, ModelVersion)`` of a version (default: the latest), with its
+        SHA-256 verified.  Raises ChecksumError if the bytes are damaged."""
+        e = self._pick(_check_model_name(name), version, stage)
+        bar = self._bar(e["size"], f"load {name}")
+        views = []
+        try:
+            for view in self._pieces(name, e):
+                views.append(view)
+                if bar is not None:
+                    bar.update(len(view))
+        finally:
+            if bar is not None:
+                bar.close()
+        data = views[0].tobytes() if len(views) == 1 else b"".join(views)
+        return data, _version(name, e)
+
+    def load(self, name: str, version: int | None = None) -> tuple[bytes, ModelVersion]:
+        return self.load_model(name, version)
+
+    def load_to_file(self, name: str, path: str | os.PathLike[str], version: int | None = None,
+                     *, stage: str | None = None) -> ModelVersion:
+        """Stream a version into a file (never all of it in RAM).  The file is
+        written next to ``path`` and renamed into place only once the SHA-256
+        has matched."""
+        e = self._pick(_check_model_name(name), version, stage)
+        tmp = f"{os.fspath(path)}.synadb-tmp"
+        try:
+            with open(tmp, "wb") as f:
+                for view in self._pieces(name, e):
+                    f.write(view)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return _version(name, e)
+
+    def load_torch(self, name: str, version: int | None = None, *, stage: str | None = None,
+                   map_location: Any = "cpu") -> Any:
+        """A torch-saved version, loaded with ``weights_only=True``."""
+        import torch
+
+        data, _ = self.load_model(name, version, stage=stage)
+        return torch.load(io.BytesIO(data), weights_only=True, map_location=map_location)
+
+    def verify(self, name: str, version: int | None = None) -> bool:
+        """Re-hash a version (or all versions) against the stored SHA-256."""
+        entries = ([self._entry(name, version)] if version is not None
+                   else self._entries(name))
+        for e in entries:
+            try:
+                for _ in self._pieces(name, e):
+                    pass
+            except errors.ChecksumError:
+                return False
+        return True
+
+    # -- listing ---------------------------------------------------------
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        """Every version of ``name``, oldest first."""
+        return [_version(name, e) for e in self._entries(_check_model_name(name))]
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        return _version(name, self._entry(name, version))
+
+    def latest_version(self, name: str) -> ModelVersion | None:
+        entries = self._entries(name)
+        return _version(name, entries[-1]) if entries else None
+
+    def list_models(self) -> list[str]:
+        """Model names, in the order they were first saved."""
+        names = []
+        for key in self._db.keys("reg/*"):
+            if key.count("/") == 1 and self._model(_unesc(key[4:])) is not None:
+                names.append(_unesc(key[4:]))
+        return [n for n in names if self._entries(n)]
+
+    def list(self, name: str | None = None) -> list[Any]:
+        """The published wheel's ``list``: versions of ``name``, or all model names."""
+        return self.list_versions(name) if name is not None else self.list_models()
+
+    def latest_versions(self) -> dict[str, ModelVersion]:
+        """The latest version of every model."""
+        out = {}
+        for name in self.list_models():
+            v = self.latest_version(name)
+            if v is not None:
+                out[name] = v
+        return out
+
+    def find(self, tags: Mapping[str, Any] | None = None, *, stage: str | None = None,
+             metadata: Mapping[str, Any] | None = None) -> list[ModelVersion]:
+        """Versions of any model whose tags (and metadata) contain the given
+        key-values, optionally in one stage."""
+        want_stage = canonical_stage(stage) if stage is not None else None
+        found = []
+        for name in self.list_models():
+            for e in self._entries(name):
+                if want_stage is not None and e["stage"] != want_stage:
+                    continue
+                if tags and any(e.get("tags", {}).get(k) != str(v) for k, v in tags.items()):
+                    continue
+                if metadata and any(e.get("metadata", {}).get(k) != v
+                                    for k, v in metadata.items()):
+                    continue
+                found.append(_version(name, e))
+        return found
+
+    find_by_tag = find
+
+    def stats(self) -> dict[str, Any]:
+        """``{"models", "versions", "total_bytes", "by_stage"}``."""
+        models = versions = total = 0
+        by_stage = {s: 0 for s in STAGES}
+        for name in self.list_models():
+            entries = self._entries(name)
+            models += 1
+            versions += len(entries)
+            for e in entries:
+                total += e["size"]
+                by_stage[e["stage"]] += 1
+        return {"models": models, "versions": versions, "total_bytes": total,
+                "by_stage": by_stage}
+
+    # -- stages ----------------------------------------------------------
+    def set_stage(self, name: str, version: int, stage: str, *, archive_existing: bool = True,
+                  user: str | None = None, comment: str | None = None) -> ModelVersion:
+        """Move a version to a stage.  Promoting to Production archives the
+        current Production version(s) unless ``archive_existing=False``.  The
+        change (and any archiving) is one atomic step, kept in the history."""
+        stage = canonical_stage(stage)
+        esc = _esc(_check_model_name(name))
+        db = self._db
+        with db.batch():
+            e = self._entry(name, version)
+            now = time.time()
+            changes = []
+            if stage == "Production" and archive_existing:
+                for other in self._entries(name):
+                    if other["version"] != version and other["stage"] == "Production":
+                        changes.append((other, "Archived"))
+            changes.append((e, stage))
+            for entry, to in changes:
+                if entry["stage"] == to:
+                    continue
+                old = entry["stage"]
+                entry["stage"], entry["stage_at"] = to, now
+                self._put_json(f"reg/{esc}/{entry['version']}", entry)
+                self._put_json(f"reg/{esc}/stages", {
+                    "version": entry["version"], "from": old, "to": to, "at": now,
+                    "user": user, "comment": comment})
+        if self._sync:
+            db.sync()
+        return _version(name, e)
+
+    def promote(self, name: str, version: int, stage: str = "Production", **kwargs: Any
+                ) -> ModelVersion:
+        return self.set_stage(name, version, stage, **kwargs)
+
+    def get_production(self, name: str) -> ModelVersion | None:
+        """The Production version promoted last, or None."""
+        prod = [e for e in self._entries(name) if e["stage"] == "Production"]
+        if not prod:
+            return None
+        e = max(prod, key=lambda e: (e.get("stage_at", 0.0), e["version"]))
+        return _version(name, e)
+
+    get_production_model = get_production
+
+    def stage_history(self, name: str, version: int | None = None) -> list[StageChange]:
+        """Every stage change of ``name`` (or of one version), oldest first."""
+        out = []
+        for text in self._db.get_history(f"reg/{_esc(_check_model_name(name))}/stages"):
+            if not isinstance(text, str):
+                continue
+            h = json.loads(text)
+            if version is None or h["version"] == version:
+                out.append(StageChange(name, h["version"], h["from"] or "", h["to"], h["at"],
+                                       h.get("user"), h.get("comment")))
+        return out
+
+    def rollback(self, name: str, *, user: str | None = None,
+                 comment: str | None = "rollback") -> ModelVersion:
+        """Make the previous Production version Production again (archiving
+        the current one).  Raises KeyNotFound if there is none to go back to."""
+        current = self.get_production(name)
+        alive = {e["version"] for e in self._entries(name)}
+        previous = None
+        for change in reversed(self.stage_history(name)):
+            if change.to_stage != "Production" or change.version not in alive:
+                continue
+            if current is not None and change.version == current.version:
+                continue
+            previous = change.version
+            break
+        if previous is None:
+            raise errors.KeyNotFound(f"model {name!r} has no earlier Production version "
+                                     "to roll back to")
+        return self.set_stage(name, previous, "Production", user=user, comment=comment)
+
+    # -- tags and descriptions ------------------------------------------
+    def _update(self, name: str, version: int, fn) -> ModelVersion:
+        esc = _esc(_check_model_name(name))
+        with self._db.batch():
+            e = self._entry(name, version)
+            fn(e)
+            self._put_json(f"reg/{esc}/{version}", e)
+        return _version(name, e)
+
+    def set_tag(self, name: str, version: int, key: str, value: Any) -> ModelVersion:
+        return self._update(name, version, lambda e: e["tags"].__setitem__(str(key), str(value)))
+
+    def delete_tag(self, name: str, version: int, key: str) -> ModelVersion:
+        return self._update(name, version, lambda e: e["tags"].pop(key, None))
+
+    def set_description(self, name: str, version: int, description: str) -> ModelVersion:
+        return self._update(name, version,
+                            lambda e: e.__setitem__("description", str(description)))
+
+    # -- delete and compare ---------------------------------------------
+    def delete(self, name: str, version: int | None = None) -> int:
+        """Delete one version, or the whole model.  Returns versions deleted.
+        The numbers of deleted versions are never reused."""
+        esc = _esc(_check_model_name(name))
+        db = self._db
+        with db.batch():
+            entries = ([self._entry(name, version)] if version is not None
+                       else self._entries(name))
+            if version is None and not entries and self._model(name) is None:
+                raise errors.KeyNotFound(f"no model {name!r} in {self.path!r}")
+            for e in entries:
+                for i in range(e["chunks"]):
+                    db.delete(f"reg/{esc}/{e['version']}/{i}")
+                db.delete(f"reg/{esc}/{e['version']}")
+            if version is None:
+                db.delete(f"reg/{esc}/stages")
+                db.delete("reg/" + esc)
+        if self._sync:
+            db.sync()
+        return len(entries)
+
+    delete_model = delete
+
+    def compare(self, name: str, v1: int, v2: int) -> dict[str, Any]:
+        """Two versions side by side: size, checksum, stage, and metadata and
+        tags with what changed."""
+        a, b = self.get_version(name, v1), self.get_version(name, v2)
+        keys = sorted(set(a.metadata) | set(b.metadata))
+        return {
+            "name": name, "versions": (v1, v2),
+            "size_bytes": (a.size_bytes, b.size_bytes),
+            "size_delta": b.size_bytes - a.size_bytes,
+            "same_bytes": a.checksum == b.checksum,
+            "checksum": (a.checksum, b.checksum), "stage": (a.stage, b.stage),
+            "created_at": (a.created_at, b.created_at),
+            "metadata": {k: (a.metadata.get(k), b.metadata.get(k)) for k in keys},
+            "metadata_changed": [k for k in keys if a.metadata.get(k) != b.metadata.get(k)],
+            "tags": {k: (a.tags.get(k), b.tags.get(k)) for k in sorted(set(a.tags) | set(b.tags))},
+        }
+
+
+def _source(model: Any) -> tuple[str, Iterator[Any], int]:
+    """(format, iterator of buffers of at most CHUNK bytes, total size)."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        view = memoryview(model).cast("B") if isinstance(model, memoryview) else memoryview(model)
+        size = view.nbytes
+        return "bytes", (view[i:i + CHUNK] for i in range(0, max(size, 1), CHUNK)), size
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise errors.InvalidArgument(
+                f"model {path!r} is a str but not a file; pass bytes for the model's content")
+        size = os.path.getsize(path)
+        return "file", _read_chunks(path), size
+    mod = type(model).__module__ or ""
+    if mod.startswith("torch") or (isinstance(model, Mapping) and model and all(
+            (type(v).__module__ or "").startswith("torch") for v in model.values())):
+        import torch
+
+        obj = model.state_dict() if hasattr(model, "state_dict") else model
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        data = buf.getbuffer()
+        return "torch", (data[i:i + CHUNK] for i in range(0, max(len(data), 1), CHUNK)), len(data)
+    raise errors.InvalidArgument(
+        f"cannot save a {type(model).__name__} as a model: pass bytes, a file path or a "
+        "torch module/state_dict")
+
+
+def _read_chunks(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        first = True
+        while True:
+            piece = f.read(CHUNK)
+            if not piece and not first:
+                return
+            first = False
+            yield piece
+            if len(piece) < CHUNK:
+                return
+

@@ -1,0 +1,1305 @@
+"""Experiment tracking: runs, params, metrics and artifacts in one file.
+
+Two styles over one store, both in API.md:
+
+* run-id style, ``ExperimentTracker(path)``: ``start_run`` returns a run id
+  and every call names it;
+* object style, ``Experiment(name, path)``: ``with exp.start_run() as run``.
+
+Layout (all keys under ``run/`` and ``exp/``; see docs/FORMAT.md)::
+
+    exp/<experiment>          JSON: name, created
+    run/<run id>              JSON: the run's catalog entry (experiment, name,
+                              status, tags, params, metric and artifact names,
+                              times, error); rewritten when any of it changes
+    run/<run id>/m/<metric>   T_FLOATS rows (value, step, unix time)
+    run/<run id>/a/<name>     the artifact's bytes
+    trk/changes               one text record per catalog change: the run id
+
+A metric's history is therefore one key whose float history reshapes to
+``(n, 3)``: values, steps and timestamps come out as numpy arrays in one
+copy.  Queries never scan keys: the catalog (every run's entry) is held in
+memory and followed through ``trk/changes``, so a notebook sees runs that a
+training process logs while it reads.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import json
+import math
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from . import errors
+from .db import DbConfig, SynaDB
+
+__all__ = ["ExperimentTracker", "Experiment", "Run", "RunStatus", "flatten_params"]
+
+_CHANGES = "trk/changes"
+_ROW = 3  # (value, step, unix time) per metric record
+
+
+class RunStatus(str, enum.Enum):
+    """A run's life: Running, then Completed, Failed or Killed."""
+
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    KILLED = "Killed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: "RunStatus | str") -> "RunStatus":
+        if isinstance(value, RunStatus):
+            return value
+        word = str(value).strip().lower()
+        aliases = {"finished": "completed", "complete": "completed", "done": "completed",
+                   "success": "completed", "error": "failed", "failure": "failed",
+                   "scheduled": "running", "active": "running"}
+        word = aliases.get(word, word)
+        for status in cls:
+            if status.value.lower() == word:
+                return status
+        raise errors.InvalidArgument(
+            f"unknown run status {value!r}; use Running, Completed, Failed or Killed")
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, str]:
+    """Nested dicts become dotted names, values become strings (as MLflow's
+    ``log_params`` stores them): ``{"opt": {"lr": 0.1}}`` -> ``{"opt.lr": "0.1"}``."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_params(value, name, sep))
+        else:
+            out[name] = _param_str(value)
+    return out
+
+
+def _param_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (np.integer, np.floating)):
+        return str(value.item())
+    return str(value)
+
+
+def _check_name(kind: str, name: object, limit: int = 250) -> str:
+    if not isinstance(name, str) or not name:
+        raise errors.InvalidArgument(f"a {kind} name must be a non-empty str, got {name!r}")
+    if len(name) > limit or "\0" in name:
+        raise errors.InvalidArgument(f"bad {kind} name {name[:60]!r}: at most {limit} "
+                                     "characters, no NUL")
+    return name
+
+
+def check_artifact_name(name: object) -> str:
+    """An artifact name is a relative POSIX path that stays inside the run."""
+    if not isinstance(name, str) or not name:
+        raise errors.InvalidArgument(f"an artifact name must be a non-empty str, got {name!r}")
+    if "\0" in name or "\\" in name:
+        raise errors.InvalidArgument(f"artifact name {name!r} contains NUL or a backslash")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise errors.InvalidArgument(f"artifact name {name!r} is absolute; use a relative path")
+    parts = name.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise errors.InvalidArgument(
+            f"artifact name {name!r} must not contain '..', '.' or empty path segments")
+    if len(name.encode("utf-8")) > 900:
+        raise errors.InvalidArgument(f"artifact name {name[:40]!r}... is too long")
+    return name
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        if hasattr(value, "item") and getattr(value, "size", 2) == 1:  # 0-d tensors
+            return _number(name, value.item())
+        raise errors.InvalidArgument(f"metric {name!r}: {value!r} is not a number")
+    try:
+        return float(value)
+    except OverflowError:
+        raise errors.InvalidArgument(f"metric {name!r}: {value!r} is too large") from None
+
+
+class Run:
+    """One run: its catalog entry, and logging methods bound to its store.
+
+    Attributes: ``id``, ``experiment``, ``name``, ``status`` (a
+    :class:`RunStatus`, which compares equal to its string), ``tags`` (list of
+    labels), ``tag_values`` (key-value tags), ``params`` (name -> str),
+    ``metrics`` (name -> last value), ``start_time`` and ``end_time`` (unix
+    seconds; ``end_time`` is None while running), ``error`` (the exception
+    text of a failed run) and ``artifacts`` (name -> type).
+
+    A Run is a snapshot of the catalog when it was fetched; logging through it
+    goes to the file at once.  Used as a context manager it ends the run:
+    Completed on a normal exit, Failed (with the exception text) otherwise.
+    """
+
+    __slots__ = ("_tracker", "id", "experiment", "name", "status", "tags", "tag_values",
+                 "params", "_metric_names", "_metrics", "start_time", "end_time", "error",
+                 "artifacts", "parent_id")
+
+    def __init__(self, tracker: "ExperimentTracker", run_id: str, entry: Mapping[str, Any]):
+        self._tracker = tracker
+        self.id = run_id
+        self.experiment: str = entry["experiment"]
+        self.name: str = entry.get("name") or run_id[:8]
+        self.status = RunStatus.parse(entry.get("status", "Running"))
+        self.tags: list[str] = list(entry.get("tags", ()))
+        self.tag_values: dict[str, str] = dict(entry.get("tag_values", {}))
+        self.params: dict[str, str] = dict(entry.get("params", {}))
+        self._metric_names: tuple[str, ...] = tuple(entry.get("metrics", ()))
+        self._metrics: dict[str, float] | None = None
+        self.start_time: float = entry.get("start", 0.0)
+        self.end_time: float | None = entry.get("end")
+        self.error: str | None = entry.get("error")
+        self.artifacts: dict[str, str] = {k: v["type"] for k, v in
+                                          entry.get("artifacts", {}).items()}
+        self.parent_id: str | None = entry.get("parent")
+
+    # -- data ------------------------------------------------------------
+    @property
+    def run_id(self) -> str:  # MLflow's name for it
+        return self.id
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Each metric's last logged value (read when first asked for)."""
+        if self._metrics is None:
+            self._metrics = self._tracker._last_metrics(self.id, self._metric_names)
+        return self._metrics
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.end_time is None else self.end_time - self.start_time
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "experiment": self.experiment, "name": self.name,
+                "status": self.status.value, "tags": list(self.tags),
+                "tag_values": dict(self.tag_values), "params": dict(self.params),
+                "metrics": dict(self.metrics), "start_time": self.start_time,
+                "end_time": self.end_time, "error": self.error,
+                "artifacts": dict(self.artifacts), "parent_id": self.parent_id}
+
+    def __repr__(self) -> str:
+        return (f"Run(id={self.id!r}, experiment={self.experiment!r}, name={self.name!r}, "
+                f"status={self.status.value!r})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    # -- logging ---------------------------------------------------------
+    def log_param(self, key: str, value: Any) -> None:
+        self._tracker.log_param(self.id, key, value)
+        self.params[key] = _param_str(value)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        flat = self._tracker.log_params(self.id, params)
+        self.params.update(flat)
+
+    def log_metric(self, key: str, value: float, step: int | None = None,
+                   timestamp: float | None = None) -> None:
+        self._tracker.log_metric(self.id, key, value, step, timestamp)
+        self._metrics = None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None,
+                    timestamp: float | None = None) -> None:
+        self._tracker.log_metrics(self.id, metrics, step, timestamp)
+        self._metrics = None
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self._tracker.set_tag(self.id, key, value)
+        self.tag_values[key] = _param_str(value)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            self.set_tag(key, value)
+
+    def add_tags(self, *labels: str) -> None:
+        self._tracker.add_tags(self.id, labels)
+        self.tags.extend(t for t in labels if t not in self.tags)
+
+    def log_artifact(self, name: str, data: Any, *, allow_pickle: bool = False) -> None:
+        kind = self._tracker.log_artifact(self.id, name, data, allow_pickle=allow_pickle)
+        self.artifacts[name] = kind
+
+    def log_text(self, name: str, text: str) -> None:
+        self.artifacts[name] = self._tracker.log_text(self.id, name, text)
+
+    def log_dict(self, name: str, data: Mapping[str, Any]) -> None:
+        self.artifacts[name] = self._tracker.log_dict(self.id, name, data)
+
+    def log_image(self, name: str, image: Any) -> None:
+        self.artifacts[name] = self._tracker.log_image(self.id, name, image)
+
+    def log_figure(self, name: str, figure: Any) -> None:
+        self.artifacts[name] = self._tracker.log_figure(self.id, name, figure)
+
+    def log_table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.artifacts[name] = self._tracker.log_table(self.id, name, columns, rows)
+
+    # -- reading ---------------------------------------------------------
+    def get_metric(self, key: str) -> list[tuple[int, float]]:
+        return self._tracker.get_metric(self.id, key)
+
+    def get_metric_tensor(self, key: str) -> np.ndarray:
+        return self._tracker.get_metric_tensor(self.id, key)
+
+    def get_artifact(self, name: str) -> bytes:
+        return self._tracker.get_artifact(self.id, name)
+
+    def load_artifact(self, name: str, *, allow_pickle: bool = False) -> Any:
+        return self._tracker.load_artifact(self.id, name, allow_pickle=allow_pickle)
+
+    def list_artifacts(self) -> list[str]:
+        return self._tracker.list_artifacts(self.id)
+
+    # -- life ------------------------------------------------------------
+    def end(self, status: RunStatus | str = RunStatus.COMPLETED, error: str | None = None) -> None:
+        self._tracker.end_run(self.id, status, error=error)
+        self.status = RunStatus.parse(status)
+        self.end_time = time.time()
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.end(RunStatus.COMPLETED)
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.end(RunStatus.KILLED, error="KeyboardInterrupt")
+        else:
+            self.end(RunStatus.FAILED, error=f"{exc_type.__name__}: {exc}")
+
+
+class ExperimentTracker:
+    """Runs, params, metrics and artifacts of many experiments in one file.
+
+    >>> tracker = ExperimentTracker(path)                        # doctest: +SKIP
+    >>> run_id = tracker.start_run("mnist", tags=["baseline"])   # doctest: +SKIP
+    >>> tracker.log_metric(run_id, "loss", 0.25, step=3)         # doctest: +SKIP
+    >>> tracker.end_run(run_id, "Completed")                     # doctest: +SKIP
+
+    Durability: every log call reaches the operating system before it returns
+    (a killed training process loses nothing it logged); ``end_run`` and
+    ``close`` also fsync.  ``sync_on_write=True`` fsyncs every call.
+
+    Several processes may log to and read one file at the same time.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, sync_on_write: bool = False,
+                 read_only: bool = False, config: DbConfig | None = None) -> None:
+        self._db = SynaDB(path, sync_on_write=sync_on_write, read_only=read_only,
+                          config=config)
+        self.path = self._db.path
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._by_exp: dict[str, dict[str, None]] = {}
+        self._experiments: dict[str, dict[str, Any]] = {}
+        self._mkeys: dict[tuple[str, str], list[Any]] = {}  # (run, metric) -> [key, next step]
+        self._seen = 0  # entries of trk/changes already applied
+        self._salt = -1
+        self._sync()
+
+    # -- life ------------------------------------------------------------
+    def close(self) -> None:
+        if not self._db.closed:
+            if not self._db.config.read_only:
+                self._db.sync()
+            self._db.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._db.closed
+
+    @property
+    def db(self) -> SynaDB:
+        """The underlying :class:`SynaDB` handle."""
+        return self._db
+
+    def __enter__(self) -> "ExperimentTracker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ExperimentTracker({self.path!r})"
+
+    # -- catalog ---------------------------------------------------------
+    def _sync(self) -> None:
+        """Take in catalog changes that any handle made since we last looked."""
+        db = self._db
+        salt = db._salt()
+        if salt != self._salt:  # first look, or the file was compacted
+            self._salt = salt
+            self._entries.clear()
+            self._by_exp.clear()
+            self._experiments.clear()
+            self._mkeys.clear()
+            self._seen = 0
+        changes = db._history_len(_CHANGES)
+        if changes == self._seen:
+            return
+        if self._seen == 0:
+            self._load_all()
+            self._seen = changes
+            return
+        for rid in db._history_slice(_CHANGES, self._seen, changes):
+            self._reload(rid)
+        self._seen = changes
+
+    def _load_all(self) -> None:
+        db = self._db
+        for key in db.keys("exp/*"):
+            entry = self._read_json(key)
+            if entry is not None:
+                self._experiments[entry["name"]] = entry
+        for key in db.keys("run/*"):
+            if key.count("/") == 1:
+                self._reload(key[4:])
+
+    def _reload(self, rid: str) -> None:
+        if rid.startswith("exp/"):
+            entry = self._read_json(rid)
+            if entry is not None:
+                self._experiments[entry["name"]] = entry
+            return
+        entry = self._read_json("run/" + rid)
+        old = self._entries.pop(rid, None)
+        if old is not None:
+            self._by_exp.get(old["experiment"], {}).pop(rid, None)
+        if entry is None:  # deleted
+            for key in [k for k in self._mkeys if k[0] == rid]:
+                del self._mkeys[key]
+            return
+        self._entries[rid] = entry
+        self._by_exp.setdefault(entry["experiment"], {})[rid] = None
+
+    def _read_json(self, key: str) -> dict[str, Any] | None:
+        text = self._db.get_text(key)
+        return None if text is None else json.loads(text)
+
+    def _entry(self, run_id: str) -> dict[str, Any]:
+        entry = self._entries.get(run_id)
+        if entry is None:
+            self._sync()
+            entry = self._entries.get(run_id)
+            if entry is None:
+                if not isinstance(run_id, str):
+                    raise errors.InvalidArgument(f"a run id is a str, got {run_id!r}")
+                raise errors.KeyNotFound(f"no run {run_id!r} in {self.path!r}")
+        return entry
+
+    @contextmanager
+    def _change(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """Read-modify-write one run's entry under the file lock, atomically."""
+        db = self._db
+        with db.batch():
+            self._sync()
+            entry = self._entries.get(run_id)
+            if entry is None:
+                raise errors.KeyNotFound(f"no run {run_id!r} in {self.path!r}")
+            entry = json.loads(json.dumps(entry))  # a private copy to change
+            yield entry
+            db.put_text("run/" + run_id, json.dumps(entry, separators=(",", ":")))
+            db.put_text(_CHANGES, run_id)
+        self._entries[run_id] = entry
+        self._seen += 1
+
+    # -- experiments -----------------------------------------------------
+    def create_experiment(self, name: str, *, exist_ok: bool = True,
+                          tags: Mapping[str, Any] | None = None) -> str:
+        """Register an experiment name (runs create theirs on first use)."""
+        _check_name("experiment", name)
+        db = self._db
+        with db.batch():
+            self._sync()
+            if name in self._experiments:
+                if not exist_ok:
+                    raise errors.InvalidArgument(f"experiment {name!r} already exists")
+                return name
+            entry = {"name": name, "created": time.time(),
+                     "tags": {k: _param_str(v) for k, v in (tags or {}).items()}}
+            db.put_text("exp/" + name, json.dumps(entry))
+            db.put_text(_CHANGES, "exp/" + name)
+        self._experiments[name] = entry
+        self._seen += 1
+        return name
+
+    def list_experiments(self) -> list[str]:
+        """Experiment names, in the order they were created."""
+        self._sync()
+        names = list(self._experiments)
+        names += [e for e in self._by_exp if e not in self._experiments and self._by_exp[e]]
+        return names
+
+    def experiment_info(self, name: str) -> dict[str, Any]:
+        self._sync()
+        entry = dict(self._experiments.get(name) or {"name": name, "created": None, "tags": {}})
+        entry["runs"] = len(self._by_exp.get(name, ()))
+        return entry
+
+    # -- runs ------------------------------------------------------------
+    def start_run(self, experiment: str, tags: Sequence[str] | None = None, *,
+                  name: str | None = None, run_name: str | None = None,
+                  params: Mapping[str, Any] | None = None,
+                  tag_values: Mapping[str, Any] | None = None,
+                  parent_id: str | None = None, run_id: str | None = None) -> str:
+        """Start a run in ``experiment`` and return its id (32 hex digits)."""
+        _check_name("experiment", experiment)
+        if isinstance(tags, str):
+            tags = [tags]
+        labels = [_check_name("tag", t) for t in (tags or ())]
+        rid = run_id or uuid.uuid4().hex
+        if not isinstance(rid, str) or not rid.isalnum() or len(rid) > 64:
+            raise errors.InvalidArgument(f"bad run id {rid!r}: use up to 64 letters and digits")
+        now = time.time()
+        entry: dict[str, Any] = {
+            "experiment": experiment, "name": name or run_name or "", "status": "Running",
+            "tags": labels, "tag_values": {k: _param_str(v) for k, v in
+                                           (tag_values or {}).items()},
+            "params": flatten_params(params) if params else {}, "metrics": [],
+            "artifacts": {}, "start": now, "end": None, "error": None}
+        if parent_id:
+            entry["parent"] = parent_id
+        db = self._db
+        with db.batch():
+            self._sync()
+            if rid in self._entries:
+                raise errors.InvalidArgument(f"run id {rid!r} already exists")
+            if experiment not in self._experiments:
+                exp = {"name": experiment, "created": now, "tags": {}}
+                db.put_text("exp/" + experiment, json.dumps(exp))
+                db.put_text(_CHANGES, "exp/" + experiment)
+                self._experiments[experiment] = exp
+                self._seen += 1
+            db.put_text("run/" + rid, json.dumps(entry, separators=(",", ":")))
+            db.put_text(_CHANGES, rid)
+        self._entries[rid] = entry
+        self._by_exp.setdefault(experiment, {})[rid] = None
+        self._seen += 1
+        return rid
+
+    def end_run(self, run_id: str, status: RunStatus | str = RunStatus.COMPLETED, *,
+                error: str | None = None, end_time: float | None = None) -> None:
+        """Mark a run finished (Completed, Failed or Killed) and fsync the file."""
+        st = RunStatus.parse(status)
+        with self._change(run_id) as entry:
+            entry["status"] = st.value
+            entry["end"] = None if st is RunStatus.RUNNING else (end_time or time.time())
+            if error is not None:
+                entry["error"] = str(error)[:10000]
+        self._db.sync()
+
+    def set_status(self, run_id: str, status: RunStatus | str) -> None:
+        self.end_run(run_id, status)
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run with its metrics and artifacts."""
+        db = self._db
+        self._entry(run_id)
+        with db.batch():
+            self._sync()
+            entry = self._entries.get(run_id)
+            if entry is None:
+                raise errors.KeyNotFound(f"no run {run_id!r} in {self.path!r}")
+            for m in entry["metrics"]:
+                db.delete(f"run/{run_id}/m/{m}")
+            for a in entry["artifacts"]:
+                db.delete(f"run/{run_id}/a/{a}")
+            db.delete("run/" + run_id)
+            db.put_text(_CHANGES, run_id)
+        self._reload(run_id)
+        self._seen += 1
+
+    def get_run(self, run_id: str) -> Run:
+        return Run(self, run_id, self._entry(run_id))
+
+    def list_runs(self, experiment: str | None = None) -> list[Run]:
+        """Runs of ``experiment`` (or of all), oldest first."""
+        self._sync()
+        if experiment is None:
+            return [Run(self, rid, e) for rid, e in self._entries.items()]
+        return [Run(self, rid, self._entries[rid]) for rid in self._by_exp.get(experiment, ())]
+
+    def run_ids(self, experiment: str | None = None) -> list[str]:
+        self._sync()
+        if experiment is None:
+            return list(self._entries)
+        return list(self._by_exp.get(experiment, ()))
+
+    # -- params and tags -------------------------------------------------
+    def log_param(self, run_id: str, key: str, value: Any) -> None:
+        self.log_params(run_id, {_check_name("param", key): value})
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> dict[str, str]:
+        """Log params (nested dicts are flattened to dotted names); values are
+        stored as strings.  Returns what was stored."""
+        if not isinstance(params, Mapping):
+            raise errors.InvalidArgument(f"params must be a dict, got {type(params).__name__}")
+        flat = flatten_params(params)
+        for key in flat:
+            _check_name("param", key)
+        if not flat:
+            return flat
+        entry = self._entry(run_id)
+        if all(entry["params"].get(k) == v for k, v in flat.items()):
+            return flat
+        with self._change(run_id) as entry:
+            entry["params"].update(flat)
+        return flat
+
+    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+        """A key-value tag (MLflow's tags); see ``add_tags`` for labels."""
+        _check_name("tag", key)
+        with self._change(run_id) as entry:
+            entry["tag_values"][key] = _param_str(value)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        with self._change(run_id) as entry:
+            if entry["tag_values"].pop(key, None) is None:
+                raise errors.KeyNotFound(f"run {run_id!r} has no tag {key!r}")
+
+    def add_tags(self, run_id: str, labels: Sequence[str]) -> None:
+        """Add labels to the run's ``tags`` list."""
+        if isinstance(labels, str):
+            labels = [labels]
+        labels = [_check_name("tag", t) for t in labels]
+        with self._change(run_id) as entry:
+            entry["tags"] += [t for t in labels if t not in entry["tags"]]
+
+    def rename_run(self, run_id: str, name: str) -> None:
+        with self._change(run_id) as entry:
+            entry["name"] = _check_name("run", name)
+
+    # -- metrics ---------------------------------------------------------
+    def _metric_key(self, run_id: str, key: str) -> list[Any]:
+        mk = self._mkeys.get((run_id, key))
+        if mk is not None:
+            return mk
+        _check_name("metric", key)
+        entry = self._entry(run_id)
+        if key not in entry["metrics"]:
+            with self._change(run_id) as entry:
+                if key not in entry["metrics"]:
+                    entry["metrics"].append(key)
+        dbkey = f"run/{run_id}/m/{key}"
+        mk = self._mkeys[(run_id, key)] = [dbkey, self._db._history_len(dbkey) // _ROW]
+        return mk
+
+    def log_metric(self, run_id: str, key: str, value: float, step: int | None = None,
+                   timestamp: float | None = None) -> None:
+        """Append ``value`` to a metric's history.
+
+        ``step`` defaults to one more than the metric's previous step count
+        (0, 1, 2, ...).  NaN and infinity are kept (a diverging loss is data).
+        """
+        mk = self._mkeys.get((run_id, key))
+        if mk is None:
+            mk = self._metric_key(run_id, key)
+        if type(value) is not float:
+            value = _number(key, value)
+        if step is None:
+            step = mk[1]
+        elif type(step) is not int:
+            step = _step(key, step)
+        mk[1] = step + 1
+        self._db.put_float_row(mk[0], (value, float(step),
+                                       time.time() if timestamp is None else float(timestamp)))
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None,
+                    timestamp: float | None = None) -> None:
+        """Log several metrics at one step (one record each)."""
+        ts = time.time() if timestamp is None else float(timestamp)
+        for key, value in metrics.items():
+            self.log_metric(run_id, key, value, step, ts)
+
+    def log_metric_batch(self, run_id: str, key: str, values: Any,
+                         steps: Any = None, timestamps: Any = None) -> int:
+        """Append many values of one metric in one record."""
+        vals = np.asarray(values, dtype=np.float64).reshape(-1)
+        n = len(vals)
+        if n == 0:
+            return 0
+        mk = self._metric_key(run_id, key)
+        st = (np.arange(mk[1], mk[1] + n, dtype=np.float64) if steps is None
+              else np.asarray(steps, dtype=np.float64).reshape(-1))
+        ts = (np.full(n, time.time()) if timestamps is None
+              else np.asarray(timestamps, dtype=np.float64).reshape(-1))
+        if len(st) != n or len(ts) != n:
+            raise errors.DimensionMismatch(f"metric {key!r}: {n} values, {len(st)} steps, "
+                                           f"{len(ts)} timestamps")
+        rows = np.empty((n, _ROW))
+        rows[:, 0], rows[:, 1], rows[:, 2] = vals, st, ts
+        self._db.put_floats_batch(mk[0], rows.reshape(-1), allow_nonfinite=True)
+        mk[1] = int(st[-1]) + 1
+        return n
+
+    def _rows(self, run_id: str, key: str) -> np.ndarray:
+        entry = self._entry(run_id)
+        if key not in entry["metrics"]:
+            self._sync()
+            entry = self._entry(run_id)
+            if key not in entry["metrics"]:
+                raise errors.KeyNotFound(f"run {run_id!r} has no metric {key!r}")
+        flat = self._db.get_history_tensor(f"run/{run_id}/m/{key}")
+        return flat[: len(flat) - len(flat) % _ROW].reshape(-1, _ROW)
+
+    def get_metric(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """(step, value) pairs, in logging order."""
+        rows = self._rows(run_id, key)
+        return list(zip(rows[:, 1].astype(np.int64).tolist(), rows[:, 0].tolist()))
+
+    get_metrics = get_metric
+
+    def get_metric_tensor(self, run_id: str, key: str) -> np.ndarray:
+        """The metric's values as a float64 array, in logging order."""
+        return self._rows(run_id, key)[:, 0]
+
+    def get_metric_history(self, run_id: str, key: str) -> dict[str, np.ndarray]:
+        """``{"value", "step", "timestamp"}`` arrays (one copy of the history)."""
+        rows = self._rows(run_id, key)
+        return {"value": rows[:, 0], "step": rows[:, 1].astype(np.int64),
+                "timestamp": rows[:, 2]}
+
+    def list_metrics(self, run_id: str) -> list[str]:
+        return list(self._entry(run_id)["metrics"])
+
+    def _last_metrics(self, run_id: str, names: Sequence[str]) -> dict[str, float]:
+        out = {}
+        for name in names:
+            last = self._db._float_tail(f"run/{run_id}/m/{name}", _ROW)
+            if last is not None:
+                out[name] = last[0]
+        return out
+
+    # -- artifacts -------------------------------------------------------
+    def _put_artifact(self, run_id: str, name: str, data: bytes | memoryview, kind: str,
+                      mime: str) -> str:
+        check_artifact_name(name)
+        db = self._db
+        with self._change(run_id) as entry:
+            db._put_blob_parts(f"run/{run_id}/a/{name}", [data])
+            entry["artifacts"][name] = {"type": kind, "size": len(data), "mime": mime,
+                                        "time": time.time()}
+        return kind
+
+    def log_artifact(self, run_id: str, name: str, data: Any, *,
+                     allow_pickle: bool = False) -> str:
+        """Store ``data`` as artifact ``name`` (a relative path).  Returns its type.
+
+        bytes are kept as they are; str as UTF-8 text; a numpy array in .npy
+        format; a torch tensor or state_dict with ``torch.save``; a dict of
+        plain values as JSON; a path (``os.PathLike``) by its file's bytes.
+        Anything else needs ``allow_pickle=True``.
+        """
+        check_artifact_name(name)
+        kind, mime, raw = _encode_artifact(name, data, allow_pickle)
+        return self._put_artifact(run_id, name, raw, kind, mime)
+
+    def log_text(self, run_id: str, name: str, text: str) -> str:
+        if not isinstance(text, str):
+            raise errors.InvalidArgument(f"log_text needs a str, got {type(text).__name__}")
+        return self._put_artifact(run_id, name, text.encode("utf-8"), "text", "text/plain")
+
+    def log_dict(self, run_id: str, name: str, data: Mapping[str, Any]) -> str:
+        if not isinstance(data, Mapping):
+            raise errors.InvalidArgument(f"log_dict needs a dict, got {type(data).__name__}")
+        if name.endswith((".yaml", ".yml")):
+            try:
+                import yaml  # noqa: F401  (MLflow writes YAML for these names)
+
+                text = yaml.safe_dump(dict(data), sort_keys=False)
+                return self._put_artifact(run_id, name, text.encode(), "yaml",
+                                          "application/x-yaml")
+            except ImportError:
+                pass
+        raw = json.dumps(data, indent=2, default=_json_default).encode("utf-8")
+        return self._put_artifact(run_id, name, raw, "json", "application/json")
+
+    def log_image(self, run_id: str, name: str, image: Any) -> str:
+        """A PNG from a numpy array (HxW, HxWx3 or HxWx4; uint8, or floats in
+        [0, 1]), a PIL image or a matplotlib figure."""
+        return self._put_artifact(run_id, name, _to_png(image), "image", "image/png")
+
+    def log_figure(self, run_id: str, name: str, figure: Any) -> str:
+        """A matplotlib (or anything with ``savefig``) figure as PNG; a name
+        ending in .svg or .html keeps that format."""
+        if name.endswith(".svg") and hasattr(figure, "savefig"):
+            buf = io.BytesIO()
+            figure.savefig(buf, format="svg")
+            return self._put_artifact(run_id, name, buf.getvalue(), "figure", "image/svg+xml")
+        if name.endswith(".html") and hasattr(figure, "to_html"):  # plotly
+            raw = figure.to_html(include_plotlyjs=True).encode("utf-8")
+            return self._put_artifact(run_id, name, raw, "figure", "text/html")
+        if not hasattr(figure, "savefig"):
+            raise errors.InvalidArgument(
+                f"log_figure needs a matplotlib figure, got {type(figure).__name__}")
+        return self._put_artifact(run_id, name, _to_png(figure), "figure", "image/png")
+
+    def log_table(self, run_id: str, name: str, columns: Sequence[str],
+                  rows: Sequence[Sequence[Any]]) -> str:
+        """A table (column names and rows of values), stored as JSON."""
+        cols = [str(c) for c in columns]
+        data = [list(r) for r in rows]
+        for i, r in enumerate(data):
+            if len(r) != len(cols):
+                raise errors.DimensionMismatch(
+                    f"table {name!r}: row {i} has {len(r)} values for {len(cols)} columns")
+        raw = json.dumps({"columns": cols, "data": data}, default=_json_default).encode()
+        return self._put_artifact(run_id, name, raw, "table", "application/json")
+
+    def get_artifact(self, run_id: str, name: str) -> bytes:
+        """The artifact's stored bytes."""
+        entry = self._entry(run_id)
+        if name not in entry["artifacts"]:
+            self._sync()
+            entry = self._entry(run_id)
+            if name not in entry["artifacts"]:
+                raise errors.KeyNotFound(f"run {run_id!r} has no artifact {name!r}")
+        data = self._db.get_bytes(f"run/{run_id}/a/{name}")
+        if data is None:
+            raise errors.KeyNotFound(f"run {run_id!r} has no artifact {name!r}")
+        return data
+
+    def artifact_info(self, run_id: str, name: str) -> dict[str, Any]:
+        """``{"type", "size", "mime", "time"}`` of an artifact."""
+        info = self._entry(run_id)["artifacts"].get(name)
+        if info is None:
+            raise errors.KeyNotFound(f"run {run_id!r} has no artifact {name!r}")
+        return dict(info)
+
+    def load_artifact(self, run_id: str, name: str, *, allow_pickle: bool = False) -> Any:
+        """The artifact decoded by its type: str for text, dict for JSON, a
+        numpy array for .npy and images, a dict of columns for tables,
+        torch objects (``weights_only=True``), bytes otherwise.  Pickles
+        are refused unless ``allow_pickle=True``."""
+        kind = self.artifact_info(run_id, name)["type"]
+        raw = self.get_artifact(run_id, name)
+        return _decode_artifact(kind, raw, allow_pickle)
+
+    def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[str]:
+        names = list(self._entry(run_id)["artifacts"])
+        if prefix:
+            p = prefix.rstrip("/") + "/"
+            names = [n for n in names if n.startswith(p) or n == prefix]
+        return names
+
+    def delete_artifact(self, run_id: str, name: str) -> None:
+        with self._change(run_id) as entry:
+            if entry["artifacts"].pop(name, None) is None:
+                raise errors.KeyNotFound(f"run {run_id!r} has no artifact {name!r}")
+            self._db.delete(f"run/{run_id}/a/{name}")
+
+    # -- queries ---------------------------------------------------------
+    def query(self, experiment: str | None = None, filter: Mapping[str, Any] | None = None,
+              sort_by: str | None = None, ascending: bool = True,
+              limit: int | None = None) -> list[Run]:
+        """Runs matching ``filter``, sorted by a metric's last value or a param.
+
+        Filter keys: ``status`` (case-insensitive), ``tags`` (a label or list
+        of labels, all required), ``name``, ``experiment``, ``params`` (a
+        dict), ``metrics`` (a dict of name -> value or (op, value) with op in
+        < <= > >= == !=), and any other key is a param name (its value
+        compared as a string) or, failing that, a metric.
+        """
+        runs = self.list_runs(experiment)
+        if filter:
+            runs = [r for r in runs if _matches(r, filter)]
+        if sort_by:
+            runs = _sorted(runs, sort_by, ascending)
+        return runs[:limit] if limit is not None else runs
+
+    def get_best_run(self, experiment: str | None, metric: str,
+                     minimize: bool = True) -> Run | None:
+        """The run with the lowest (or highest) last value of ``metric``."""
+        best, best_v = None, math.inf
+        for run in self.list_runs(experiment):
+            v = run.metrics.get(metric)
+            if v is None or math.isnan(v):
+                continue
+            v = v if minimize else -v
+            if best is None or v < best_v:
+                best, best_v = run, v
+        return best
+
+    def compare_runs(self, run_ids: Sequence[str]) -> dict[str, Any]:
+        """Params and final metrics side by side: ``{"runs": ids, "params":
+        {name: {run id: value}}, "metrics": {name: {run id: last value}}}``."""
+        runs = [self.get_run(r) for r in run_ids]
+        params: dict[str, dict[str, str | None]] = {}
+        metrics: dict[str, dict[str, float | None]] = {}
+        for run in runs:
+            for k in run.params:
+                params.setdefault(k, {})
+            for k in run.metrics:
+                metrics.setdefault(k, {})
+        for run in runs:
+            for k in params:
+                params[k][run.id] = run.params.get(k)
+            for k in metrics:
+                metrics[k][run.id] = run.metrics.get(k)
+        differ = sorted(k for k, v in params.items() if len(set(v.values())) > 1)
+        return {"runs": [r.id for r in runs], "names": {r.id: r.name for r in runs},
+                "status": {r.id: r.status.value for r in runs}, "params": params,
+                "metrics": metrics, "params_that_differ": differ}
+
+    # -- maintenance -----------------------------------------------------
+    def sync(self) -> None:
+        """fsync: everything logged so far survives power loss."""
+        self._db.sync()
+
+    def export_run(self, run_id: str) -> dict[str, Any]:
+        """A run as plain data: the catalog entry plus every metric history."""
+        run = self.get_run(run_id)
+        out = run.to_dict()
+        out["metric_history"] = {
+            m: {k: v.tolist() for k, v in self.get_metric_history(run_id, m).items()}
+            for m in run._metric_names}
+        return out
+
+
+def _step(name: str, step: object) -> int:
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        if isinstance(step, float) and step.is_integer():
+            return int(step)
+        raise errors.InvalidArgument(f"metric {name!r}: step {step!r} is not an int")
+    return int(step)
+
+
+# -- queries ---------------------------------------------------------------
+_OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "=": lambda a, b: a == b,
+        "!=": lambda a, b: a != b,
+        "$lt": lambda a, b: a < b, "$lte": lambda a, b: a <= b, "$gt": lambda a, b: a > b,
+        "$gte": lambda a, b: a >= b, "$eq": lambda a, b: a == b, "$ne": lambda a, b: a != b}
+
+
+def _compare(have: Any, want: Any, numeric: bool) -> bool:
+    if isinstance(want, Mapping):
+        return all(_compare_op(have, op, v, numeric) for op, v in want.items())
+    if isinstance(want, tuple) and len(want) == 2 and want[0] in _OPS:
+        return _compare_op(have, want[0], want[1], numeric)
+    if isinstance(want, (list, set, frozenset)):
+        return any(_compare(have, w, numeric) for w in want)
+    if have is None:
+        return want is None
+    if numeric:
+        try:
+            return float(have) == float(want)
+        except (TypeError, ValueError):
+            return False
+    return str(have) == _param_str(want)
+
+
+def _compare_op(have: Any, op: str, want: Any, numeric: bool) -> bool:
+    if op in ("$in", "in"):
+        return any(_compare(have, w, numeric) for w in want)
+    if op in ("$nin", "not in"):
+        return not any(_compare(have, w, numeric) for w in want)
+    fn = _OPS.get(op)
+    if fn is None:
+        raise errors.InvalidArgument(f"unknown filter operator {op!r}")
+    if have is None:
+        return op in ("!=", "$ne") and want is not None
+    if op in ("==", "=", "$eq", "!=", "$ne") and not numeric:
+        return fn(str(have), _param_str(want))
+    try:
+        return fn(float(have), float(want))
+    except (TypeError, ValueError):
+        return fn(str(have), _param_str(want))
+
+
+def _matches(run: Run, flt: Mapping[str, Any]) -> bool:
+    for key, want in flt.items():
+        if key == "status":
+            wants = want if isinstance(want, (list, tuple, set)) else [want]
+            if run.status not in {RunStatus.parse(w) for w in wants}:
+                return False
+        elif key == "tags":
+            labels = [want] if isinstance(want, str) else list(want)
+            if not all(t in run.tags for t in labels):
+                return False
+        elif key in ("name", "experiment", "id"):
+            if not _compare(getattr(run, key), want, False):
+                return False
+        elif key == "params":
+            if not all(_compare(run.params.get(k), v, False) for k, v in want.items()):
+                return False
+        elif key == "metrics":
+            if not all(_compare(run.metrics.get(k), v, True) for k, v in want.items()):
+                return False
+        elif key == "tag_values":
+            if not all(_compare(run.tag_values.get(k), v, False) for k, v in want.items()):
+                return False
+        elif key in run.params:
+            if not _compare(run.params[key], want, False):
+                return False
+        elif key in run.metrics:
+            if not _compare(run.metrics[key], want, True):
+                return False
+        elif key in run.tag_values:
+            if not _compare(run.tag_values[key], want, False):
+                return False
+        else:
+            return False
+    return True
+
+
+def _sorted(runs: list[Run], sort_by: str, ascending: bool) -> list[Run]:
+    """Sort by a metric's last value or a param (numerically when it parses);
+    runs without the value go last either way."""
+    field = sort_by
+    for prefix in ("metrics.", "params.", "attributes."):
+        if sort_by.startswith(prefix):
+            field = sort_by[len(prefix):]
+    attrs = {"start_time", "end_time", "name", "status", "id"}
+
+    def value(run: Run) -> Any:
+        if sort_by.startswith("params."):
+            v = run.params.get(field)
+        elif sort_by.startswith("metrics."):
+            v = run.metrics.get(field)
+        elif field in attrs and not sort_by.startswith(("metrics.", "params.")) \
+                and field not in run.metrics and field not in run.params:
+            v = getattr(run, field)
+            v = v.value if isinstance(v, RunStatus) else v
+        else:
+            v = run.metrics.get(field, run.params.get(field))
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None
+        if isinstance(v, str):
+            try:
+                return float(v)
+            except ValueError:
+                return v
+        return v
+
+    keyed = [(value(r), i, r) for i, r in enumerate(runs)]
+    present = [k for k in keyed if k[0] is not None]
+    missing = [k[2] for k in keyed if k[0] is None]
+    nums = [k for k in present if not isinstance(k[0], str)]
+    texts = [k for k in present if isinstance(k[0], str)]
+    nums.sort(key=lambda k: k[0], reverse=not ascending)
+    texts.sort(key=lambda k: k[0], reverse=not ascending)
+    return [k[2] for k in nums] + [k[2] for k in texts] + missing
+
+
+# -- artifacts -------------------------------------------------------------
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _is_torch(obj: Any) -> bool:
+    mod = type(obj).__module__ or ""
+    if mod.startswith("torch"):
+        return True
+    if isinstance(obj, Mapping) and obj:
+        return all((type(v).__module__ or "").startswith("torch") for v in obj.values())
+    return False
+
+
+def _encode_artifact(name: str, data: Any, allow_pickle: bool) -> tuple[str, str, Any]:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return "bytes", "application/octet-stream", bytes(data)
+    if isinstance(data, str):
+        return "text", "text/plain", data.encode("utf-8")
+    if isinstance(data, os.PathLike):
+        with open(data, "rb") as f:
+            return "file", "application/octet-stream", f.read()
+    if isinstance(data, np.ndarray):
+        if data.dtype.hasobject:
+            raise errors.InvalidArgument(f"artifact {name!r}: object arrays need pickling; "
+                                         "pass allow_pickle=True and a pickled bytes value")
+        buf = io.BytesIO()
+        np.save(buf, data, allow_pickle=False)
+        return "numpy", "application/x-npy", buf.getvalue()
+    if _is_torch(data):
+        if hasattr(data, "state_dict") and not isinstance(data, Mapping):
+            data = data.state_dict()  # a Module: keep its weights, never the class
+        return "torch", "application/x-torch", _torch_bytes(data)
+    if isinstance(data, (Mapping, list, tuple, int, float, bool)) or data is None:
+        try:
+            return "json", "application/json", json.dumps(data).encode("utf-8")
+        except (TypeError, ValueError):
+            pass
+    if allow_pickle:
+        import pickle
+
+        return "pickle", "application/x-pickle", pickle.dumps(data)
+    raise errors.InvalidArgument(
+        f"artifact {name!r}: cannot store a {type(data).__name__} without pickling; "
+        "pass bytes, str, a numpy array or a torch state_dict, or allow_pickle=True")
+
+
+def _decode_artifact(kind: str, raw: bytes, allow_pickle: bool) -> Any:
+    if kind in ("text",):
+        return raw.decode("utf-8")
+    if kind in ("json", "table"):
+        return json.loads(raw)
+    if kind == "yaml":
+        import yaml
+
+        return yaml.safe_load(raw)
+    if kind == "numpy":
+        return np.load(io.BytesIO(raw), allow_pickle=False)
+    if kind in ("image", "figure") and raw[:8] == b"\x89PNG\r\n\x1a\n":
+        return _png_decode(raw)
+    if kind == "torch":
+        import torch
+
+        return torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
+    if kind == "pickle":
+        if not allow_pickle:
+            raise errors.InvalidArgument("this artifact is a pickle; load it with "
+                                         "allow_pickle=True only if you trust the file")
+        import pickle
+
+        return pickle.loads(raw)
+    return raw
+
+
+def _to_png(image: Any) -> bytes:
+    """PNG bytes of a numpy array, a PIL image or a matplotlib figure."""
+    if isinstance(image, (bytes, bytearray)) and bytes(image[:8]) == b"\x89PNG\r\n\x1a\n":
+        return bytes(image)
+    if hasattr(image, "savefig"):  # matplotlib Figure
+        buf = io.BytesIO()
+        image.savefig(buf, format="png")
+        return buf.getvalue()
+    if hasattr(image, "figure") and hasattr(image.figure, "savefig"):  # Axes
+        return _to_png(image.figure)
+    if type(image).__module__.startswith("PIL.") and hasattr(image, "save"):
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return buf.getvalue()
+    if hasattr(image, "detach") and hasattr(image, "numpy"):  # a torch tensor
+        image = image.detach().cpu().numpy()
+    arr = np.asarray(image)
+    return png_encode(arr)
+
+
+def png_encode(arr: np.ndarray) -> bytes:
+    """Encode an HxW (gray), HxWx1, HxWx3 (RGB) or HxWx4 (RGBA) array as PNG.
+
+    uint8 is taken as is; floats are taken as [0, 1] and clipped; bool as
+    black and white.  A CHW array with 1, 3 or 4 leading channels (torch's
+    layout) is transposed.
+    """
+    import struct
+    import zlib
+
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
+        arr = np.transpose(arr, (1, 2, 0))
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)) \
+            or 0 in arr.shape:
+        raise errors.DimensionMismatch(
+            f"an image must be HxW, HxWx3 or HxWx4, got shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise errors.NonFiniteValue("an image has NaN or infinite pixels")
+        arr = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        if arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() > 255:
+            raise errors.InvalidArgument(
+                f"image pixels of dtype {arr.dtype} must be uint8, or floats in [0, 1]")
+        arr = arr.astype(np.uint8)
+    h, w = arr.shape[:2]
+    color = {2: 0, 3: 2 if arr.ndim == 3 and arr.shape[2] == 3 else 6}[arr.ndim]
+    rows = np.ascontiguousarray(arr).reshape(h, -1)
+    raw = np.hstack([np.zeros((h, 1), np.uint8), rows]).tobytes()  # filter 0 per row
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + tag + body
+                + struct.pack(">I", zlib.crc32(tag + body)))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+def _png_decode(raw: bytes) -> Any:
+    """A PNG as a numpy array (PIL if installed, else our own 8-bit reader)."""
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(raw)) as img:
+            return np.asarray(img)
+    except ImportError:
+        pass
+    return _png_decode_plain(raw)
+
+
+def _png_decode_plain(raw: bytes) -> np.ndarray:
+    import struct
+    import zlib
+
+    pos, idat, hdr = 8, [], None
+    while pos < len(raw):
+        (n,) = struct.unpack(">I", raw[pos:pos + 4])
+        tag = raw[pos + 4:pos + 8]
+        body = raw[pos + 8:pos + 8 + n]
+        if tag == b"IHDR":
+            hdr = struct.unpack(">IIBBBBB", body)
+        elif tag == b"IDAT":
+            idat.append(body)
+        pos += 12 + n
+    if hdr is None:
+        raise errors.CorruptDatabase("not a PNG")
+    w, h, depth, color, _, _, interlace = hdr
+    ch = {0: 1, 2: 3, 6: 4, 4: 2}.get(color)
+    if depth != 8 or ch is None or interlace:
+        return raw  # not one we wrote: hand back the bytes
+    data = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(h, w * ch + 1)
+    out = np.empty((h, w * ch), np.int32)
+    prev = np.zeros(w * ch, np.int32)
+    for y in range(h):
+        f, line = data[y, 0], data[y, 1:].astype(np.int32)
+        if f == 0:
+            cur = line
+        elif f == 2:
+            cur = (line + prev) & 255
+        else:  # 1, 3, 4 need a left neighbour: do them byte by byte
+            cur = np.zeros_like(line)
+            for x in range(len(line)):
+                a = cur[x - ch] if x >= ch else 0
+                b = prev[x]
+                c = prev[x - ch] if x >= ch else 0
+                if f == 1:
+                    cur[x] = (line[x] + a) & 255
+                elif f == 3:
+                    cur[x] = (line[x] + (a + b) // 2) & 255
+                else:
+                    p = a + b - c
+                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    pr = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                    cur[x] = (line[x] + pr) & 255
+        out[y] = cur
+        prev = cur
+    arr = out.astype(np.uint8).reshape(h, w, ch)
+    return arr[:, :, 0] if ch == 1 else arr
+
+
+# -- object style ----------------------------------------------------------
+class Experiment:
+    """One experiment in a tracking file: ``Experiment("mnist", "experiments.db")``.
+
+    >>> exp = Experiment("mnist", path)                       # doctest: +SKIP
+    >>> with exp.start_run(tags=["baseline"]) as run:         # doctest: +SKIP
+    ...     run.log_params({"lr": 0.001})
+    ...     run.log_metric("loss", 0.25, step=1)
+    >>> exp.get_best_run("loss").params["lr"]                 # doctest: +SKIP
+    '0.001'
+    """
+
+    def __init__(self, name: str, path: str | os.PathLike[str] = "experiments.db", *,
+                 tracker: ExperimentTracker | None = None, **kwargs: Any) -> None:
+        self.name = _check_name("experiment", name)
+        self._own = tracker is None
+        self.tracker = tracker or ExperimentTracker(path, **kwargs)
+        self.path = self.tracker.path
+        self.tracker.create_experiment(name)
+
+    def close(self) -> None:
+        if self._own:
+            self.tracker.close()
+
+    def __enter__(self) -> "Experiment":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Experiment({self.name!r}, {self.path!r})"
+
+    def start_run(self, tags: Sequence[str] | None = None, *, name: str | None = None,
+                  run_name: str | None = None, params: Mapping[str, Any] | None = None,
+                  **kwargs: Any) -> Run:
+        """Start a run; use it as ``with exp.start_run() as run:``."""
+        rid = self.tracker.start_run(self.name, tags, name=name, run_name=run_name,
+                                     params=params, **kwargs)
+        return self.tracker.get_run(rid)
+
+    def list_runs(self) -> list[Run]:
+        return self.tracker.list_runs(self.name)
+
+    def get_run(self, run_id: str) -> Run:
+        run = self.tracker.get_run(run_id)
+        if run.experiment != self.name:
+            raise errors.KeyNotFound(f"run {run_id!r} belongs to experiment "
+                                     f"{run.experiment!r}, not {self.name!r}")
+        return run
+
+    def delete_run(self, run_id: str) -> None:
+        self.get_run(run_id)
+        self.tracker.delete_run(run_id)
+
+    def query(self, filter: Mapping[str, Any] | None = None, sort_by: str | None = None,
+              ascending: bool = True, limit: int | None = None) -> list[Run]:
+        return self.tracker.query(self.name, filter, sort_by, ascending, limit)
+
+    def get_best_run(self, metric: str, minimize: bool = True) -> Run | None:
+        return self.tracker.get_best_run(self.name, metric, minimize)
+
+    def compare_runs(self, run_ids: Sequence[str]) -> dict[str, Any]:
+        return self.tracker.compare_runs(run_ids)
+
+    def get_metric_tensor(self, run_id: str, key: str) -> np.ndarray:
+        return self.tracker.get_metric_tensor(run_id, key)
+
+    def get_metrics(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return self.tracker.get_metric(run_id, key)
+
+    get_metric = get_metrics
+
+    def get_metric_history(self, run_id: str, key: str) -> dict[str, np.ndarray]:
+        return self.tracker.get_metric_history(run_id, key)
+
+    def get_artifact(self, run_id: str, name: str) -> bytes:
+        return self.tracker.get_artifact(run_id, name)
+
+    def load_artifact(self, run_id: str, name: str, *, allow_pickle: bool = False) -> Any:
+        return self.tracker.load_artifact(run_id, name, allow_pickle=allow_pickle)
+
+    def list_artifacts(self, run_id: str) -> list[str]:
+        return self.tracker.list_artifacts(run_id)
+
+    def __len__(self) -> int:
+        return len(self.tracker.run_ids(self.name))
+
+    def __iter__(self) -> Iterator[Run]:
+        return iter(self.list_runs())
+
