@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import mmap
 import os
 import re
 import struct
@@ -51,6 +52,10 @@ _HEAD_BYTES = 64
 # batch one fancy index per block; the CRC of a block is checked once per
 # handle, and a record's value is limited to 4 GiB.
 _BLOCK_BYTES = 256 << 20
+# Superseded blocks at least this large leave the page cache when replaced.
+_RELEASE_MIN_BYTES = 1 << 20
+_REC_HEAD = struct.Struct("<BBHI")  # marker, type|flags, key length, value length
+_REC_MARKER = 0xA7
 
 
 def _dtype(value: Any, what: str) -> np.dtype:
@@ -254,6 +259,7 @@ class TensorEngine:
             old = self._manifest(prefix)
             keep = {k for k, _, _ in blocks}
             if old:
+                self._release_pages([k for k, _, _ in old["blocks"]])
                 for k, _, _ in old["blocks"]:
                     if k not in keep:
                         db.delete(k)
@@ -262,6 +268,48 @@ class TensorEngine:
                 db._put_blob_parts(key, [head, part])
             db.put_text(_MANIFEST + prefix, json.dumps(manifest))
         return n
+
+    def _release_pages(self, keys: list[str]) -> None:
+        """Drop the cached pages of the large records ``keys`` hold now (about
+        to be superseded); the caller holds the handle's lock.
+
+        Why: the old version stays in the file until compaction, and its pages
+        in the cache until memory runs short, so every re-put needed fresh
+        pages for the new bytes.  On this project's VMs a fresh page costs
+        ~100 ms per 31 MB to touch (the host backs guest memory lazily), a
+        recycled one ~3 ms: that was put_tensor's gap to np.save, which
+        truncates its file and so recycles the old pages.  Only a cache hint:
+        the bytes stay on disk and any reader still holding the old version
+        (a view, another process's map) reads the same values, re-faulted
+        from the file if need be; pages another process has mapped stay.
+        """
+        if not hasattr(os, "posix_fadvise"):
+            return
+        log = self.db._log
+        mm = log._mm if log is not None else None
+        if log is None or mm is None:
+            return
+        page = mmap.PAGESIZE
+        for key in keys:
+            got = log.index.latest(key)
+            if got is None:
+                continue
+            off = got[1]
+            if off + _REC_HEAD.size > len(mm):
+                continue
+            marker, _, klen, vlen = _REC_HEAD.unpack_from(mm, off)
+            end = off + 12 + klen + vlen + 4
+            if marker != _REC_MARKER or vlen < _RELEASE_MIN_BYTES or end > len(mm):
+                continue
+            lo, hi = -(-off // page) * page, end // page * page  # whole pages only
+            try:
+                # Our own map's page-table entries first: the cache keeps
+                # mapped pages.  For a shared file map this only unmaps;
+                # the next access maps the file's bytes again.
+                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+                os.posix_fadvise(log._fd, lo, hi - lo, os.POSIX_FADV_DONTNEED)
+            except (OSError, ValueError):
+                return
 
     # ------------------------------------------------------------------ get
     def _block(self, key: str, dt: np.dtype) -> np.ndarray:

@@ -1,5 +1,6 @@
 """TensorEngine: typed blocks, bit-exact round trips, glob selection, replacement."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,37 @@ def test_zero_rows_round_trip(engine):
     engine.put_tensor("z/", np.zeros((0, 3, 2), dtype=np.float32))
     got = engine.get_tensor("z/*")
     assert got.shape == (0, 3, 2) and got.dtype == np.float32
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here")
+def test_a_reput_releases_the_old_pages_but_old_readers_keep_their_values(tmp_path,
+                                                                         monkeypatch):
+    # Blocks above the release size: the re-put drops the old records' pages
+    # from this handle's map and the cache.  Everyone still holding the old
+    # version must read it bit-exact, from the cache or the disk.
+    released = []
+    fadvise = os.posix_fadvise
+    monkeypatch.setattr(os, "posix_fadvise", lambda *a: (released.append(a), fadvise(*a)))
+    path = str(tmp_path / "big.db")
+    rng = np.random.default_rng(5)
+    old = rng.random((3000, 256))  # 6 MB in three blocks
+    new = rng.random((2000, 256))
+    with TensorEngine(path, progress=False) as e:
+        e.put_tensor("w/", old, rows_per_block=1000)
+        view = e.rows("w/*")
+        first = view[1500].copy()
+        reader = TensorEngine(path, read_only=True, progress=False)
+        other = reader.rows("w/*")
+        np.testing.assert_array_equal(other.batch(range(3000)), old)  # mapped there
+        e.put_tensor("w/", new, rows_per_block=1000)
+        assert len(released) == 3  # the path under test ran, once per old block
+        np.testing.assert_array_equal(view.batch(range(3000)), old)
+        np.testing.assert_array_equal(view[1500], first)
+        np.testing.assert_array_equal(other.batch(range(3000)), old)
+        np.testing.assert_array_equal(e.get_tensor("w/*"), new)
+        e.put_tensor("w/", old, rows_per_block=1000)  # after a get mapped the pages
+        np.testing.assert_array_equal(e.get_tensor("w/*"), old)
+        reader.close()
+        assert e.db.verify().ok
+    with TensorEngine(path, read_only=True) as e:
+        np.testing.assert_array_equal(e.get_tensor("w/*"), old)
