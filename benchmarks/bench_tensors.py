@@ -1,6 +1,8 @@
 """Tensor and training-data benchmark: TensorEngine vs np.save/np.load,
 SynaDataset vs an in-memory TensorDataset in a DataLoader, and syna_dataset
-vs tf.data.from_tensor_slices.  All measured in one run, same data.
+vs tf.data.from_tensor_slices.  All measured in one run, same data; each
+figure is a median of runs that alternate with its baseline's (see
+``_interleaved``), so a slow spell of the shared VM hits both sides.
 
 Run standalone: ``python benchmarks/bench_tensors.py [--quick]``.
 """
@@ -8,7 +10,9 @@ Run standalone: ``python benchmarks/bench_tensors.py [--quick]``.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -22,6 +26,36 @@ import _common as c  # noqa: E402
 sys.path.insert(0, str(c.REPO_ROOT))
 
 
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _interleaved(pair: dict, repeats: int) -> dict:
+    """Median seconds of each of two callables, timed in alternation.
+
+    Why not best-of-N of one, then best-of-N of the other: this 2-core VM is
+    shared, and its disk and memory speed drift over seconds, so a block of
+    runs of one side could land in a fast spell and the other side's in a
+    slow one (put vs np.save read anywhere from 0.25x to 0.97x that way).
+    Alternating (and swapping who goes first) exposes both to the same
+    spells; the median keeps one stall from deciding the figure.
+    """
+    names = list(pair)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(repeats):
+            for n in (names if r % 2 == 0 else names[::-1]):
+                times[n].append(_timed(pair[n]))
+    finally:
+        gc.enable()
+    return {n: statistics.median(t) for n, t in times.items()} | {
+        n + "_all": t for n, t in times.items()}
+
+
 def _save_load(work: Path, X: np.ndarray, repeats: int) -> dict:
     from synadb import TensorEngine
 
@@ -33,41 +67,56 @@ def _save_load(work: Path, X: np.ndarray, repeats: int) -> dict:
         os.fsync(fd)  # equal durability: put_tensor's batch ends with an fsync
         os.close(fd)
 
-    save = c.best_of(np_save, repeats)
-    load = c.best_of(lambda: np.load(path), repeats)
     db = work / "t.db"
     eng = TensorEngine(str(db), progress=False)
-    put = c.best_of(lambda: eng.put_tensor("train/", X), repeats)
+    # Both sides replace what is there, as a training loop re-saving its
+    # weights does: np.save truncates x.npy, put_tensor supersedes train/.
+    np_save()
+    eng.put_tensor("train/", X)
+    out = _interleaved({"np_save": np_save, "put": lambda: eng.put_tensor("train/", X)},
+                       repeats)
     eng.get_tensor("train/*")  # first read checks every block's CRC once
-    get = c.best_of(lambda: eng.get_tensor("train/*"), repeats)
+    np.load(path)
+    out |= _interleaved({"np_load": lambda: np.load(path),
+                         "get": lambda: eng.get_tensor("train/*")}, repeats)
     eng.close()
-    return {"np_save": save, "np_load": load, "put": put, "get": get, "nbytes": X.nbytes}
+    return out | {"nbytes": X.nbytes, "repeats": repeats}
 
 
-def _loader_rate(dataset, batch_size: int, workers: int, epochs: int, collate=None) -> float:
-    import torch
+def _epoch_rate(loader) -> float:
+    t0 = time.perf_counter()
+    n = 0
+    for batch in loader:
+        n += len(batch[0])
+    return n / (time.perf_counter() - t0)
+
+
+def _loaders(datasets: dict, batch_size: int, workers: int, epochs: int) -> dict:
+    """Median samples/s of each dataset in a shuffled DataLoader, epochs alternating.
+
+    Each loader keeps its workers (persistent_workers) so that an epoch
+    measures fetching, not process start; epochs of the two loaders
+    alternate for the reason given in :func:`_interleaved`.
+    """
     from torch.utils.data import DataLoader
 
     kw = {"batch_size": batch_size, "shuffle": True, "num_workers": workers,
           "persistent_workers": workers > 0}
-    if collate is not None:
-        kw["collate_fn"] = collate
-    loader = DataLoader(dataset, **kw)
-    for _ in loader:  # warm: workers start, pages come in
-        break
-    best = float("inf")
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        n = 0
-        for batch in loader:
-            n += len(batch[0])
-        best = min(best, time.perf_counter() - t0)
-    del loader
-    torch.set_num_threads(torch.get_num_threads())
-    return n / best
+    loaders = {name: DataLoader(ds, **kw) for name, ds in datasets.items()}
+    for loader in loaders.values():
+        for _ in loader:  # warm: workers start, pages come in
+            break
+    names = list(loaders)
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    for e in range(epochs):
+        for n in (names if e % 2 == 0 else names[::-1]):
+            rates[n].append(_epoch_rate(loaders[n]))
+    del loaders
+    return {n: statistics.median(r) for n, r in rates.items()} | {
+        n + "_all": r for n, r in rates.items()}
 
 
-def _dataloaders(work: Path, rows_list: list[int], epochs: int) -> list[dict]:
+def _dataloaders(work: Path, rows_list: list[int], epochs: dict[int, int]) -> list[dict]:
     import torch
     from torch.utils.data import TensorDataset
 
@@ -86,9 +135,8 @@ def _dataloaders(work: Path, rows_list: list[int], epochs: int) -> list[dict]:
         mem = TensorDataset(torch.from_numpy(X), torch.from_numpy(y))
         ours = SynaDataset(str(path), "x/*", label_pattern="y/*")
         for workers in (0, 2):
-            base = _loader_rate(mem, 256, workers, epochs)
-            rate = _loader_rate(ours, 256, workers, epochs)
-            out.append({"rows": rows, "workers": workers, "tensor_dataset": base, "ours": rate})
+            r = _loaders({"tensor_dataset": mem, "ours": ours}, 256, workers, epochs[rows])
+            out.append({"rows": rows, "workers": workers, "epochs": epochs[rows]} | r)
     return out
 
 
@@ -133,8 +181,8 @@ def run_bench(quick: bool = False, out_dir: Path | None = None) -> dict:
     print(f"  load    : {c.loadavg()}")
     rows_list = [10_000] if quick else [10_000, 200_000]
     X = np.random.default_rng(2).random((10_000, 784), dtype=np.float32)
-    sl = _save_load(work, X, 3 if quick else 5)
-    dl = _dataloaders(work, rows_list, 2 if quick else 3)
+    sl = _save_load(work, X, 5 if quick else 11)
+    dl = _dataloaders(work, rows_list, {10_000: 5 if quick else 9, 200_000: 5})
     tfr = _tf(work, 10_000, 2 if quick else 3)
     rows = []
     failed = []
@@ -164,11 +212,26 @@ def run_bench(quick: bool = False, out_dir: Path | None = None) -> dict:
     headers = ["operation", "synadb (ours)", "baseline", "ratio", "target", "pass/fail"]
     print()
     print(c.format_table(headers, rows))
-    print("\nnotes:\n  - the published wheel has no usable tensor path to compare (it stores one "
-          "key per element and its SynaDataset fails with 2 workers)")
+    notes = [(f"save/load: medians of {sl['repeats']} runs alternating with the baseline; "
+              "DataLoader: medians of alternating epochs (ours and TensorDataset, "
+              "persistent workers); tf.data: best of a few epochs"),
+             ("speed ratio of each paired run (min–max): put "
+              + _spread(sl["np_save_all"], sl["put_all"]) + ", get "
+              + _spread(sl["np_load_all"], sl["get_all"]) + "; DataLoader "
+              + ", ".join(f"{d['rows'] // 1000}K/{d['workers']}w "
+                          + _spread(d["ours_all"], d["tensor_dataset_all"]) for d in dl)),
+             ("the published wheel has no usable tensor path to compare (it stores one "
+              "key per element and its SynaDataset fails with 2 workers)")]
+    print("\nnotes:\n" + "\n".join("  - " + n for n in notes))
     (out_dir / "tensors.md").write_text(c.markdown_table(headers, rows) + "\n")
     c.write_json(out_dir / "tensors.json", {"save_load": sl, "dataloader": dl, "tf": tfr})
     return {"failed": failed}
+
+
+def _spread(num: list[float], den: list[float]) -> str:
+    """min–max of the per-run ratios (times: baseline/ours; rates: ours/baseline)."""
+    r = [a / b for a, b in zip(num, den)]
+    return f"{min(r):.2f}–{max(r):.2f}×"
 
 
 def main(argv=None) -> int:
