@@ -1,0 +1,233 @@
+"""Model registry: both name sets, stages, SHA-256 on every load, streaming."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import synadb
+from synadb import ModelRegistry, ModelVersion
+from synadb import registry as registry_mod
+
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+@pytest.fixture
+def path(tmp_path):
+    return str(tmp_path / "models.db")
+
+
+def test_api_md_snippet(path):
+    registry = ModelRegistry(path)
+    blobs = [os.urandom(2000 + i) for i in range(5)]
+    v = registry.save_model("classifier", blobs[0], {"accuracy": "0.95"})
+    assert isinstance(v, ModelVersion)
+    assert (v.name, v.version, v.stage, v.size_bytes) == ("classifier", 1, "Development", 2000)
+    assert v.metadata == {"accuracy": "0.95"} and len(v.checksum) == 64
+    for blob in blobs[1:]:
+        registry.save_model("classifier", blob)
+    data, info = registry.load_model("classifier")  # latest
+    assert data == blobs[4] and info.version == 5
+    data, info = registry.load_model("classifier", version=3)
+    assert data == blobs[2] and info.version == 3
+    assert [x.version for x in registry.list_versions("classifier")] == [1, 2, 3, 4, 5]
+    assert registry.get_production("classifier") is None
+    registry.set_stage("classifier", 5, "Production")
+    assert registry.get_production("classifier").version == 5
+    registry.close()
+    with ModelRegistry(path) as again:  # all of it survives a reopen
+        assert again.get_production("classifier").version == 5
+        assert again.load_model("classifier", version=1)[0] == blobs[0]
+
+
+def test_published_wheel_names(path):
+    with ModelRegistry(path) as reg:
+        v1 = reg.save("m", b"one", {"note": "first"})
+        v2 = reg.save("m", b"two", {"note": "second"})
+        reg.save("other", b"x")
+        assert reg.load("m")[0] == b"two" and reg.load("m", 1)[0] == b"one"
+        assert reg.promote("m", 1, "staging").stage == "Staging"
+        assert [v.stage for v in reg.list("m")] == ["Staging", "Development"]
+        assert reg.list() == ["m", "other"]
+        assert reg.get_version("m", 2).checksum == v2.checksum != v1.checksum
+        reg.promote("m", 2, "Production")
+        assert reg.get_production_model("m").version == 2
+        cmp = reg.compare("m", 1, 2)
+        assert cmp["metadata"]["note"] == ("first", "second")
+        assert cmp["metadata_changed"] == ["note"] and not cmp["same_bytes"]
+        assert reg.delete("m", 1) == 1
+        assert [v.version for v in reg.list("m")] == [2]
+        assert reg.save("m", b"three").version == 3  # numbers are never reused
+        assert reg.delete("other") == 1
+        assert reg.list() == ["m"]
+        with pytest.raises(synadb.KeyNotFound):
+            reg.load("other")
+
+
+def test_stages_are_canonical_and_history_is_kept(path):
+    with ModelRegistry(path) as reg:
+        for i in range(3):
+            reg.save_model("m", bytes([i]) * 10)
+        reg.set_stage("m", 1, "PRODUCTION", user="ana", comment="first release")
+        reg.set_stage("m", 2, "production")  # archives 1
+        assert [v.stage for v in reg.list_versions("m")] == ["Archived", "Production",
+                                                             "Development"]
+        reg.set_stage("m", 3, "Production", archive_existing=False)
+        assert [v.stage for v in reg.list_versions("m")] == ["Archived", "Production",
+                                                             "Production"]
+        assert reg.get_production("m").version == 3  # promoted last
+        hist = reg.stage_history("m", 1)
+        assert [(h.from_stage, h.to_stage) for h in hist] == [
+            ("", "Development"), ("Development", "Production"), ("Production", "Archived")]
+        assert (hist[1].user, hist[1].comment) == ("ana", "first release")
+        assert hist[1].at <= hist[2].at
+        before = Path(path).read_bytes()
+        with pytest.raises(synadb.InvalidArgument, match="unknown stage"):
+            reg.set_stage("m", 1, "Live")
+        with pytest.raises(synadb.KeyNotFound):
+            reg.set_stage("m", 9, "Staging")
+        assert Path(path).read_bytes() == before
+
+
+def test_rollback_goes_to_the_previous_production_version(path):
+    with ModelRegistry(path) as reg:
+        for i in range(4):
+            reg.save_model("m", bytes([i]))
+        for v in (1, 2, 4):
+            reg.set_stage("m", v, "Production")
+        assert reg.rollback("m").version == 2
+        assert reg.get_production("m").version == 2
+        assert reg.get_version("m", 4).stage == "Archived"
+        assert reg.rollback("m").version == 4  # back again, like an undo
+        reg.delete("m", 2)
+        assert reg.rollback("m").version == 1  # skips a deleted version
+        with ModelRegistry(path) as fresh:
+            fresh.save_model("solo", b"x")
+            with pytest.raises(synadb.KeyNotFound):
+                fresh.rollback("solo")
+
+
+def test_flipped_byte_raises_checksum_error_on_load(path):
+    model = os.urandom(50_000)
+    with ModelRegistry(path) as reg:
+        reg.save_model("m", model)
+        reg.save_model("m", b"fine")
+    raw = bytearray(Path(path).read_bytes())
+    at = raw.find(model[1000:1032]) + 7
+    raw[at] ^= 0x10
+    Path(path).write_bytes(bytes(raw))
+    with ModelRegistry(path) as reg:
+        with pytest.raises(synadb.ChecksumError):
+            reg.load_model("m", version=1)
+        assert not reg.verify("m", 1) and reg.verify("m", 2)
+        assert reg.load_model("m")[0] == b"fine"
+
+
+def test_bytes_that_do_not_match_their_sha256_are_refused(path):
+    # Bytes swapped behind the registry's back (the records themselves are
+    # sound, so only the SHA-256 can tell).
+    with ModelRegistry(path) as reg:
+        reg.save_model("m", b"genuine weights")
+        reg.db.put_bytes("reg/m/1/0", b"tampered weights")
+        with pytest.raises(synadb.ChecksumError, match="SHA-256"):
+            reg.load_model("m")
+        with pytest.raises(synadb.ChecksumError, match="SHA-256"):
+            reg.load_to_file("m", os.path.join(os.path.dirname(path), "out.bin"))
+        assert not os.path.exists(os.path.join(os.path.dirname(path), "out.bin"))
+
+
+def test_large_models_stream_in_chunks(path, tmp_path, monkeypatch):
+    monkeypatch.setattr(registry_mod, "CHUNK", 4096)
+    model = os.urandom(4096 * 5 + 123)
+    src = tmp_path / "model.bin"
+    src.write_bytes(model)
+    with ModelRegistry(path) as reg:
+        v = reg.save_model("big", src)  # from a file, chunk by chunk
+        assert v.size_bytes == len(model) and v.format == "file"
+        v2 = reg.save_model("big", memoryview(model))
+        assert v2.checksum == v.checksum
+        assert len(reg.db.keys("reg/big/1/*")) == 6
+        assert reg.load_model("big", 1)[0] == model
+        out = tmp_path / "out.bin"
+        reg.load_to_file("big", out, version=2)
+        assert out.read_bytes() == model
+        empty = reg.save_model("big", b"")
+        assert reg.load_model("big", empty.version)[0] == b""
+
+
+def test_tags_descriptions_search_and_stats(path):
+    with ModelRegistry(path) as reg:
+        reg.save_model("a", b"12345", tags={"team": "nlp"}, description="baseline")
+        reg.save_model("a", b"123", tags={"team": "nlp", "arch": "bert"})
+        reg.save_model("org/b", b"1", tags={"team": "vision"})
+        reg.set_tag("org/b", 1, "arch", "vit")
+        reg.set_description("a", 2, "distilled")
+        assert [(v.name, v.version) for v in reg.find(tags={"team": "nlp"})] == [("a", 1),
+                                                                                ("a", 2)]
+        assert [(v.name, v.version) for v in reg.find({"arch": "vit"})] == [("org/b", 1)]
+        latest = reg.latest_versions()
+        assert {n: v.version for n, v in latest.items()} == {"a": 2, "org/b": 1}
+        assert reg.get_version("a", 2).description == "distilled"
+        assert reg.stats() == {"models": 2, "versions": 3, "total_bytes": 9,
+                               "by_stage": {"Development": 3, "Staging": 0,
+                                            "Production": 0, "Archived": 0}}
+
+
+def test_failed_save_leaves_no_version(path, monkeypatch):
+    with ModelRegistry(path) as reg:
+        reg.save_model("m", b"ok")
+
+        def broken(model):
+            def pieces():
+                yield b"first piece"
+                raise OSError("disk went away")
+            return "bytes", pieces(), 100
+
+        monkeypatch.setattr(registry_mod, "_source", broken)
+        with pytest.raises(OSError):
+            reg.save_model("m", b"ignored")
+        monkeypatch.undo()
+        assert [v.version for v in reg.list_versions("m")] == [1]
+        assert reg.save_model("m", b"next").version == 2
+    with ModelRegistry(path) as reg:
+        assert [v.version for v in reg.list_versions("m")] == [1, 2]
+
+
+def test_torch_state_dict_round_trip(path):
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Linear(4, 2)
+    with ModelRegistry(path) as reg:
+        v = reg.save_model("lin", model, {"framework": "torch"})
+        assert v.format == "torch"
+        state = reg.load_torch("lin")
+        assert set(state) == {"weight", "bias"}
+        assert torch.equal(state["weight"], model.state_dict()["weight"])
+        with pytest.raises(synadb.InvalidArgument):
+            reg.save_model("bad", object())
+
+
+SAVER = """
+    import sys
+    from synadb import ModelRegistry
+    with ModelRegistry(sys.argv[1]) as reg:
+        for i in range(10):
+            reg.save_model("shared", (sys.argv[2] * 100).encode(), {"who": sys.argv[2]})
+    print("ok", flush=True)
+"""
+
+
+def test_two_processes_save_versions_without_clashing(path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(SAVER), path, who],
+                              stdout=subprocess.PIPE, env=env, text=True) for who in "ab"]
+    for p in procs:
+        assert p.communicate()[0].strip() == "ok"
+    with ModelRegistry(path) as reg:
+        versions = reg.list_versions("shared")
+        assert [v.version for v in versions] == list(range(1, 21))
+        for v in versions:
+            data, _ = reg.load_model("shared", v.version)
+            assert data == (v.metadata["who"] * 100).encode()

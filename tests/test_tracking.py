@@ -1,0 +1,470 @@
+"""Experiment tracking: API.md's two styles, media, durability, live readers."""
+
+import io
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import synadb
+from synadb import Experiment, ExperimentTracker, RunStatus
+from synadb.tracking import png_encode
+
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def _child(code, *args):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+                            stdout=subprocess.PIPE, stdin=subprocess.PIPE, env=env, text=True)
+
+
+@pytest.fixture
+def path(tmp_path):
+    return str(tmp_path / "experiments.db")
+
+
+# -- API.md, run-id style ------------------------------------------------------
+
+def test_run_id_style_as_in_api_md(path):
+    tracker = ExperimentTracker(path)
+    run_id = tracker.start_run("mnist", tags=["baseline"])
+    assert isinstance(run_id, str) and len(run_id) == 32
+    tracker.log_param(run_id, "lr", "0.001")
+    tracker.log_metric(run_id, "loss", 0.25, step=3)
+    tracker.log_metric(run_id, "loss", 0.20)  # step optional: continues from 3
+    data_bytes = os.urandom(1000)
+    tracker.log_artifact(run_id, "model.pt", data_bytes)
+    tracker.end_run(run_id, "Completed")
+
+    (run,) = tracker.list_runs("mnist")
+    assert (run.id, run.experiment, run.status, run.tags) == (run_id, "mnist", "Completed",
+                                                               ["baseline"])
+    assert run.status is RunStatus.COMPLETED
+    assert run.params == {"lr": "0.001"}
+    assert run.start_time <= run.end_time <= time.time()
+    assert tracker.get_metric(run_id, "loss") == [(3, 0.25), (4, 0.20)]
+    assert tracker.get_artifact(run_id, "model.pt") == data_bytes
+    assert tracker.list_artifacts(run_id) == ["model.pt"]
+    tracker.close()
+
+    # Everything is there after a reopen.
+    with ExperimentTracker(path) as again:
+        (run,) = again.list_runs("mnist")
+        assert run.params == {"lr": "0.001"} and run.metrics == {"loss": 0.20}
+        assert again.get_metric(run_id, "loss") == [(3, 0.25), (4, 0.20)]
+        assert again.get_artifact(run_id, "model.pt") == data_bytes
+
+
+def test_statuses_accept_enum_and_any_case(path):
+    with ExperimentTracker(path) as tracker:
+        ids = [tracker.start_run("e") for _ in range(4)]
+        tracker.end_run(ids[0], RunStatus.FAILED)
+        tracker.end_run(ids[1], "killed")
+        tracker.end_run(ids[2], "FINISHED")  # MLflow's word
+        assert [r.status.value for r in tracker.list_runs("e")] == [
+            "Failed", "Killed", "Completed", "Running"]
+        assert tracker.get_run(ids[3]).end_time is None
+        with pytest.raises(synadb.InvalidArgument, match="unknown run status"):
+            tracker.end_run(ids[3], "paused")
+        assert tracker.get_run(ids[3]).status == "Running"
+
+
+# -- API.md, object style ------------------------------------------------------
+
+def test_object_style_as_in_api_md(path):
+    exp = Experiment("mnist", path)
+    ids = []
+    for i, lr in enumerate([0.001, 0.01, 0.1]):
+        with exp.start_run(tags=["baseline"] if i < 2 else ["other"]) as run:
+            run.log_params({"learning_rate": lr, "batch_size": 32})
+            run.log_param("opt", "adam")
+            for epoch in range(5):
+                loss, acc = 1.0 / (epoch + 1) + lr, 0.5 + 0.1 * epoch - lr
+                run.log_metrics({"loss": loss, "accuracy": acc}, step=epoch)
+            run.log_metric("loss", loss, step=5)
+            run.log_artifact("config.json", b'{"a": 1}')
+            ids.append(run.id)
+
+    runs = exp.query(filter={"status": "completed", "tags": ["baseline"],
+                             "learning_rate": "0.001"}, sort_by="accuracy", ascending=False)
+    assert [r.id for r in runs] == [ids[0]]
+    by_acc = exp.query(sort_by="accuracy", ascending=False)
+    assert [r.id for r in by_acc] == ids  # lower lr, higher accuracy
+    assert [r.id for r in exp.query(sort_by="learning_rate")] == ids
+    assert [r.id for r in exp.query(filter={"tags": "baseline"})] == ids[:2]
+
+    assert exp.get_best_run("loss", minimize=True).id == ids[0]
+    assert exp.get_best_run("accuracy", minimize=False).id == ids[0]
+
+    tensor = exp.get_metric_tensor(ids[1], "loss")
+    assert tensor.dtype == np.float64 and len(tensor) == 6
+    np.testing.assert_allclose(tensor[:5], [1.0 / (e + 1) + 0.01 for e in range(5)])
+    assert exp.get_metrics(ids[1], "accuracy")[0] == (0, 0.5 - 0.01)
+
+    cmp = exp.compare_runs([ids[0], ids[2]])
+    assert cmp["params"]["learning_rate"] == {ids[0]: "0.001", ids[2]: "0.1"}
+    assert cmp["metrics"]["loss"][ids[2]] == pytest.approx(1 / 5 + 0.1)
+    assert cmp["params_that_differ"] == ["learning_rate"]
+
+    assert [r.id for r in exp.list_runs()] == ids
+    assert exp.get_run(ids[2]).params["batch_size"] == "32"
+    assert exp.get_artifact(ids[0], "config.json") == b'{"a": 1}'
+    assert exp.list_artifacts(ids[0]) == ["config.json"]
+    exp.delete_run(ids[1])
+    assert [r.id for r in exp.list_runs()] == [ids[0], ids[2]]
+    with pytest.raises(synadb.KeyNotFound):
+        exp.get_run(ids[1])
+    with pytest.raises(synadb.KeyNotFound):
+        exp.get_metric_tensor(ids[1], "loss")
+    exp.close()
+    with Experiment("mnist", path) as again:
+        assert [r.id for r in again.list_runs()] == [ids[0], ids[2]]
+        assert not again.tracker.db.keys(f"run/{ids[1]}*")
+
+
+def test_run_context_records_failure_and_kill(path):
+    exp = Experiment("e", path)
+    with pytest.raises(ZeroDivisionError):
+        with exp.start_run() as run:
+            run.log_metric("loss", 1.0)
+            1 / 0
+    failed = exp.get_run(run.id)
+    assert failed.status == RunStatus.FAILED
+    assert "ZeroDivisionError" in failed.error and failed.end_time is not None
+    with pytest.raises(KeyboardInterrupt):
+        with exp.start_run() as run:
+            raise KeyboardInterrupt
+    assert exp.get_run(run.id).status == RunStatus.KILLED
+    exp.close()
+
+
+def test_nested_params_flatten_as_mlflow_does(path):
+    exp = Experiment("e", path)
+    with exp.start_run() as run:
+        run.log_params({"optimizer": {"name": "adam", "betas": [0.9, 0.99], "lr": 1e-3},
+                        "epochs": 10, "amp": True, "dropout": np.float32(0.5)})
+    assert exp.get_run(run.id).params == {
+        "optimizer.name": "adam", "optimizer.betas": "[0.9, 0.99]", "optimizer.lr": "0.001",
+        "epochs": "10", "amp": "True", "dropout": "0.5"}
+    exp.close()
+
+
+def test_metric_history_is_numpy_with_steps_and_timestamps(path):
+    with ExperimentTracker(path) as tracker:
+        rid = tracker.start_run("e")
+        t0 = time.time()
+        for step in range(0, 1000, 10):
+            tracker.log_metric(rid, "loss", step / 1000, step=step)
+        tracker.log_metric(rid, "loss", math.nan, step=1000)  # a diverged loss is data
+        tracker.log_metric_batch(rid, "lr", np.linspace(1, 0, 50))
+        hist = tracker.get_metric_history(rid, "loss")
+        assert hist["step"].dtype == np.int64
+        np.testing.assert_array_equal(hist["step"], np.arange(0, 1001, 10))
+        np.testing.assert_array_equal(hist["value"][:-1], np.arange(0, 1000, 10) / 1000)
+        assert math.isnan(hist["value"][-1])
+        assert t0 <= hist["timestamp"].min() and hist["timestamp"].max() <= time.time()
+        assert np.all(np.diff(hist["timestamp"]) >= 0)
+        np.testing.assert_array_equal(tracker.get_metric_tensor(rid, "lr"), np.linspace(1, 0, 50))
+        assert [s for s, _ in tracker.get_metric(rid, "lr")] == list(range(50))
+        assert tracker.get_run(rid).metrics["lr"] == 0.0
+
+
+def test_bad_input_is_refused_and_changes_nothing(path):
+    tracker = ExperimentTracker(path)
+    rid = tracker.start_run("e")
+    tracker.log_metric(rid, "loss", 1.0)
+    tracker.sync()
+    before = Path(path).read_bytes()
+    end = tracker.db._log_end()
+    for bad in ["../x", "/etc/passwd", "a/../../b", "a\0b", "", "a//b", "./a", "C:/x", "a\\b"]:
+        with pytest.raises(synadb.InvalidArgument):
+            tracker.log_artifact(rid, bad, b"data")
+    with pytest.raises(synadb.InvalidArgument):
+        tracker.log_metric(rid, "loss", "high")
+    with pytest.raises(synadb.InvalidArgument):
+        tracker.log_metric(rid, "loss", 1.0, step="x")
+    with pytest.raises(synadb.KeyNotFound):
+        tracker.log_metric("0" * 32, "loss", 1.0)
+    with pytest.raises(synadb.InvalidArgument):
+        tracker.log_artifact(rid, "obj", object())  # would need pickling
+    with pytest.raises(synadb.InvalidArgument):
+        tracker.start_run("")
+    with pytest.raises(synadb.DimensionMismatch):
+        tracker.log_image(rid, "x.png", np.zeros((2, 2, 7)))
+    with pytest.raises(synadb.DimensionMismatch):
+        tracker.log_table(rid, "t", ["a", "b"], [[1, 2], [3]])
+    assert tracker.db._log_end() == end
+    tracker.close()
+    assert Path(path).read_bytes()[:end] == before[:end]
+
+
+# -- artifacts and media -------------------------------------------------------
+
+def test_artifacts_by_type_and_no_unpickling_unasked(path):
+    torch = pytest.importorskip("torch")
+    exp = Experiment("e", path)
+    with exp.start_run() as run:
+        arr = np.arange(12, dtype=np.int64).reshape(3, 4)
+        state = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.zeros(2)}
+        run.log_artifact("arr.npy", arr)
+        run.log_artifact("model.pt", state)
+        run.log_artifact("notes.txt", "hello")
+        run.log_artifact("obj.pkl", {1, 2, 3}, allow_pickle=True)
+        run.log_text("log/train.txt", "epoch 1\n")
+        run.log_dict("cfg.json", {"lr": 0.1, "layers": [1, 2]})
+    types = {n: exp.tracker.artifact_info(run.id, n)["type"] for n in exp.list_artifacts(run.id)}
+    assert types == {"arr.npy": "numpy", "model.pt": "torch", "notes.txt": "text",
+                     "obj.pkl": "pickle", "log/train.txt": "text", "cfg.json": "json"}
+    np.testing.assert_array_equal(exp.load_artifact(run.id, "arr.npy"), arr)
+    loaded = exp.load_artifact(run.id, "model.pt")
+    assert torch.equal(loaded["w"], state["w"]) and torch.equal(loaded["b"], state["b"])
+    assert exp.load_artifact(run.id, "notes.txt") == "hello"
+    assert exp.load_artifact(run.id, "cfg.json") == {"lr": 0.1, "layers": [1, 2]}
+    with pytest.raises(synadb.InvalidArgument, match="allow_pickle"):
+        exp.load_artifact(run.id, "obj.pkl")
+    assert exp.load_artifact(run.id, "obj.pkl", allow_pickle=True) == {1, 2, 3}
+    assert exp.tracker.list_artifacts(run.id, prefix="log") == ["log/train.txt"]
+    exp.close()
+
+
+def test_images_figures_and_tables_are_typed_pngs_and_json(path):
+    Image = pytest.importorskip("PIL.Image")
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    gray = rng.random((9, 5))
+    fig, ax = plt.subplots(figsize=(2, 2), dpi=50)
+    ax.plot([0, 1, 2], [2, 1, 3])
+    exp = Experiment("e", path)
+    with exp.start_run() as run:
+        run.log_image("rgb.png", rgb)
+        run.log_image("gray.png", gray)
+        run.log_image("pil.png", Image.fromarray(rgb))
+        run.log_image("chw.png", np.transpose(rgb, (2, 0, 1)))
+        run.log_figure("curve.png", fig)
+        run.log_image("fig_as_image.png", fig)
+        run.log_table("preds.json", ["id", "label"], [[1, "cat"], [2, "dog"]])
+    plt.close(fig)
+    tr = exp.tracker
+    for name in ("rgb.png", "pil.png", "chw.png"):
+        raw = tr.get_artifact(run.id, name)
+        with Image.open(io.BytesIO(raw)) as img:
+            np.testing.assert_array_equal(np.asarray(img), rgb)
+        assert tr.artifact_info(run.id, name)["mime"] == "image/png"
+    np.testing.assert_array_equal(tr.load_artifact(run.id, "gray.png"),
+                                  (np.clip(gray, 0, 1) * 255 + 0.5).astype(np.uint8))
+    curve = tr.load_artifact(run.id, "curve.png")
+    assert curve.shape[:2] == (100, 100)
+    assert tr.artifact_info(run.id, "curve.png")["type"] == "figure"
+    assert tr.artifact_info(run.id, "preds.json")["type"] == "table"
+    assert tr.load_artifact(run.id, "preds.json") == {"columns": ["id", "label"],
+                                                      "data": [[1, "cat"], [2, "dog"]]}
+    assert exp.get_run(run.id).artifacts["rgb.png"] == "image"
+    exp.close()
+
+
+def test_png_encoder_round_trips_through_our_own_decoder():
+    from synadb.tracking import _png_decode_plain
+
+    rng = np.random.default_rng(1)
+    for shape in [(1, 1), (7, 3), (4, 5, 3), (6, 2, 4)]:
+        arr = rng.integers(0, 256, shape, dtype=np.uint8)
+        np.testing.assert_array_equal(_png_decode_plain(png_encode(arr)), arr)
+
+
+# -- processes: crash, live reader, copies, two writers --------------------------
+
+TRAINER = """
+    import sys
+    from synadb import ExperimentTracker
+    tracker = ExperimentTracker(sys.argv[1])
+    rid = tracker.start_run("live", tags=["t"])
+    tracker.log_params(rid, {"lr": 0.1})
+    print(rid, flush=True)
+    step = 0
+    while True:
+        tracker.log_metric(rid, "loss", float(step), step=step)
+        if step % 100 == 0:
+            tracker.log_text(rid, f"notes/{step // 100 % 5}.txt", str(step))
+        if len(sys.argv) < 4:
+            print(step, flush=True)  # the log call above has returned
+        if step == int(sys.argv[2]):
+            tracker.end_run(rid)
+            print("done", flush=True)
+            sys.stdin.readline()
+        step += 1
+"""
+
+
+def test_killed_training_process_loses_no_logged_metric(path):
+    proc = _child(TRAINER, path, -1)
+    rid = proc.stdout.readline().strip()
+    for line in proc.stdout:
+        last = int(line)
+        if last >= 3000:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    proc.stdin.close()
+    with ExperimentTracker(path) as tracker:
+        (run,) = tracker.list_runs("live")
+        assert run.id == rid and run.status == "Running" and run.params == {"lr": "0.1"}
+        steps = [s for s, _ in tracker.get_metric(rid, "loss")]
+        assert steps[: last + 1] == list(range(last + 1))
+        assert tracker.get_artifact(rid, "notes/0.txt")
+        assert tracker.db.verify().ok
+
+
+def test_notebook_reads_runs_while_training_logs(path):
+    ExperimentTracker(path).close()
+    notebook = ExperimentTracker(path, read_only=True)
+    assert notebook.list_runs() == []
+    proc = _child(TRAINER, path, 20000, "quiet")
+    rid = proc.stdout.readline().strip()
+    seen, polls = 0, 0
+    deadline = time.monotonic() + 120
+    while True:
+        runs = notebook.list_runs("live")
+        if runs:
+            assert runs[0].id == rid
+            values = notebook.get_metric_tensor(rid, "loss")
+            assert len(values) >= seen  # a growing prefix, never torn
+            np.testing.assert_array_equal(values, np.arange(len(values), dtype=np.float64))
+            seen = len(values)
+            polls += 1
+            if runs[0].status == "Completed" and seen == 20001:
+                break
+        assert time.monotonic() < deadline, f"saw {seen} values"
+    assert polls > 1
+    proc.stdin.write("\n")
+    proc.stdin.close()
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    assert notebook.get_run(rid).metrics["loss"] == 20000.0
+    notebook.close()
+
+
+def test_copy_taken_while_tracker_is_open_has_every_run(path, tmp_path):
+    tracker = ExperimentTracker(path)
+    exp = Experiment("shared", tracker=tracker)
+    ids = []
+    for i in range(3):
+        with exp.start_run(params={"i": i}) as run:
+            for step in range(50):
+                run.log_metric("loss", 1 / (step + 1), step=step)
+            run.log_artifact("w.bin", bytes([i]) * 100)
+        ids.append(run.id)
+    live = tracker.start_run("shared")
+    tracker.log_metric(live, "loss", 0.5)
+    copy = str(tmp_path / "copy.db")
+    shutil.copy(path, copy)  # the tracker is still open, not even synced
+    with ExperimentTracker(copy) as elsewhere:
+        runs = elsewhere.list_runs("shared")
+        assert [r.id for r in runs] == ids + [live]
+        for i, rid in enumerate(ids):
+            assert elsewhere.get_run(rid).params == {"i": str(i)}
+            assert len(elsewhere.get_metric(rid, "loss")) == 50
+            assert elsewhere.get_artifact(rid, "w.bin") == bytes([i]) * 100
+        assert elsewhere.get_metric(live, "loss") == [(0, 0.5)]
+    tracker.close()
+
+
+LOGGER = """
+    import sys
+    from synadb import ExperimentTracker
+    tracker = ExperimentTracker(sys.argv[1], config=None)
+    for r in range(int(sys.argv[3])):
+        rid = tracker.start_run("multi", name=f"{sys.argv[2]}-{r}")
+        tracker.log_params(rid, {"who": sys.argv[2], "r": r})
+        for step in range(300):
+            tracker.log_metric(rid, "loss", float(step), step=step)
+        tracker.end_run(rid)
+    tracker.close()
+    print("ok", flush=True)
+"""
+
+
+def test_two_processes_log_runs_into_one_file(path):
+    procs = [_child(LOGGER, path, who, 5) for who in ("a", "b")]
+    for proc in procs:
+        assert proc.stdout.read().strip() == "ok"
+        proc.wait()
+        proc.stdout.close()
+        proc.stdin.close()
+    with ExperimentTracker(path) as tracker:
+        runs = tracker.list_runs("multi")
+        assert sorted(r.name for r in runs) == sorted(f"{w}-{r}" for w in "ab" for r in range(5))
+        for run in runs:
+            assert run.status == "Completed" and run.params["who"] == run.name[0]
+            assert tracker.get_metric_tensor(run.id, "loss").tolist() == list(map(float,
+                                                                                 range(300)))
+
+
+def test_tracker_follows_compaction_by_another_handle(path):
+    a = ExperimentTracker(path)
+    rid = a.start_run("e", params={"x": 1})
+    for step in range(100):
+        a.log_metric(rid, "loss", float(step))
+    b = ExperimentTracker(path)
+    gone = b.start_run("e")
+    b.delete_run(gone)
+    b.db.compact()
+    assert [r.id for r in a.list_runs("e")] == [rid]
+    a.log_metric(rid, "loss", 100.0)  # writes into the new file
+    assert b.get_metric_tensor(rid, "loss").tolist() == list(map(float, range(101)))
+    a.close()
+    b.close()
+
+
+def test_many_runs_list_and_query_from_the_catalog(path):
+    with ExperimentTracker(path) as tracker:
+        with tracker.db.batch():
+            for i in range(2000):
+                rid = tracker.start_run("big" if i % 2 else "small", params={"i": i})
+                tracker.log_metric(rid, "acc", i / 2000)
+                tracker.end_run(rid)
+    with ExperimentTracker(path, read_only=True) as tracker:
+        assert len(tracker.list_runs("big")) == 1000
+        assert len(tracker.list_runs()) == 2000
+        best = tracker.query("big", sort_by="acc", ascending=False, limit=3)
+        assert [r.params["i"] for r in best] == ["1999", "1997", "1995"]
+        hits = tracker.query(filter={"metrics": {"acc": (">=", 0.999)}})
+        assert sorted(r.params["i"] for r in hits) == ["1998", "1999"]
+
+
+def test_sweep_grid_random_and_tagged_runs(path):
+    grid = {"lr": [0.1, 0.01], "bs": [16, 32, 64], "opt": "adam"}
+    configs = list(synadb.sweep(grid=grid, method="grid"))
+    assert len(configs) == 6 and {c["opt"] for c in configs} == {"adam"}
+    assert {(c["lr"], c["bs"]) for c in configs} == {(a, b) for a in (0.1, 0.01)
+                                                      for b in (16, 32, 64)}
+    a = [dict(c) for c in synadb.sweep(grid=grid, method="random", n=4, seed=3)]
+    b = [dict(c) for c in synadb.sweep(grid=grid, method="random", n=4, seed=3)]
+    assert a == b and len({tuple(sorted(c.items())) for c in a}) == 4
+    with pytest.raises(synadb.InvalidArgument):
+        list(synadb.sweep(grid=grid, method="bayes"))
+    with Experiment("sweep", path) as exp:
+        for run, cfg in synadb.sweep(grid=grid, method="random", n=3, seed=0, experiment=exp):
+            with run:
+                run.log_metric("accuracy", 1 - cfg["lr"] + cfg["bs"] / 1000)
+        runs = exp.list_runs()
+        assert len(runs) == 3 and all("sweep" in r.tags for r in runs)
+        assert len({r.tag_values["sweep"] for r in runs}) == 1
+        best = exp.get_best_run("accuracy", minimize=False)
+        assert best.metrics["accuracy"] == max(r.metrics["accuracy"] for r in runs)
+        assert best.params["lr"] in ("0.1", "0.01")
