@@ -44,6 +44,7 @@ from .db import DbConfig, SynaDB
 __all__ = ["ExperimentTracker", "Experiment", "Run", "RunStatus", "flatten_params"]
 
 _CHANGES = "trk/changes"
+_now = time.time
 _ROW = 3  # (value, step, unix time) per metric record
 
 
@@ -621,8 +622,8 @@ class ExperimentTracker:
         elif type(step) is not int:
             step = _step(key, step)
         mk[1] = step + 1
-        self._db.put_float_row(mk[0], (value, float(step),
-                                       time.time() if timestamp is None else float(timestamp)))
+        self._db.put_float_triple(mk[0], value, step,
+                                  _now() if timestamp is None else float(timestamp))
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None,
                     timestamp: float | None = None) -> None:
