@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -181,9 +182,12 @@ def run_bench(quick: bool = False, out_dir: Path | None = None) -> dict:
     print(f"  load    : {c.loadavg()}")
     rows_list = [10_000] if quick else [10_000, 200_000]
     X = np.random.default_rng(2).random((10_000, 784), dtype=np.float32)
-    sl = _save_load(work, X, 5 if quick else 11)
-    dl = _dataloaders(work, rows_list, {10_000: 5 if quick else 9, 200_000: 5})
-    tfr = _tf(work, 10_000, 2 if quick else 3)
+    try:
+        sl = _save_load(work, X, 5 if quick else 11)
+        dl = _dataloaders(work, rows_list, {10_000: 5 if quick else 9, 200_000: 5})
+        tfr = _tf(work, 10_000, 2 if quick else 3)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # about 1 GB of files per run
     rows = []
     failed = []
 
