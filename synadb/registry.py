@@ -22,8 +22,10 @@ import hashlib
 import io
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,8 +233,10 @@ class ModelRegistry:
                 version = m["next"]
                 n = 0
                 for n, piece in enumerate(source, 1):
-                    digest.update(piece)
-                    db._put_blob_parts(f"reg/{esc}/{version}/{n - 1}", [piece])
+                    # Hash on a second core while this one checksums and
+                    # writes the piece (hashlib and zlib drop the GIL).
+                    with _alongside(digest.update, len(piece), piece):
+                        db._put_blob_parts(f"reg/{esc}/{version}/{n - 1}", [piece])
                     if bar is not None:
                         bar.update(len(piece))
                 entry = {"version": version, "sha256": digest.hexdigest(), "size": size,
@@ -274,40 +278,59 @@ class ModelRegistry:
             raise errors.KeyNotFound(f"no model {name!r} in {self.path!r}")
         return entries[-1]
 
-    def _pieces(self, name: str, e: Mapping[str, Any]) -> Iterator[memoryview]:
-        """The version's bytes as zero-copy views, SHA-256 checked at the end."""
+    def _views(self, name: str, e: Mapping[str, Any]) -> list[memoryview]:
+        """The version's bytes as zero-copy views of the file (not yet hashed)."""
         esc = _esc(name)
-        digest = hashlib.sha256()
+        views = []
         for i in range(e["chunks"]):
+            # check=False: the SHA-256 below covers every byte, so the
+            # record's own CRC would be a second pass for nothing.
             view = self._db._value_view(f"reg/{esc}/{e['version']}/{i}", check=False)
             if view is None:
                 raise errors.ChecksumError(
                     f"model {name!r} version {e['version']}: chunk {i} is missing",
                     path=self.path)
-            digest.update(view)
-            yield view
+            views.append(view)
+        return views
+
+    def _check(self, name: str, e: Mapping[str, Any], digest: Any) -> None:
         if digest.hexdigest() != e["sha256"]:
             raise errors.ChecksumError(
                 f"model {name!r} version {e['version']}: SHA-256 mismatch (stored "
                 f"{e['sha256'][:16]}..., read {digest.hexdigest()[:16]}...); the bytes are "
                 "damaged", path=self.path)
 
+    def _pieces(self, name: str, e: Mapping[str, Any]) -> Iterator[memoryview]:
+        """The version's bytes piece by piece, SHA-256 checked at the end."""
+        digest = hashlib.sha256()
+        for view in self._views(name, e):
+            digest.update(view)
+            yield view
+        self._check(name, e, digest)
+
     def load_model(self, name: str, version: int | None = None, *,
                    stage: str | None = None) -> tuple[bytes, ModelVersion]:
         """``(bytes, ModelVersion)`` of a version (default: the latest), with its
         SHA-256 verified.  Raises ChecksumError if the bytes are damaged."""
         e = self._pick(_check_model_name(name), version, stage)
+        views = self._views(name, e)
+        digest = hashlib.sha256()
         bar = self._bar(e["size"], f"load {name}")
-        views = []
-        try:
-            for view in self._pieces(name, e):
-                views.append(view)
+
+        def hash_all() -> None:
+            for v in views:
+                digest.update(v)
                 if bar is not None:
-                    bar.update(len(view))
+                    bar.update(len(v))
+
+        try:
+            # Hash on a second core while this one copies: hashlib drops the GIL.
+            with _alongside(hash_all, e["size"]):
+                data = views[0].tobytes() if len(views) == 1 else b"".join(views)
         finally:
             if bar is not None:
                 bar.close()
-        data = views[0].tobytes() if len(views) == 1 else b"".join(views)
+        self._check(name, e, digest)
         return data, _version(name, e)
 
     def load(self, name: str, version: int | None = None) -> tuple[bytes, ModelVersion]:
@@ -320,14 +343,19 @@ class ModelRegistry:
         has matched."""
         e = self._pick(_check_model_name(name), version, stage)
         tmp = f"{os.fspath(path)}.synadb-tmp"
+        bar = self._bar(e["size"], f"load {name}")
         try:
             with open(tmp, "wb") as f:
                 for view in self._pieces(name, e):
                     f.write(view)
+                    if bar is not None:
+                        bar.update(len(view))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         finally:
+            if bar is not None:
+                bar.close()
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return _version(name, e)
@@ -554,6 +582,31 @@ class ModelRegistry:
             "metadata_changed": [k for k in keys if a.metadata.get(k) != b.metadata.get(k)],
             "tags": {k: (a.tags.get(k), b.tags.get(k)) for k in sorted(set(a.tags) | set(b.tags))},
         }
+
+
+@contextmanager
+def _alongside(fn: Any, size: int, *args: Any) -> Iterator[None]:
+    """Run ``fn(*args)`` in a thread while the block runs (inline if small)."""
+    if size < (1 << 20):
+        fn(*args)
+        yield
+        return
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # surfaced below, in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=work, name="synadb-sha256", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
 
 
 def _source(model: Any) -> tuple[str, Iterator[Any], int]:
