@@ -54,4 +54,31 @@ with SynaDB(path, config=DbConfig(enable_compression=True, sync_on_write=True)) 
     db.put_text("notes", "durable " * 1000)
     print("notes survive power loss:", len(db.get_text("notes")), "chars")
 
+# 6. Experiment tracking: runs with params, metrics and artifacts.
+from synadb import Experiment, ModelRegistry, sweep  # noqa: E402
+
+exp = Experiment("demo", os.path.join(workdir, "experiments.db"))
+for run, cfg in sweep(grid={"lr": [0.1, 0.01, 0.001], "epochs": [20]}, experiment=exp):
+    with run:  # Completed on exit, Failed with the error text on an exception
+        for epoch in range(cfg["epochs"]):
+            loss = 1.0 / (1 + epoch * cfg["lr"] * 10)
+            run.log_metrics({"loss": loss, "accuracy": 1 - loss}, step=epoch)
+        run.log_dict("config.json", dict(cfg))
+best = exp.get_best_run("accuracy", minimize=False)
+print("best run:", best.name, best.params, f"accuracy={best.metrics['accuracy']:.3f}")
+print("its loss curve:", exp.get_metric_tensor(best.id, "loss")[:5].round(3), "...")
+exp.close()
+
+# 7. Model registry: versions, stages and a SHA-256 check on every load.
+with ModelRegistry(os.path.join(workdir, "models.db")) as registry:
+    for acc in ("0.91", "0.94"):
+        v = registry.save_model("classifier", os.urandom(100_000), {"accuracy": acc})
+    registry.set_stage("classifier", 1, "Production")
+    registry.set_stage("classifier", 2, "Production")  # archives version 1
+    print("versions:", [(v.version, v.stage) for v in registry.list_versions("classifier")])
+    registry.rollback("classifier")
+    data, info = registry.load_model("classifier", stage="Production")
+    print(f"after rollback, Production is v{info.version}: {len(data)} bytes, "
+          f"sha256 {info.checksum[:12]}...")
+
 print("database files:", [f for f in os.listdir(workdir) if f.endswith(".db")])

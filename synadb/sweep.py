@@ -76,6 +76,6 @@ def sweep(grid: Mapping[str, Sequence[Any] | Any], method: str = "grid", n: int 
         if experiment is None:
             yield config
         else:
-            run = experiment.start_run(tags=["sweep"], params=dict(config),
+            run = experiment.start_run(tags=["sweep"], params=dict(config), name=f"sweep-{i}",
                                        tag_values=config.tags)
             yield run, config
