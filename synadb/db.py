@@ -574,6 +574,22 @@ class SynaDB:
                 return default
             return self._value(log, key, typ, off, num)
 
+    def get_many(self, keys: list[str], default: Any = None) -> list[Any]:
+        """The latest value of each key (``default`` where absent), in one go."""
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        out = []
+        with log.mutex:
+            log = self._r()
+            latest = log.index.latest
+            value = self._value
+            for key in keys:
+                _check_read_key(key)
+                got = latest(key)
+                out.append(default if got is None else value(log, key, got[0], got[1], got[2]))
+        return out
+
     def _typed(self, key: str, want: tuple[int, ...], word: str) -> Any:
         log = self._log
         if log is None:
@@ -978,21 +994,15 @@ class SynaDB:
             return [value(log, key, t, o, v) for t, o, v in
                     zip(h.typ[start:stop], h.off[start:stop], h.val[start:stop])]
 
-    def _float_tail(self, key: str, n: int) -> list[float] | None:
-        """The last ``n`` numeric values of ``key`` from the index (no read), or
-        None if the key has fewer."""
+    def _float_tails(self, keys: list[str], n: int) -> list[list[float] | None]:
+        """The last ``n`` numeric values of each key, from the index (no
+        reads); None for a key with fewer."""
         log = self._log
         if log is None:
             raise errors.ClosedError(f"{self.path!r} is closed")
         with log.mutex:
-            idx = log.index
-            kid = idx.kid.get(key)
-            if kid is None or not idx.l_typ[kid]:
-                return None
-            h = idx.hists.get(kid) or idx.history(key)
-            if h is None or len(h.val) < n:
-                return None
-            return h.val[len(h.val) - n:].tolist()
+            tail = log.index.tail
+            return [tail(key, n) for key in keys]
 
     def history_entries(self, key: str) -> list[tuple[str, Any]]:
         """(type name, value) of every history entry; for exporters."""

@@ -75,6 +75,9 @@ class RunStatus(str, enum.Enum):
             f"unknown run status {value!r}; use Running, Completed, Failed or Killed")
 
 
+_STATUS = {s.value: s for s in RunStatus}
+
+
 def flatten_params(params: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, str]:
     """Nested dicts become dotted names, values become strings (as MLflow's
     ``log_params`` stores them): ``{"opt": {"lr": 0.1}}`` -> ``{"opt.lr": "0.1"}``."""
@@ -150,43 +153,105 @@ class Run:
     Completed on a normal exit, Failed (with the exception text) otherwise.
     """
 
-    __slots__ = ("_tracker", "id", "experiment", "name", "status", "tags", "tag_values",
-                 "params", "_metric_names", "_metrics", "start_time", "end_time", "error",
-                 "artifacts", "parent_id")
+    __slots__ = ("_tracker", "id", "_e", "_params", "_tags", "_tag_values", "_artifacts",
+                 "_metrics")
 
     def __init__(self, tracker: "ExperimentTracker", run_id: str, entry: Mapping[str, Any]):
+        # Cheap on purpose: list_runs builds one per run.  The catalog entry
+        # is never changed in place (changes replace it), so it is shared,
+        # and the mutable views are copied only when first asked for.
         self._tracker = tracker
         self.id = run_id
-        self.experiment: str = entry["experiment"]
-        self.name: str = entry.get("name") or run_id[:8]
-        self.status = RunStatus.parse(entry.get("status", "Running"))
-        self.tags: list[str] = list(entry.get("tags", ()))
-        self.tag_values: dict[str, str] = dict(entry.get("tag_values", {}))
-        self.params: dict[str, str] = dict(entry.get("params", {}))
-        self._metric_names: tuple[str, ...] = tuple(entry.get("metrics", ()))
+        self._e = entry
+        self._params: dict[str, str] | None = None
+        self._tags: list[str] | None = None
+        self._tag_values: dict[str, str] | None = None
+        self._artifacts: dict[str, str] | None = None
         self._metrics: dict[str, float] | None = None
-        self.start_time: float = entry.get("start", 0.0)
-        self.end_time: float | None = entry.get("end")
-        self.error: str | None = entry.get("error")
-        self.artifacts: dict[str, str] = {k: v["type"] for k, v in
-                                          entry.get("artifacts", {}).items()}
-        self.parent_id: str | None = entry.get("parent")
+
+    def _refresh(self) -> None:
+        """Take the tracker's current entry (after logging through this Run)."""
+        entry = self._tracker._entries.get(self.id)
+        if entry is not None and entry is not self._e:
+            self._e = entry
+            self._params = self._tags = self._tag_values = self._artifacts = None
+        self._metrics = None
 
     # -- data ------------------------------------------------------------
+    @property
+    def experiment(self) -> str:
+        return self._e["experiment"]
+
+    @property
+    def name(self) -> str:
+        return self._e.get("name") or self.id[:8]
+
+    @property
+    def status(self) -> RunStatus:
+        """A :class:`RunStatus` (a str enum: ``run.status == "Completed"`` works)."""
+        st = _STATUS.get(self._e["status"])
+        return st if st is not None else RunStatus.parse(self._e["status"])
+
+    @property
+    def tags(self) -> list[str]:
+        if self._tags is None:
+            self._tags = list(self._e.get("tags", ()))
+        return self._tags
+
+    @property
+    def tag_values(self) -> dict[str, str]:
+        if self._tag_values is None:
+            self._tag_values = dict(self._e.get("tag_values", {}))
+        return self._tag_values
+
+    @property
+    def params(self) -> dict[str, str]:
+        if self._params is None:
+            self._params = dict(self._e.get("params", {}))
+        return self._params
+
+    @property
+    def artifacts(self) -> dict[str, str]:
+        """Artifact name -> type (image, table, text, json, numpy, torch, ...)."""
+        if self._artifacts is None:
+            self._artifacts = {k: v["type"] for k, v in self._e.get("artifacts", {}).items()}
+        return self._artifacts
+
+    @property
+    def start_time(self) -> float:
+        return self._e.get("start", 0.0)
+
+    @property
+    def end_time(self) -> float | None:
+        return self._e.get("end")
+
+    @property
+    def error(self) -> str | None:
+        return self._e.get("error")
+
+    @property
+    def parent_id(self) -> str | None:
+        return self._e.get("parent")
+
     @property
     def run_id(self) -> str:  # MLflow's name for it
         return self.id
 
     @property
     def metrics(self) -> dict[str, float]:
-        """Each metric's last logged value (read when first asked for)."""
+        """Each metric's last logged value (read from the index when first asked for)."""
         if self._metrics is None:
-            self._metrics = self._tracker._last_metrics(self.id, self._metric_names)
+            self._metrics = self._tracker._last_metrics(self.id, self._e.get("metrics", ()))
         return self._metrics
 
     @property
+    def metric_names(self) -> list[str]:
+        return list(self._e.get("metrics", ()))
+
+    @property
     def duration(self) -> float | None:
-        return None if self.end_time is None else self.end_time - self.start_time
+        end = self.end_time
+        return None if end is None else end - self.start_time
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "experiment": self.experiment, "name": self.name,
@@ -209,11 +274,11 @@ class Run:
     # -- logging ---------------------------------------------------------
     def log_param(self, key: str, value: Any) -> None:
         self._tracker.log_param(self.id, key, value)
-        self.params[key] = _param_str(value)
+        self._refresh()
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        flat = self._tracker.log_params(self.id, params)
-        self.params.update(flat)
+        self._tracker.log_params(self.id, params)
+        self._refresh()
 
     def log_metric(self, key: str, value: float, step: int | None = None,
                    timestamp: float | None = None) -> None:
@@ -227,7 +292,7 @@ class Run:
 
     def set_tag(self, key: str, value: Any) -> None:
         self._tracker.set_tag(self.id, key, value)
-        self.tag_values[key] = _param_str(value)
+        self._refresh()
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         for key, value in tags.items():
@@ -235,26 +300,31 @@ class Run:
 
     def add_tags(self, *labels: str) -> None:
         self._tracker.add_tags(self.id, labels)
-        self.tags.extend(t for t in labels if t not in self.tags)
+        self._refresh()
 
     def log_artifact(self, name: str, data: Any, *, allow_pickle: bool = False) -> None:
-        kind = self._tracker.log_artifact(self.id, name, data, allow_pickle=allow_pickle)
-        self.artifacts[name] = kind
+        self._tracker.log_artifact(self.id, name, data, allow_pickle=allow_pickle)
+        self._refresh()
 
     def log_text(self, name: str, text: str) -> None:
-        self.artifacts[name] = self._tracker.log_text(self.id, name, text)
+        self._tracker.log_text(self.id, name, text)
+        self._refresh()
 
     def log_dict(self, name: str, data: Mapping[str, Any]) -> None:
-        self.artifacts[name] = self._tracker.log_dict(self.id, name, data)
+        self._tracker.log_dict(self.id, name, data)
+        self._refresh()
 
     def log_image(self, name: str, image: Any) -> None:
-        self.artifacts[name] = self._tracker.log_image(self.id, name, image)
+        self._tracker.log_image(self.id, name, image)
+        self._refresh()
 
     def log_figure(self, name: str, figure: Any) -> None:
-        self.artifacts[name] = self._tracker.log_figure(self.id, name, figure)
+        self._tracker.log_figure(self.id, name, figure)
+        self._refresh()
 
     def log_table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        self.artifacts[name] = self._tracker.log_table(self.id, name, columns, rows)
+        self._tracker.log_table(self.id, name, columns, rows)
+        self._refresh()
 
     # -- reading ---------------------------------------------------------
     def get_metric(self, key: str) -> list[tuple[int, float]]:
@@ -275,8 +345,7 @@ class Run:
     # -- life ------------------------------------------------------------
     def end(self, status: RunStatus | str = RunStatus.COMPLETED, error: str | None = None) -> None:
         self._tracker.end_run(self.id, status, error=error)
-        self.status = RunStatus.parse(status)
-        self.end_time = time.time()
+        self._refresh()
 
     def __enter__(self) -> "Run":
         return self
@@ -368,13 +437,22 @@ class ExperimentTracker:
 
     def _load_all(self) -> None:
         db = self._db
-        for key in db.keys("exp/*"):
-            entry = self._read_json(key)
-            if entry is not None:
-                self._experiments[entry["name"]] = entry
-        for key in db.keys("run/*"):
-            if key.count("/") == 1:
-                self._reload(key[4:])
+        runs = []
+        for key in db.keys():
+            if key.startswith("run/"):
+                if key.find("/", 4) < 0:
+                    runs.append(key)
+            elif key.startswith("exp/"):
+                entry = self._read_json(key)
+                if entry is not None:
+                    self._experiments[entry["name"]] = entry
+        loads = json.loads
+        for key, text in zip(runs, db.get_many(runs)):
+            if text is not None:
+                entry = loads(text)
+                rid = key[4:]
+                self._entries[rid] = entry
+                self._by_exp.setdefault(entry["experiment"], {})[rid] = None
 
     def _reload(self, rid: str) -> None:
         if rid.startswith("exp/"):
@@ -684,12 +762,8 @@ class ExperimentTracker:
         return list(self._entry(run_id)["metrics"])
 
     def _last_metrics(self, run_id: str, names: Sequence[str]) -> dict[str, float]:
-        out = {}
-        for name in names:
-            last = self._db._float_tail(f"run/{run_id}/m/{name}", _ROW)
-            if last is not None:
-                out[name] = last[0]
-        return out
+        tails = self._db._float_tails([f"run/{run_id}/m/{n}" for n in names], _ROW)
+        return {n: t[0] for n, t in zip(names, tails) if t is not None}
 
     # -- artifacts -------------------------------------------------------
     def _put_artifact(self, run_id: str, name: str, data: bytes | memoryview, kind: str,
@@ -873,7 +947,7 @@ class ExperimentTracker:
         out = run.to_dict()
         out["metric_history"] = {
             m: {k: v.tolist() for k, v in self.get_metric_history(run_id, m).items()}
-            for m in run._metric_names}
+            for m in run.metric_names}
         return out
 
 

@@ -116,6 +116,21 @@ class Index:
             return self._materialize(kid)
         return self._single(kid)  # a view; not stored, so single-value keys stay cheap
 
+    def tail(self, key: str, n: int) -> list[float] | None:
+        """The last ``n`` numeric values of ``key`` (None if it has fewer),
+        without materializing a checkpointed history."""
+        kid = self.kid.get(key)
+        if kid is None or not self.l_typ[kid]:
+            return None
+        h = self.hists.get(kid)
+        if h is not None:
+            return h.val[len(h.val) - n:].tolist() if len(h.val) >= n else None
+        if kid < self.nbase and self.in_base[kid]:
+            s = int(self._b_start[kid])
+            c = int(self._b_count[kid])
+            return self._b_val[s + c - n:s + c].tolist() if c >= n else None
+        return [self.l_val[kid]] if n == 1 else None
+
     def _single(self, kid: int) -> Hist:
         h = Hist()
         t = self.l_typ[kid]
