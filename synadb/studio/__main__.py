@@ -1,0 +1,5 @@
+"""``python -m synadb.studio FILE``."""
+
+from . import main
+
+raise SystemExit(main())

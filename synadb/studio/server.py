@@ -1,0 +1,743 @@
+"""Studio's web server: a JSON API under ``/api/`` and a one-page front end.
+
+Everything the page needs is served from ``static/`` in this package (no CDN,
+so Studio works on an air-gapped machine).  Only names listed in that folder
+when the app starts are served: a URL can never reach another file, whatever
+``..`` or percent-encoding it carries.
+
+Reads go through read-only handles, which see what a training process
+appends while Studio runs.  Writes (``--allow-writes``) open a writable
+handle for the one change and close it again: a writer holds the file's
+write lease while open, and Studio must not keep a training process waiting
+for it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from .. import errors
+from ..db import SynaDB
+from ..registry import ModelRegistry
+from ..tracking import ExperimentTracker, check_artifact_name
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+_MIME = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+         ".html": "text/html; charset=utf-8", ".png": "image/png",
+         ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8",
+         ".LICENSE": "text/plain; charset=utf-8"}
+_VS_CONFIG = "__vs__/config"
+MAX_POINTS = 20_000      # points per curve sent to the page; longer ones are thinned
+MAX_KEYS_PAGE = 1000     # keys per page of the keys explorer
+MAX_HEX_BYTES = 4096     # bytes shown in the hex view
+MAX_TEXT_CHARS = 20_000  # characters of a text value shown
+MAX_PCA_POINTS = 5000    # vectors projected at most (evenly spaced sample)
+# Artifacts the page may show inline.  SVG only as an <img> (no script runs
+# there), and any artifact fetched directly gets a sandbox CSP.
+_INLINE_MIME = {"image/png", "image/svg+xml", "image/jpeg", "image/gif", "text/plain"}
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": ("default-src 'self'; img-src 'self' data: blob:; "
+                                "style-src 'self' 'unsafe-inline'; object-src 'none'; "
+                                "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+}
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+class _SecurityHeaders:
+    """Adds :data:`_SECURITY_HEADERS` to every response that lacks them."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                have = {k.lower() for k, _ in headers}
+                for k, v in _SECURITY_HEADERS.items():
+                    if k.lower().encode() not in have:
+                        headers.append((k.lower().encode(), v.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    body = json.dumps(data, default=_json_default, allow_nan=False,
+                      separators=(",", ":")).encode("utf-8")
+    return Response(body, status_code=status, media_type="application/json",
+                    headers={"Cache-Control": "no-store"})
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return [_finite(x) for x in obj.tolist()]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return _finite(float(obj))
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return f"<{len(obj)} bytes>"
+    return str(obj)
+
+
+def _finite(x: Any) -> Any:
+    """JSON has no NaN or infinity: send them as strings the page shows."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _thin(n: int, limit: int = MAX_POINTS) -> np.ndarray | None:
+    """Indices that keep at most ``limit`` points, first and last included."""
+    if n <= limit:
+        return None
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+
+
+def hexdump(data: bytes, limit: int = MAX_HEX_BYTES) -> list[str]:
+    """``offset  hex bytes  ascii`` lines, 16 bytes each, of the first ``limit`` bytes."""
+    lines = []
+    for off in range(0, min(len(data), limit), 16):
+        chunk = data[off:off + 16]
+        hexes = " ".join(f"{b:02x}" for b in chunk)
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{off:08x}  {hexes:<47}  {text}")
+    return lines
+
+
+def _list_param(request: Request, name: str) -> list[str]:
+    raw = request.query_params.get(name, "")
+    return [p for p in raw.split(",") if p]
+
+
+def _param(request: Request, name: str) -> str:
+    value = request.query_params.get(name)
+    if not value:
+        raise HTTPError(400, f"missing query parameter {name!r}")
+    return value
+
+
+def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HTTPError(400, f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise HTTPError(400, f"{name} must be in {lo}..{hi}, got {value}")
+    return value
+
+
+class Studio:
+    """The read-only handles on one file, shared by every request.
+
+    One lock serialises requests: the handles are cheap to use but not all
+    of them promise thread safety, and Starlette runs sync endpoints on a
+    thread pool.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, allow_writes: bool = False) -> None:
+        self.path = os.fspath(path)
+        self.allow_writes = allow_writes
+        self.lock = threading.RLock()
+        self.db = SynaDB(self.path, read_only=True)
+        self.tracker = ExperimentTracker(self.path, read_only=True)
+        self.registry = ModelRegistry(self.path, read_only=True, progress=False)
+        self._vectors: Any = None
+        self._verified: dict[tuple[str, int], bool] = {}
+
+    def close(self) -> None:
+        with self.lock:
+            if self._vectors is not None:
+                self._vectors.close()
+                self._vectors = None
+            self.registry.close()
+            self.tracker.close()
+            self.db.close()
+
+    # -- helpers -------------------------------------------------------
+    def vectors(self) -> Any:
+        """The file's VectorStore, opened on first use (None if it has none)."""
+        if self._vectors is None:
+            if not self.db.exists(_VS_CONFIG):
+                return None
+            from ..vectors.store import VectorStore
+
+            self._vectors = VectorStore(self.path, read_only=True, progress=False)
+        else:
+            self._vectors._refresh()
+        return self._vectors
+
+    def key_types(self, keys: list[str]) -> list[str]:
+        """Each key's latest value type, from the index (no value is read)."""
+        from ..db import _TYPE_WORDS
+
+        log = self.db._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            log.refresh()
+            latest = log.index.latest
+            out = []
+            for k in keys:
+                got = latest(k)
+                out.append("deleted" if got is None else _TYPE_WORDS.get(got[0], "unknown"))
+            return out
+
+    def writer(self, kind: Callable[..., Any]) -> Any:
+        if not self.allow_writes:
+            raise HTTPError(403, "Studio is read-only; start it with --allow-writes to change "
+                                 "the file")
+        return kind(self.path)
+
+
+def _namespace(key: str) -> str:
+    if key.startswith(("run/", "exp/", "trk/")):
+        return "experiments"
+    if key.startswith("reg/"):
+        return "models"
+    if key.startswith(("v/", "__vs__/")):
+        return "vectors"
+    return "other"
+
+
+def _render_value(value: Any, typ: str) -> dict[str, Any]:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        return {"type": "bytes", "size": len(data), "hex": hexdump(data),
+                "truncated": len(data) > MAX_HEX_BYTES}
+    if isinstance(value, np.ndarray):
+        flat = value.ravel()
+        return {"type": "vector", "size": int(flat.size),
+                "values": [_finite(float(x)) for x in flat[:1024].tolist()],
+                "truncated": flat.size > 1024}
+    if isinstance(value, str):
+        return {"type": "text", "size": len(value), "value": value[:MAX_TEXT_CHARS],
+                "truncated": len(value) > MAX_TEXT_CHARS}
+    if isinstance(value, float):
+        return {"type": typ, "value": _finite(value)}
+    return {"type": typ, "value": value}
+
+
+# ------------------------------------------------------------------ routes
+def _overview(st: Studio, request: Request) -> Any:
+    info = st.db.info()
+    keys = st.db.keys()
+    types = st.key_types(keys)
+    by_type: dict[str, int] = {}
+    by_ns: dict[str, int] = {}
+    for k, t in zip(keys, types):
+        by_type[t] = by_type.get(t, 0) + 1
+        ns = _namespace(k)
+        by_ns[ns] = by_ns.get(ns, 0) + 1
+    vs = st.vectors()
+    return {"info": info, "by_type": by_type, "by_namespace": by_ns,
+            "experiments": len(st.tracker.list_experiments()),
+            "runs": len(st.tracker.run_ids()),
+            "models": len(st.registry.list_models()),
+            "vectors": 0 if vs is None else len(vs),
+            "allow_writes": st.allow_writes}
+
+
+def _stamp(st: Studio, request: Request) -> Any:
+    """Changes whenever anything is appended: the page polls this once a
+    second and refetches only when it moved."""
+    info = st.db.info()
+    return {"end": info["used_bytes"], "size": info["size_bytes"]}
+
+
+def _verify(st: Studio, request: Request) -> Any:
+    report = st.db.verify()
+    return {"ok": report.ok, "records": report.records, "file_size": report.file_size,
+            "torn_tail_bytes": report.torn_tail_bytes, "text": str(report),
+            "damaged": [{"offset": d.offset, "length": d.length, "reason": d.reason,
+                         "key": d.key} for d in report.damaged[:200]]}
+
+
+def _keys(st: Studio, request: Request) -> Any:
+    pattern = request.query_params.get("pattern") or None
+    want = request.query_params.get("type") or None
+    offset = _int_param(request, "offset", 0, 0, 1 << 40)
+    limit = _int_param(request, "limit", 200, 1, MAX_KEYS_PAGE)
+    keys = st.db.keys(pattern)
+    types = st.key_types(keys)
+    rows = [(k, t) for k, t in zip(keys, types) if want is None or t == want]
+    page = rows[offset:offset + limit]
+    return {"total": len(rows), "offset": offset,
+            "keys": [{"key": k, "type": t} for k, t in page]}
+
+
+def _key(st: Studio, request: Request) -> Any:
+    key = _param(request, "key")
+    if not st.db.exists(key):
+        raise HTTPError(404, f"no key {key!r}")
+    (typ,) = st.key_types([key])
+    out: dict[str, Any] = {"key": key, "type": typ}
+    out["latest"] = _render_value(st.db.get(key), typ)
+    try:
+        hist = st.db.get_history_tensor(key)
+    except errors.TypeMismatch:
+        hist = None
+    if hist is not None:
+        keep = _thin(len(hist))
+        x = np.arange(len(hist)) if keep is None else keep
+        y = hist if keep is None else hist[keep]
+        out["history"] = {"numeric": True, "length": int(len(hist)),
+                          "x": x.tolist(), "y": [_finite(v) for v in y.tolist()]}
+    else:
+        values = st.db.get_history(key)
+        out["history"] = {"numeric": False, "length": len(values),
+                          "last": [_render_value(v, typ) for v in values[-50:]]}
+    return out
+
+
+def _run_row(run: Any) -> dict[str, Any]:
+    return _clean({"id": run.id, "name": run.name, "experiment": run.experiment,
+                   "status": run.status.value, "tags": run.tags, "tag_values": run.tag_values,
+                   "params": run.params, "metrics": run.metrics,
+                   "start_time": run.start_time, "end_time": run.end_time,
+                   "artifacts": run.artifacts, "error": run.error})
+
+
+def _experiments(st: Studio, request: Request) -> Any:
+    names = st.tracker.list_experiments()
+    return {"experiments": [{"name": n, "runs": st.tracker.experiment_info(n)["runs"]}
+                            for n in names]}
+
+
+def _runs(st: Studio, request: Request) -> Any:
+    exp = request.query_params.get("experiment") or None
+    runs = [_run_row(r) for r in st.tracker.list_runs(exp)]
+    params = sorted({p for r in runs for p in r["params"]})
+    metrics = sorted({m for r in runs for m in r["metrics"]})
+    return {"runs": runs, "params": params, "metrics": metrics}
+
+
+def _run(st: Studio, request: Request) -> Any:
+    run_id = _param(request, "id")
+    try:
+        run = st.tracker.get_run(run_id)
+    except (errors.KeyNotFound, errors.InvalidArgument):
+        raise HTTPError(404, f"no run {run_id!r}") from None
+    row = _run_row(run)
+    row["artifact_info"] = {}
+    for name in run.artifacts:
+        try:
+            info = st.tracker.artifact_info(run.id, name)
+        except errors.KeyNotFound:
+            continue
+        row["artifact_info"][name] = {"type": info.get("type"), "size": info.get("size"),
+                                      "mime": info.get("mime")}
+    return row
+
+
+def _metrics(st: Studio, request: Request) -> Any:
+    metric = _param(request, "metric")
+    out = {}
+    for run_id in _list_param(request, "runs")[:50]:
+        try:
+            h = st.tracker.get_metric_history(run_id, metric)
+        except (errors.KeyNotFound, errors.InvalidArgument):
+            continue
+        keep = _thin(len(h["step"]))
+        steps, values = (h["step"], h["value"]) if keep is None else (
+            h["step"][keep], h["value"][keep])
+        out[run_id] = {"step": steps.tolist(), "value": [_finite(v) for v in values.tolist()],
+                       "length": int(len(h["step"]))}
+    return {"metric": metric, "series": out}
+
+
+def _compare(st: Studio, request: Request) -> Any:
+    ids = _list_param(request, "runs")[:20]
+    try:
+        return _clean(st.tracker.compare_runs(ids))
+    except (errors.KeyNotFound, errors.InvalidArgument) as e:
+        raise HTTPError(404, str(e)) from None
+
+
+def _artifact_lookup(st: Studio, request: Request) -> tuple[str, str, dict[str, Any]]:
+    run_id = _param(request, "run")
+    name = _param(request, "name")
+    try:
+        check_artifact_name(name)
+    except errors.InvalidArgument as e:
+        raise HTTPError(400, str(e)) from None
+    try:
+        info = st.tracker.artifact_info(run_id, name)
+    except (errors.KeyNotFound, errors.InvalidArgument):
+        raise HTTPError(404, f"run {run_id!r} has no artifact {name!r}") from None
+    return run_id, name, info
+
+
+def _artifact_raw(st: Studio, request: Request) -> Response:
+    run_id, name, info = _artifact_lookup(st, request)
+    data = st.tracker.get_artifact(run_id, name)
+    mime = str(info.get("mime") or "application/octet-stream")
+    inline = mime in _INLINE_MIME
+    # The file name in the header is the last path part, ASCII only: the
+    # header must not carry quotes or newlines from a name.
+    fname = "".join(c if c.isalnum() or c in "._-" else "_" for c in name.rsplit("/", 1)[-1])
+    headers = {"Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; "
+                                          "style-src 'unsafe-inline'",
+               "Content-Disposition": f'{"inline" if inline else "attachment"}; '
+                                      f'filename="{fname or "artifact"}"',
+               "Cache-Control": "no-store"}
+    return Response(data, media_type=mime if inline else "application/octet-stream",
+                    headers=headers)
+
+
+def _artifact_view(st: Studio, request: Request) -> Any:
+    """The artifact decoded for the page: a table, text, JSON, an image
+    (by URL) or, for anything else, its size and a hex view."""
+    run_id, name, info = _artifact_lookup(st, request)
+    kind = info.get("type")
+    mime = info.get("mime") or ""
+    out: dict[str, Any] = {"name": name, "type": kind, "mime": mime, "size": info.get("size")}
+    if kind in ("image", "figure") and mime in ("image/png", "image/svg+xml"):
+        out["view"] = "image"
+        return out
+    raw = st.tracker.get_artifact(run_id, name)
+    if kind == "table":
+        table = json.loads(raw)
+        out.update(view="table", columns=table.get("columns", []),
+                   data=_clean(table.get("data", [])[:2000]),
+                   rows=len(table.get("data", [])))
+    elif kind in ("text", "yaml") or mime.startswith("text/plain"):
+        text = raw.decode("utf-8", "replace")
+        out.update(view="text", text=text[:MAX_TEXT_CHARS],
+                   truncated=len(text) > MAX_TEXT_CHARS)
+    elif kind == "json":
+        try:
+            text = json.dumps(json.loads(raw), indent=2)
+        except ValueError:
+            text = raw.decode("utf-8", "replace")
+        out.update(view="text", text=text[:MAX_TEXT_CHARS],
+                   truncated=len(text) > MAX_TEXT_CHARS)
+    elif kind == "numpy":
+        import io
+
+        try:
+            arr = np.load(io.BytesIO(raw), allow_pickle=False)
+            out.update(view="text", text=f"array shape={arr.shape} dtype={arr.dtype}\n"
+                                         + np.array2string(arr, threshold=200))
+        except ValueError:
+            out.update(view="hex", hex=hexdump(raw))
+    else:
+        out.update(view="hex", hex=hexdump(raw), truncated=len(raw) > MAX_HEX_BYTES)
+    return out
+
+
+def _models(st: Studio, request: Request) -> Any:
+    out = []
+    reg = st.registry
+    for name in reg.list_models():
+        versions = reg.list_versions(name)
+        prod = reg.get_production(name)
+        out.append({"name": name, "versions": len(versions),
+                    "latest": versions[-1].version if versions else None,
+                    "production": None if prod is None else prod.version,
+                    "stages": dict(Counter(v.stage for v in versions))})
+    return {"models": out, "stats": reg.stats()}
+
+
+def _model(st: Studio, request: Request) -> Any:
+    name = _param(request, "name")
+    reg = st.registry
+    try:
+        versions = reg.list_versions(name)
+    except (errors.KeyNotFound, errors.InvalidArgument):
+        raise HTTPError(404, f"no model {name!r}") from None
+    if not versions:
+        raise HTTPError(404, f"no model {name!r}")
+    rows = []
+    for v in versions:
+        d = _clean(v.to_dict())
+        d["verified"] = st._verified.get((name, v.version))
+        rows.append(d)
+    history = [{"version": h.version, "from": h.from_stage, "to": h.to_stage, "at": h.at,
+                "user": h.user, "comment": h.comment} for h in reg.stage_history(name)]
+    return {"name": name, "versions": rows, "stage_history": history}
+
+
+def _model_verify(st: Studio, request: Request) -> Any:
+    """Re-hash every version of a model (reading is all it does)."""
+    name = _param(request, "name")
+    try:
+        versions = st.registry.list_versions(name)
+    except (errors.KeyNotFound, errors.InvalidArgument):
+        raise HTTPError(404, f"no model {name!r}") from None
+    out = {}
+    for v in versions:
+        try:
+            ok = st.registry.verify(name, v.version)
+        except errors.SynaError:
+            ok = False
+        st._verified[(name, v.version)] = ok
+        out[str(v.version)] = ok
+    return {"name": name, "verified": out}
+
+
+def _vectors(st: Studio, request: Request) -> Any:
+    vs = st.vectors()
+    if vs is None:
+        return {"present": False}
+    keys = vs.keys()
+    fields: dict[str, None] = {}
+    for k in keys[:1000]:
+        for f in (vs.get_metadata(k) or {}):
+            fields.setdefault(str(f), None)
+    return {"present": True, "count": len(keys), "dimensions": vs.dimensions,
+            "metric": vs.metric, "fields": list(fields), "sample_keys": keys[:20]}
+
+
+def _sample(keys: list[str], limit: int) -> list[str]:
+    if len(keys) <= limit:
+        return keys
+    idx = np.linspace(0, len(keys) - 1, limit).round().astype(np.int64)
+    return [keys[i] for i in np.unique(idx)]
+
+
+def pca(mat: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows projected on the ``dims`` leading principal components, and the
+    share of variance each explains."""
+    x = mat.astype(np.float64) - mat.mean(axis=0, dtype=np.float64)
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    k = min(dims, vt.shape[0])
+    proj = x @ vt[:k].T
+    if k < dims:  # fewer points or dimensions than asked: pad with zeros
+        proj = np.hstack([proj, np.zeros((len(proj), dims - k))])
+    var = s ** 2
+    share = var[:k] / var.sum() if var.sum() > 0 else np.zeros(k)
+    return proj, share
+
+
+def _projection(st: Studio, request: Request) -> Any:
+    vs = st.vectors()
+    if vs is None:
+        raise HTTPError(404, "this file holds no vector store")
+    dims = _int_param(request, "dims", 2, 2, 3)
+    limit = _int_param(request, "limit", MAX_PCA_POINTS, 1, MAX_PCA_POINTS)
+    color = request.query_params.get("color") or None
+    keys, rows = [], []
+    for k in _sample(vs.keys(), limit):
+        v = vs.get(k)
+        if v is not None:
+            keys.append(k)
+            rows.append(v)
+    if not rows:
+        return {"keys": [], "points": [], "colors": [], "explained": []}
+    proj, share = pca(np.stack(rows), dims)
+    colors: list[Any] = []
+    if color:
+        for k in keys:
+            meta = vs.get_metadata(k) or {}
+            c = meta.get(color)
+            colors.append(c if isinstance(c, (int, float, str, bool)) or c is None else str(c))
+    return _clean({"keys": keys, "points": np.round(proj, 6).tolist(), "colors": colors,
+                   "color": color, "explained": share.tolist(), "total": len(vs)})
+
+
+def _neighbors(st: Studio, request: Request) -> Any:
+    vs = st.vectors()
+    if vs is None:
+        raise HTTPError(404, "this file holds no vector store")
+    key = _param(request, "key")
+    k = _int_param(request, "k", 10, 1, 100)
+    vec = vs.get(key)
+    if vec is None:
+        raise HTTPError(404, f"no vector {key!r}")
+    hits = [h for h in vs.search(vec, k=k + 1) if h.key != key][:k]
+    return _clean({"key": key, "metadata": vs.get_metadata(key),
+                   "neighbors": [{"key": h.key, "score": float(h.score),
+                                  "metadata": h.metadata} for h in hits]})
+
+
+# ------------------------------------------------------------------ writes
+def _delete_run(st: Studio, request: Request, body: dict[str, Any]) -> Any:
+    run_id = body.get("id")
+    if not isinstance(run_id, str) or not run_id:
+        raise HTTPError(400, "the body needs the run's id")
+    tracker = st.writer(ExperimentTracker)
+    try:
+        tracker.delete_run(run_id)
+    except errors.KeyNotFound:
+        raise HTTPError(404, f"no run {run_id!r}") from None
+    finally:
+        tracker.close()
+    return {"deleted": run_id}
+
+
+def _set_stage(st: Studio, request: Request, body: dict[str, Any]) -> Any:
+    name, version, stage = body.get("name"), body.get("version"), body.get("stage")
+    if not isinstance(name, str) or not isinstance(version, int) or not isinstance(stage, str):
+        raise HTTPError(400, "the body needs name (str), version (int) and stage (str)")
+    reg = st.writer(ModelRegistry)
+    try:
+        v = reg.set_stage(name, version, stage, user="studio")
+    except errors.KeyNotFound:
+        raise HTTPError(404, f"no version {version} of {name!r}") from None
+    finally:
+        reg.close()
+    return {"name": name, "version": v.version, "stage": v.stage}
+
+
+# ------------------------------------------------------------------ app
+def create_app(path: str | os.PathLike[str], *, allow_writes: bool = False,
+               allowed_hosts: list[str] | None = None) -> Starlette:
+    """The Studio ASGI app over the database at ``path``.
+
+    Args:
+        path: an existing synadb file.
+        allow_writes: accept the POST endpoints that change the file.
+        allowed_hosts: ``Host`` header values accepted (default: loopback
+            names only, which stops DNS-rebinding pages from reading the file).
+
+    Raises:
+        DatabaseNotFound: the file does not exist.
+    """
+    st = Studio(path, allow_writes=allow_writes)
+    static = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file()}
+
+    def read(fn: Callable[[Studio, Request], Any]) -> Callable[[Request], Any]:
+        def endpoint(request: Request) -> Response:
+            try:
+                with st.lock:
+                    result = fn(st, request)
+            except HTTPError as e:
+                return _json({"error": e.message}, e.status)
+            except errors.SynaError as e:
+                return _json({"error": str(e)}, 400)
+            return result if isinstance(result, Response) else _json(result)
+        return endpoint
+
+    def write(fn: Callable[[Studio, Request, dict[str, Any]], Any]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            if not st.allow_writes:
+                return _json({"error": "Studio is read-only; start it with --allow-writes "
+                                       "to change the file"}, 403)
+            # A custom header and a JSON body: a page on another origin
+            # cannot send either without a CORS preflight, which we never
+            # answer, so a visited web page cannot change the file.
+            if request.headers.get("x-synadb-studio") != "1":
+                return _json({"error": "missing X-Synadb-Studio header"}, 403)
+            try:
+                body = json.loads(await request.body() or b"{}")
+            except ValueError:
+                return _json({"error": "the body must be JSON"}, 400)
+            if not isinstance(body, dict):
+                return _json({"error": "the body must be a JSON object"}, 400)
+
+            def run() -> Any:
+                with st.lock:
+                    return fn(st, request, body)
+
+            from starlette.concurrency import run_in_threadpool
+
+            try:
+                return _json(await run_in_threadpool(run))
+            except HTTPError as e:
+                return _json({"error": e.message}, e.status)
+            except errors.SynaError as e:
+                return _json({"error": str(e)}, 400)
+        return endpoint
+
+    def index(request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"},
+                            media_type="text/html; charset=utf-8")
+
+    def static_file(request: Request) -> Response:
+        # Only the exact names found in static/ at start: no path is ever
+        # built from the URL, so "..", "%2e%2e" or "/etc/passwd" find nothing.
+        p = static.get(request.path_params["name"])
+        if p is None:
+            return _json({"error": "not found"}, 404)
+        return FileResponse(p, media_type=_MIME.get(p.suffix, "application/octet-stream"))
+
+    def not_found(request: Request) -> Response:
+        return _json({"error": "not found"}, 404)
+
+    routes = [
+        Route("/", index),
+        Route("/static/{name}", static_file),
+        Route("/api/overview", read(_overview)),
+        Route("/api/stamp", read(_stamp)),
+        Route("/api/verify", read(_verify), methods=["GET", "POST"]),
+        Route("/api/keys", read(_keys)),
+        Route("/api/key", read(_key)),
+        Route("/api/experiments", read(_experiments)),
+        Route("/api/runs", read(_runs)),
+        Route("/api/run", read(_run)),
+        Route("/api/metrics", read(_metrics)),
+        Route("/api/compare", read(_compare)),
+        Route("/api/artifact", read(_artifact_view)),
+        Route("/api/artifact/raw", read(_artifact_raw)),
+        Route("/api/models", read(_models)),
+        Route("/api/model", read(_model)),
+        Route("/api/model/verify", read(_model_verify), methods=["GET", "POST"]),
+        Route("/api/vectors", read(_vectors)),
+        Route("/api/vectors/projection", read(_projection)),
+        Route("/api/vectors/neighbors", read(_neighbors)),
+        Route("/api/run/delete", write(_delete_run), methods=["POST"]),
+        Route("/api/model/stage", write(_set_stage), methods=["POST"]),
+        Route("/api/{rest:path}", not_found, methods=["GET", "POST", "PUT", "DELETE"]),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        st.close()
+
+    hosts = allowed_hosts or list(LOOPBACK_HOSTS)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
+                                Middleware(_SecurityHeaders)])
+    app.state.studio = st
+    app.state.started = time.time()
+    return app
