@@ -16,13 +16,18 @@ figures quoted there.  Timings are the best (min) of a few repeats of
 
 Then (unless ``--only core``) the vector benchmark, benchmarks/bench_vectors.py:
 our VectorStore vs raw hnswlib, Chroma (``.venv-chroma``) and the wheel's
-VectorStore, printed after the core table.
+VectorStore, printed after the core table; the tensor benchmark; and the
+tracking + registry benchmark, benchmarks/bench_tracking.py: our
+ExperimentTracker and ModelRegistry vs MLflow, W&B offline, plain files and
+the wheel's Experiment and ModelRegistry.
 
-Usage:  python benchmarks/run.py [--quick] [--skip-peers] [--strict] [--only core|vectors]
+Usage:  python benchmarks/run.py [--quick] [--skip-peers] [--strict]
+                                [--only core|vectors|tensors|tracking]
 Exit status: 1 if our synadb could not be measured (import or workload
 error), or with --strict if a target is missed; otherwise 0.
 Writes: benchmarks/out/results.json and benchmarks/out/table.md (core),
-        benchmarks/out/vectors.md and benchmarks/out/vectors.json (vectors)
+        benchmarks/out/vectors.md and benchmarks/out/vectors.json (vectors),
+        benchmarks/out/tracking.md and benchmarks/out/tracking.json (tracking)
 """
 
 from __future__ import annotations
@@ -435,9 +440,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(c.OUT_DIR), help="output folder (default: benchmarks/out)")
     ap.add_argument("--peer-timeout", type=float, default=600.0, help="seconds for the wheel run")
     ap.add_argument("--strict", action="store_true", help="exit 1 if any target fails")
-    ap.add_argument("--only", choices=("core", "vectors", "tensors"), default=None,
-                    help="run only the core engine, vector or tensor benchmark "
-                         "(default: all three, core first)")
+    ap.add_argument("--only", choices=("core", "vectors", "tensors", "tracking"), default=None,
+                    help="run only the core engine, vector, tensor or tracking benchmark "
+                         "(default: all four, core first)")
     args = ap.parse_args(argv)
 
     rc = 0
@@ -460,6 +465,19 @@ def main(argv=None) -> int:
         import bench_tensors
         ten = bench_tensors.run_bench(quick=args.quick, out_dir=Path(args.out))
         if args.strict and ten["failed"]:
+            rc = 1
+    if args.only in (None, "tracking"):
+        if args.only is None:
+            print("\n")
+        import bench_tracking
+        trk = bench_tracking.run_bench(
+            quick=args.quick, skip_peers=args.skip_peers, out_dir=Path(args.out),
+            work_root=Path(args.workdir) if args.workdir else None)
+        if trk["broken"]:
+            print("ERROR: our tracking/registry could not be measured (see notes)",
+                  file=sys.stderr)
+            rc = 1
+        elif args.strict and trk["failed"]:
             rc = 1
     return rc
 
