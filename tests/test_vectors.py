@@ -315,8 +315,8 @@ def test_crash_tail_is_replayed_once_then_snapshotted(tmp_path, monkeypatch):
     with VectorStore(path) as vs:
         assert len(vs) == 1500
     applied = []
-    orig = VectorStore._apply_keys
-    monkeypatch.setattr(VectorStore, "_apply_keys",
+    orig = VectorStore._apply_changes
+    monkeypatch.setattr(VectorStore, "_apply_changes",
                         lambda self, keys, **kw: (applied.extend(keys), orig(self, keys, **kw)))
     with VectorStore(path) as vs:
         assert len(vs) == 1500
@@ -360,3 +360,181 @@ def test_vectors_rebuilt_from_the_graph_on_reopen_are_exact(tmp_path, metric):
         got = [(r.key, r.score) for r in vs.search(x[5], k=5, filter={"$not": {"z": 1}})]
         assert [k for k, _ in got] == [k for k, _ in want]
         np.testing.assert_array_equal(vs.get("k3"), x[700])
+
+
+# -- bulk blocks: insert_batch writes a few large records, not one per key -----
+
+def _state(vs):
+    return {k: (vs.get(k), vs.get_metadata(k)) for k in vs.keys()}
+
+
+def _assert_state(vs, want):
+    assert sorted(vs.keys()) == sorted(want)
+    for k, (vec, meta) in want.items():
+        got = vs.get(k)
+        if vec is None:
+            assert got is None, k
+        else:
+            np.testing.assert_array_equal(got, vec, err_msg=k)
+        assert vs.get_metadata(k) == meta, k
+
+
+def test_bulk_insert_is_a_few_records_and_round_trips(tmp_path):
+    path = str(tmp_path / "b.db")
+    x = _clustered(3000, 8) * np.float32(2.0)
+    keys = [f"k{i}" for i in range(3000)]
+    metas = [{"i": i} if i % 3 == 0 else None for i in range(3000)]
+    with VectorStore(path, dimensions=8) as vs:
+        vs.insert_batch(keys, x, metas)
+        assert len(vs._db) < 10  # config + one block, not 3000 v/<key> records
+        assert not any(k.startswith("v/") for k in vs._db.keys())
+        want = {k: (x[i], metas[i] or {}) for i, k in enumerate(keys)}
+        _assert_state(vs, want)
+        assert vs.search(x[7], k=1)[0].key == "k7"
+    with VectorStore(path) as vs:  # reopen after close
+        _assert_state(vs, want)
+        assert vs.search(x[2999], k=1)[0].key == "k2999"
+
+
+def test_bulk_upserts_and_deletes_across_blocks(tmp_path, monkeypatch):
+    from synadb.vectors import store as st
+
+    monkeypatch.setattr(st, "_BLOCK_FLOAT_BYTES", 4 * 3 * 40)  # 40 rows per block
+    path = str(tmp_path / "u.db")
+    x = _clustered(300, 3, seed=3)
+    want = {}
+    with VectorStore(path, dimensions=3) as vs:
+        follower = VectorStore(path, read_only=True)
+        vs.insert_batch([f"k{i}" for i in range(100)], x[:100])  # 3 blocks
+        want.update({f"k{i}": (x[i], {}) for i in range(100)})
+        vs.insert_batch([f"k{i}" for i in range(50, 150)], x[150:250],
+                        [{"second": i} for i in range(100)])  # upserts across blocks
+        want.update({f"k{50 + i}": (x[150 + i], {"second": i}) for i in range(100)})
+        vs.insert("k10", x[260], {"single": True})  # a single insert over a block row
+        want["k10"] = (x[260], {"single": True})
+        assert vs.delete("k20") and vs.delete("k60") and vs.delete("k10")  # tombstones
+        assert not vs.delete("k20")
+        for k in ("k20", "k60", "k10"):
+            del want[k]
+        assert vs.delete_many(["k5", "k130", "nope"]) == 2
+        del want["k5"], want["k130"]
+        vs.insert("k20", x[270])  # back after its tombstone
+        want["k20"] = (x[270], {})
+        vs.insert_batch(["k60", "k61"], [x[280], None], [{"again": 1}, {"meta": "only"}])
+        want["k60"] = (x[280], {"again": 1})
+        want["k61"] = (None, {"meta": "only"})
+        vs.insert_batch(["d", "d"], [x[1], x[2]])  # a later duplicate wins
+        want["d"] = (x[2], {})
+        _assert_state(vs, want)
+        _assert_state(follower, want)  # another handle follows every step
+        assert vs.search(x[280], k=1)[0].key == "k60"
+        assert "k10" not in {r.key for r in vs.search(x[260], k=5)}
+        follower.close()
+    with VectorStore(path, read_only=True) as vs:  # no snapshot (small): a full replay
+        _assert_state(vs, want)
+    with VectorStore(path, index_threshold=50) as vs:  # with an index and a snapshot
+        _assert_state(vs, want)
+        assert vs.search(x[280], k=1)[0].key == "k60"
+    with VectorStore(path) as vs:  # from the snapshot
+        _assert_state(vs, want)
+        assert len(vs) == len([1 for v, _ in want.values() if v is not None])
+        vs.clear()
+        assert vs.keys() == [] and vs.get("k0") is None
+    with VectorStore(path) as vs:
+        assert vs.keys() == [] and len(vs._db.keys("v/*")) == 0
+        assert not vs._db.keys("__vs__/bulk/*")
+
+
+def test_aborted_bulk_batch_leaves_nothing(tmp_path, monkeypatch):
+    from synadb.vectors import store as st
+
+    monkeypatch.setattr(st, "_BLOCK_FLOAT_BYTES", 4 * 4 * 100)
+    path = str(tmp_path / "a.db")
+    x = _clustered(500, 4)
+    with VectorStore(path, dimensions=4) as vs:
+        vs.insert_batch([f"k{i}" for i in range(200)], x[:200])
+        before = _state(vs)
+        calls = []
+        real = vs._db._put_blob_parts
+
+        def failing(key, parts):
+            calls.append(key)
+            if len(calls) == 2:
+                raise OSError("disk full")
+            real(key, parts)
+
+        monkeypatch.setattr(vs._db, "_put_blob_parts", failing)
+        with pytest.raises(OSError):
+            vs.insert_batch([f"k{i}" for i in range(100, 400)], x[100:400])
+        monkeypatch.undo()
+        assert _state(vs).keys() == before.keys()
+        np.testing.assert_array_equal(vs.get("k150"), x[150])
+        assert len(vs) == 200
+    with VectorStore(path) as vs:
+        assert len(vs) == 200 and "k300" not in vs
+        np.testing.assert_array_equal(vs.get("k150"), x[150])
+
+
+def test_killed_bulk_writer_leaves_the_committed_prefix(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    path = str(tmp_path / "k.db")
+    x = _clustered(400, 4)
+    with VectorStore(path, dimensions=4) as vs:
+        vs.insert_batch([f"k{i}" for i in range(100)], x[:100])
+    np.save(tmp_path / "x.npy", x)
+    # The child dies (SIGKILL-like, no cleanup) after its first block is
+    # in the file and before the batch commits.
+    code = textwrap.dedent(f"""
+        import os, numpy as np
+        from synadb.vectors import store as st
+        from synadb.vectors import VectorStore
+        st._BLOCK_FLOAT_BYTES = 4 * 4 * 50
+        x = np.load({str(tmp_path / "x.npy")!r})
+        vs = VectorStore({path!r})
+        real = vs._db._put_blob_parts
+        n = []
+        def put(key, parts):
+            real(key, parts)
+            n.append(key)
+            if len(n) == 3:
+                os._exit(9)
+        vs._db._put_blob_parts = put
+        vs.insert_batch([f"n{{i}}" for i in range(300)], x[100:400])
+    """)
+    env = dict(os.environ, PYTHONPATH=str(Path(synadb.__file__).parent.parent))
+    done = subprocess.run([sys.executable, "-c", code], env=env)
+    assert done.returncode == 9
+    with VectorStore(path) as vs:
+        assert len(vs) == 100 and not vs.find({"x": 1}) and "n0" not in vs
+        np.testing.assert_array_equal(vs.get("k99"), x[99])
+        vs.insert_batch(["after"], x[:1])
+        assert vs._db.verify().ok
+    with VectorStore(path) as vs:
+        assert len(vs) == 101 and "after" in vs and "n5" not in vs
+
+
+def test_compact_repacks_blocks_and_a_follower_keeps_up(tmp_path):
+    path = str(tmp_path / "c.db")
+    x = _clustered(2000, 16)
+    with VectorStore(path, dimensions=16, index_threshold=500) as vs:
+        follower = VectorStore(path, read_only=True)
+        vs.insert_batch([f"k{i}" for i in range(2000)], x)
+        vs.delete_many([f"k{i}" for i in range(1500)])  # tombstones over the block
+        vs.insert("k1999", x[0], {"moved": 1})
+        want = _state(vs)
+        old_blocks = vs._db.keys("__vs__/bulk/*")
+        vs.compact(progress=False)
+        assert len(vs._db.keys("v/*")) == 1  # the tombstones went with the old block
+        new_blocks = vs._db.keys("__vs__/bulk/*")
+        assert len(new_blocks) == 1 and not set(new_blocks) & set(old_blocks)
+        assert len(vs._db.get_bytes(new_blocks[0])) < 600 * 16 * 4  # 499 rows, not 2000
+        _assert_state(vs, want)
+        _assert_state(follower, want)
+        follower.close()
+    with VectorStore(path) as vs:
+        _assert_state(vs, want)
+        assert vs.search(x[1700], k=1)[0].key == "k1700"

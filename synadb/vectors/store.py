@@ -19,12 +19,17 @@ Scores are distances: lower is closer, for every metric.
 ...     [r.key for r in vs.search([0.9, 0.1], k=2)]
 ['east', 'north']
 
-Storage: every record is a bytes value under ``v/<key>`` (a small header,
-the float32 vector, then the metadata as JSON); upserts append and deletes
-tombstone, as in any synadb key.  The index snapshot (hnswlib's graph,
-the vectors by label and the metadata) lives under ``__vs__/snap/*`` with
-the log offset it covers; on open, only records after that offset are
-replayed.
+Storage: a vector inserted on its own is a bytes value under ``v/<key>``
+(a small header, the float32 vector, then the metadata as JSON); a batch
+from ``insert_batch`` is written as a few large records under
+``__vs__/bulk/<seq>-<id>`` (a key table, the metadata, then one contiguous
+float32 block), so that a million vectors cost a few records, not a million.
+A ``v/<key>`` record outranks every block row of that key (a delete of a
+key that a block holds writes a tombstone there), and of two blocks holding
+a key the later one counts.  FORMAT.md spells out the layout.  The index
+snapshot (hnswlib's graph, labels and metadata) lives under
+``__vs__/snap/*`` with the log offset it covers; on open, only records
+after that offset are replayed.
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import math
 import os
 import struct
 import threading
@@ -58,9 +62,20 @@ _SPACE = {"cosine": "cosine", "euclidean": "l2", "dot_product": "ip"}
 _MAX_DIMS = 8192
 _REC = struct.Struct("<BI")  # record version, dimensions (0: no vector)
 _REC_VERSION = 1
+_TOMB_VERSION = 2  # a deleted key that a block still holds (the record outranks the block)
+_TOMB = _REC.pack(_TOMB_VERSION, 0)
 _CONFIG = "__vs__/config"
+_CONFIG_VERSION = 2  # 2: bulk blocks and tombstones may be present
 _SNAP = "__vs__/snap/"
+_SNAP_VERSION = 2
 _PREFIX = "v/"
+_BULK = "__vs__/bulk/"
+# Block value header: version, dimensions, rows, sequence, key table bytes,
+# metadata bytes, zero padding to 64 bytes.
+_BLOCK_HEAD = struct.Struct("<B3xIQQQQ24x")
+_BLOCK_VERSION = 1
+_BLOCK_FLOAT_BYTES = 1 << 28  # rows per block record: at most 256 MiB of floats
+_EMPTY: dict[str, Any] = {}  # the metadata of every record without any; never mutated
 
 
 class SearchResult(NamedTuple):
@@ -160,6 +175,11 @@ class VectorStore:
             stored = self._db.get_text(_CONFIG)
             if stored is not None:
                 conf = json.loads(stored)
+                if conf.get("version", 1) > _CONFIG_VERSION:
+                    raise errors.FormatVersionError(
+                        f"{self.path!r} holds a vector store of layout {conf['version']}; "
+                        f"this synadb reads up to {_CONFIG_VERSION}: upgrade synadb")
+                self._conf_version = conf.get("version", 1)
                 if dimensions is not None and conf["dimensions"] not in (None, dimensions):
                     raise errors.DimensionMismatch(
                         f"{self.path!r} holds {conf['dimensions']}-dimensional vectors, "
@@ -172,6 +192,7 @@ class VectorStore:
             else:
                 self.dimensions = dimensions
                 self.metric = want_metric
+                self._conf_version = _CONFIG_VERSION
             self.m = m
             self.ef_construction = ef_construction
             self.ef_search = ef_search
@@ -224,24 +245,60 @@ class VectorStore:
         self._label: dict[str, int] = {}  # key -> label of its live vector
         self._keys: list[str | None] = []  # label -> key (None: dead)
         self._meta: dict[str, dict[str, Any]] = {}  # key -> metadata, every live record
-        self._mat = np.zeros((0, d), dtype=np.float32)  # label -> vector (unit for cosine)
+        self._matrix = np.zeros((0, d), dtype=np.float32)  # label -> vector (unit for cosine)
+        self._mat_src: Callable[[], np.ndarray | None] | None = None  # see _mat
         self._alive = np.zeros(0, dtype=bool)
+        # Where each label's vector is stored: a block (index into _blocks)
+        # and its row there, or -1: in the key's own v/<key> record.
+        self._src_blk = np.zeros(0, dtype=np.int32)
+        self._src_row = np.zeros(0, dtype=np.int64)
+        self._blocks: list[str | None] = []  # block keys (None: deleted)
+        self._block_of: dict[str, int] = {}  # block key -> index in _blocks
+        self._block_at: dict[int, tuple[int, int]] = {}  # index -> (vectors offset, dims)
+        self._seq = 0  # highest block sequence number seen
+        # Keys whose v/<key> record (a vector, metadata or a tombstone)
+        # overrides a row that some block holds for them.
+        self._shadow: set[str] = set()
         self._index: Any = None
         self._indexed = 0  # labels [0, _indexed) are in the index
         self._seen_end = 0  # log offset our state reflects
         self._snap_end = 0  # log offset of the last snapshot (0: none)
         self._dirty_since_snap = 0
 
+    @property
+    def _mat(self) -> np.ndarray:
+        """label -> vector (unit length for cosine), built on first use.
+
+        After a reopen the vectors live in the HNSW graph; gathering them
+        costs ~0.1 s per 100K x 384 and is needed only by exact search and
+        by inserts, so it waits until one of them asks.
+        """
+        src = self._mat_src
+        if src is not None:
+            self._mat_src = None
+            mat = src()
+            if mat is None:
+                raise errors.CorruptDatabase(
+                    f"{self.path!r}: the index snapshot does not hold every vector; "
+                    "compact() rebuilds it")
+            self._matrix = mat
+        return self._matrix
+
+    @_mat.setter
+    def _mat(self, value: np.ndarray) -> None:
+        self._mat_src = None
+        self._matrix = value
+
     def _save_config(self) -> None:
         self._db.put_text(_CONFIG, json.dumps({
-            "version": 1, "dimensions": self.dimensions, "metric": self.metric}))
+            "version": self._conf_version, "dimensions": self.dimensions,
+            "metric": self.metric}))
 
     def _load(self) -> None:
         db = self._db
         self._salt = db._salt()
         if not self._load_snapshot():
-            keys = [k[len(_PREFIX):] for k in db.keys(_PREFIX + "*")]
-            self._apply_keys(keys, progress_desc="load vectors")
+            self._apply_changes(db.keys(), progress_desc="load vectors")
         self._seen_end = db._log_end()
 
     def _refresh(self) -> None:
@@ -254,7 +311,7 @@ class VectorStore:
             self._load()
             return
         if changed:
-            self._apply_keys([k[len(_PREFIX):] for k in changed if k.startswith(_PREFIX)])
+            self._apply_changes(changed)
         self._seen_end = end
 
     @contextmanager
@@ -270,21 +327,53 @@ class VectorStore:
             yield
         self._seen_end = self._db._log_end()
 
-    def _apply_keys(self, keys: Iterable[str], progress_desc: str | None = None) -> None:
-        """Make memory agree with the file for these keys."""
+    def _apply_changes(self, names: Iterable[str], progress_desc: str | None = None) -> None:
+        """Make memory agree with the file for these engine keys (``v/<key>``
+        and block keys; others are ignored).
+
+        Which record holds a key is decided without log offsets (compaction
+        reorders records): a ``v/<key>`` record outranks every block, and of
+        two blocks the one with the higher sequence number counts.  A bulk
+        write deletes the ``v/<key>`` of each key it moves into its block, so
+        a ``v/<key>`` gone since we last looked means "moved into a block"
+        when a block we just read holds the key, and "deleted" otherwise.
+        """
         db = self._db
-        keys = list(keys)
-        it: Iterable[str] = keys
-        if progress_desc and len(keys) > 50_000:
-            it = _bar(keys, progress_desc, self.progress)
+        vkeys: list[str] = []
+        blocks = []
+        for name in names:
+            if name.startswith(_PREFIX):
+                vkeys.append(name[len(_PREFIX):])
+            elif name.startswith(_BULK):
+                got = self._read_block(name, refresh=False)
+                if got is None:
+                    self._drop_block(name)
+                else:
+                    blocks.append(got)
+        placed: set[str] = set()
+        for blk in sorted(blocks, key=lambda b: b[1]):
+            self._place_block(*blk)
+            placed.update(blk[2])
+        it: Iterable[str] = vkeys
+        if progress_desc and len(vkeys) > 50_000:
+            it = _bar(vkeys, progress_desc, self.progress)
         add_keys: list[str] = []
         add_vecs: list[np.ndarray] = []
+        shadow = self._shadow
         for key in it:
             raw = db.get_bytes(_PREFIX + key)
-            self._forget(key)
             if raw is None:
+                if key not in placed:
+                    self._forget(key)
+                    shadow.discard(key)
                 continue
+            in_block = key in shadow or key in placed or self._in_block(key)
             vec, meta = self._decode(key, raw)
+            self._forget(key)
+            if in_block:
+                shadow.add(key)
+            if meta is None:  # a tombstone
+                continue
             self._meta[key] = meta
             if vec is not None:
                 add_keys.append(key)
@@ -292,8 +381,89 @@ class VectorStore:
         if add_keys:
             self._add_rows(add_keys, np.vstack(add_vecs))
 
-    def _decode(self, key: str, raw: bytes) -> tuple[np.ndarray | None, dict[str, Any]]:
+    def _in_block(self, key: str) -> bool:
+        """Whether a block holds a row for ``key`` that counts (or would, but
+        for a v/<key> record)."""
+        if key in self._shadow:
+            return True
+        label = self._label.get(key)
+        return label is not None and self._src_blk[label] >= 0
+
+    # -------------------------------------------------------------- blocks
+    def _read_block(self, name: str, refresh: bool = True):
+        """(name, seq, keys, metadata texts or None, vectors) of a block, or None.
+
+        The vectors are a zero-copy view of the (CRC-checked) record.
+        """
+        view = self._db._value_view(name, refresh=refresh)
+        if view is None:
+            return None
+        try:
+            ver, dims, n, seq, kb, mb = _BLOCK_HEAD.unpack_from(view, 0)
+        except struct.error:
+            ver = -1
+        at = _BLOCK_HEAD.size + kb + mb if ver == _BLOCK_VERSION else 0
+        if ver != _BLOCK_VERSION or at + 4 * n * dims != len(view) \
+                or (self.dimensions is not None and n and dims != self.dimensions):
+            raise errors.CorruptDatabase(f"{self.path!r}: {name!r} is not a vector block "
+                                         "this synadb understands")
+        keys = bytes(view[_BLOCK_HEAD.size:_BLOCK_HEAD.size + kb]).decode("utf-8").split("\0")
+        metas = bytes(view[_BLOCK_HEAD.size + kb:at]).split(b"\0") if mb else None
+        if len(keys) != n or (metas is not None and len(metas) != n):
+            raise errors.CorruptDatabase(f"{self.path!r}: {name!r} has a bad key table")
+        vecs = np.frombuffer(view, dtype="<f4", count=n * dims, offset=at).reshape(n, dims)
+        return name, seq, keys, metas, vecs, at
+
+    def _place_block(self, name: str, seq: int, keys: list[str], metas: list[bytes] | None,
+                     vecs: np.ndarray, at: int) -> None:
+        """Every key of a block now lives in it (a newer block than any we had)."""
+        if name in self._block_of:
+            self._drop_block(name)
+        idx = self._new_block(name, seq, at, vecs.shape[1])
+        meta = self._meta
+        shadow = self._shadow
+        for key in keys:
+            if key in meta:
+                self._forget(key)
+            # Its bulk write deleted any v/<key>: nothing shadows the row now.
+            shadow.discard(key)
+        if metas is None:
+            meta.update(dict.fromkeys(keys, _EMPTY))
+        else:
+            for key, raw in zip(keys, metas):
+                meta[key] = _load_meta(raw) if raw else _EMPTY
+        if keys:
+            self._add_rows(keys, vecs, blk=idx)
+
+    def _drop_block(self, name: str) -> None:
+        """A block was deleted: keys that still lived in it are gone too."""
+        idx = self._block_of.pop(name, None)
+        if idx is None:
+            return
+        self._blocks[idx] = None
+        self._block_at.pop(idx, None)
+        n = len(self._keys)
+        for label in np.flatnonzero(self._alive[:n] & (self._src_blk[:n] == idx)).tolist():
+            key = self._keys[label]
+            if key is not None:
+                self._forget(key)
+
+    def _block_row(self, label: int) -> np.ndarray | None:
+        """The stored vector of a label whose row is in a block (a copy)."""
+        idx = int(self._src_blk[label])
+        name = self._blocks[idx]
+        view = self._db._value_view(name, refresh=False) if name is not None else None
+        if view is None:
+            return None
+        at, dims = self._block_at[idx]
+        row = int(self._src_row[label])
+        return np.frombuffer(view, dtype="<f4", count=dims, offset=at + 4 * dims * row).copy()
+
+    def _decode(self, key: str, raw: bytes) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+        """(vector or None, metadata); metadata None means a tombstone."""
         ver, dims = _REC.unpack_from(raw, 0)
+        if ver == _TOMB_VERSION:
+            return None, None
         if ver != _REC_VERSION:
             raise errors.CorruptDatabase(f"{key!r}: unknown vector record version {ver}")
         end = _REC.size + 4 * dims
@@ -316,33 +486,52 @@ class VectorStore:
             return
         self._add_rows([key], vec.reshape(1, -1))
 
-    def _add_rows(self, keys: Sequence[str], mat: np.ndarray) -> None:
-        """Give each key a new label holding its vector (already validated)."""
+    def _reserve(self, need: int) -> np.ndarray:
+        """Room for labels [0, need); returns the (materialized) matrix."""
+        cap = len(self._alive)
+        if need > cap:
+            cap = max(need, int(cap * 1.5) + 16)
+            for name in ("_alive", "_src_blk", "_src_row"):
+                old = getattr(self, name)
+                grown = np.zeros(cap, dtype=old.dtype)
+                grown[:len(old)] = old
+                setattr(self, name, grown)
+        mat = self._mat
+        if mat.shape[1] != self.dimensions:
+            mat = self._mat = np.zeros((0, self.dimensions), dtype=np.float32)
+        if need > len(mat):
+            start = len(self._keys)
+            grown = np.zeros((cap, self.dimensions), dtype=np.float32)
+            grown[:start] = mat[:start]
+            mat = self._mat = grown
+        return mat
+
+    def _add_rows(self, keys: Sequence[str], mat: np.ndarray | None, blk: int = -1,
+                  norms: np.ndarray | None = None,
+                  label_map: dict[str, int] | None = None) -> None:
+        """Give each key a new label holding its vector (already validated).
+
+        ``blk`` >= 0: the rows are rows 0.. of that block.  ``mat`` None: the
+        caller has already written the rows into ``_mat`` (see insert_batch).
+        """
         n = len(keys)
         start = len(self._keys)
+        need = start + n
         if self.dimensions is None:
             self.dimensions = mat.shape[1]
-        if self._mat.shape[1] != self.dimensions:
-            self._mat = np.zeros((0, self.dimensions), dtype=np.float32)
-        need = start + n
-        if need > len(self._mat):
-            cap = max(need, int(len(self._mat) * 1.5) + 16)
-            grown = np.zeros((cap, self.dimensions), dtype=np.float32)
-            grown[:start] = self._mat[:start]
-            self._mat = grown
-            alive = np.zeros(cap, dtype=bool)
-            alive[:start] = self._alive[:start]
-            self._alive = alive
-        block = self._mat[start:need]
-        block[...] = mat
-        if self.metric == "cosine":
-            norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-            norms[norms == 0] = 1.0
-            block /= norms[:, None]
+        block = self._reserve(need)[start:need]
+        if mat is not None:
+            _fill_rows(block, mat, self.metric, norms)
         self._alive[start:need] = True
+        self._src_blk[start:need] = blk
+        self._src_row[start:need] = np.arange(n) if blk >= 0 else -1
         self._keys.extend(keys)
-        for i, key in enumerate(keys):
-            self._label[key] = start + i
+        if label_map is None:
+            self._label.update(zip(keys, range(start, need)))
+        elif self._label:
+            self._label.update(label_map)
+        else:
+            self._label = label_map  # built for exactly these labels
         self._dirty_since_snap += n
         if self._index is not None:
             self._index_rows(start, need)
@@ -410,12 +599,15 @@ class VectorStore:
                 if first_dims:
                     self.dimensions = len(vec)
                     self._save_config()
+                in_block = self._in_block(key)
                 self._db.put_bytes(_PREFIX + key, self._encode(vec, meta_raw))
         except BaseException:
             if first_dims:
                 self.dimensions = None
             raise
-        self._remember(key, vec, _load_meta(meta_raw))
+        self._remember(key, vec, _load_meta(meta_raw) if meta_raw else _EMPTY)
+        if in_block:
+            self._shadow.add(key)
 
     @_locked
     def insert_batch(self, keys: Sequence[str], vectors: Any,
@@ -423,14 +615,17 @@ class VectorStore:
         """Insert or replace many keys at once (all or nothing).  Returns the count.
 
         ``vectors`` is an (n, dimensions) matrix, or a list of n rows in which
-        a ``None`` row stores a metadata-only record.
+        a ``None`` row stores a metadata-only record.  The vectors are written
+        as a few large block records (not one record per key).
         """
         self._check_writable()
         keys = list(keys)
         if not keys and np.asarray(vectors, dtype=object).size == 0:
             return 0
-        for key in keys:
-            _check_key(key)
+        joined = _check_keys(keys)
+        # key -> its last position: finds duplicates and, for a first load,
+        # is the label map as it stands (labels 0..n-1).
+        pos = dict(zip(keys, range(len(keys))))
         if isinstance(vectors, (list, tuple)) and any(v is None for v in vectors):
             if len(vectors) != len(keys):
                 raise errors.DimensionMismatch(f"{len(vectors)} vectors for {len(keys)} keys")
@@ -460,11 +655,17 @@ class VectorStore:
                 raise errors.DimensionMismatch(f"expected {dims} dimensions, got {mat.shape[1]}")
         with np.errstate(over="ignore", invalid="ignore"):
             f32 = np.ascontiguousarray(mat, dtype="<f4")
-        if not np.isfinite(f32).all():
-            bad = int(np.flatnonzero(~np.isfinite(f32).all(axis=1))[0])
-            who = keys[bad] if has is None else [k for k, h in zip(keys, has) if h][bad]
-            raise errors.InvalidArgument(f"{who!r}: the vector has NaN, infinity, or a value "
-                                         "too large for float32")
+            # Row norms: cosine needs them anyway, and a NaN or infinity
+            # anywhere in a row makes its norm non-finite, so this one pass
+            # also does the check (a cheaper pass than np.isfinite).
+            norms = np.sqrt(np.einsum("ij,ij->i", f32, f32))
+        if not np.isfinite(norms).all():
+            bad_rows = ~np.isfinite(f32).all(axis=1)
+            if bad_rows.any():
+                bad = int(np.flatnonzero(bad_rows)[0])
+                who = keys[bad] if has is None else [k for k, h in zip(keys, has) if h][bad]
+                raise errors.InvalidArgument(f"{who!r}: the vector has NaN, infinity, or a "
+                                             "value too large for float32")
         mat = f32
         if metadatas is None:
             metas: list[bytes] = [b""] * len(keys)
@@ -474,50 +675,187 @@ class VectorStore:
                 raise errors.InvalidArgument(
                     f"{len(metadatas)} metadatas for {len(keys)} keys")
             metas = [_dump_meta(k, md) for k, md in zip(keys, metadatas)]
-        first_dims = self.dimensions is None and n_vec > 0
-        items = []
-        row_of: list[int] = []  # key index -> row in mat, or -1
-        r = 0
-        head_vec = _REC.pack(_REC_VERSION, dims or 0)
-        head_none = _REC.pack(_REC_VERSION, 0)
-        for i, key in enumerate(keys):
-            if has is None or has[i]:
-                items.append((_PREFIX + key, (head_vec, mat[r], metas[i])))
-                row_of.append(r)
-                r += 1
-            else:
-                items.append((_PREFIX + key, (head_none, metas[i])))
-                row_of.append(-1)
+        # Later duplicates win, as if inserted one by one.
+        unique = len(pos) == len(keys)
+        order: Sequence[int] = range(len(keys)) if unique else sorted(pos.values())
+        if has is None:
+            vec_idx: Sequence[int] = order
+            bare_idx: list[int] = []
+            row_sel = None if len(order) == len(keys) else list(order)
+        else:
+            row_of = np.cumsum(has) - 1
+            vec_idx = [i for i in order if has[i]]
+            bare_idx = [i for i in order if not has[i]]
+            row_sel = [int(row_of[i]) for i in vec_idx]
+        if row_sel is not None:
+            mat, norms = mat[row_sel], norms[row_sel]
+        vec_keys = keys if vec_idx is order and len(order) == len(keys) \
+            else [keys[i] for i in vec_idx]
+        vec_metas = metas if vec_keys is keys else [metas[i] for i in vec_idx]
+        bare = [(keys[i], metas[i]) for i in bare_idx]
+        nv = len(vec_keys)
+        step = max(1, _BLOCK_FLOAT_BYTES // (4 * (dims or 1)))
+        # The common bulk load: one block, every key new to the batch, no
+        # metadata.  Its label and metadata maps are built while the disk works.
+        simple = vec_keys is keys and nv <= step and not any(vec_metas)
+        maps: list[dict[str, Any]] = []
+        first_dims = False
+        worker: threading.Thread | None = None
+        failed: list[BaseException] = []
+        new_blocks: list[tuple[str, int, int]] = []  # name, seq, offset of the vectors
         try:
             with self._writing():
-                if n_vec and self.dimensions is not None and self.dimensions != dims:
+                if nv and self.dimensions is not None and self.dimensions != dims:
                     raise errors.DimensionMismatch(
                         f"expected {self.dimensions} dimensions, got {dims}")
-                first_dims = self.dimensions is None and n_vec > 0
+                first_dims = self.dimensions is None and nv > 0
                 if first_dims:
                     self.dimensions = dims
+                if (first_dims or self._conf_version < _CONFIG_VERSION) and nv:
+                    self._conf_version = _CONFIG_VERSION
                     self._save_config()
-                step = 20_000
-                for s in _bar(range(0, len(items), step), "insert", self.progress,
-                              total=math.ceil(len(items) / step), enabled=len(items) > 50_000):
-                    self._db._put_blobs(items[s:s + step], keys_checked=True)
+                start = len(self._keys)  # stable from here: we hold the lock, caught up
+                if nv * (dims or 0) >= (1 << 20):
+                    # Copy (and normalise) the rows into memory on the other
+                    # core while this one checksums and writes them and the
+                    # disk syncs: the two passes cost about the same.
+                    out = self._reserve(start + nv)[start:start + nv]
+
+                    def fill() -> None:
+                        try:
+                            _fill_rows(out, mat, self.metric, norms)
+                            if simple:
+                                maps.append(pos if start == 0 else
+                                            dict(zip(keys, range(start, start + nv))))
+                                maps.append(dict.fromkeys(keys, _EMPTY))
+                        except Exception as e:  # noqa: BLE001 - MemoryError; redone inline
+                            failed.append(e)
+
+                    worker = threading.Thread(target=fill, name="synadb-vectors-fill")
+                    worker.start()
+                db = self._db
+                meta, shadow = self._meta, self._shadow
+                if meta or shadow:
+                    # A v/<key> record would outrank the new block row: the
+                    # key moves into the block, so its own record goes.
+                    for key in vec_keys:
+                        if self._has_vrec(key):
+                            db.delete(_PREFIX + key)
+                new_blocks = self._write_blocks(
+                    vec_keys, mat, vec_metas, dims,
+                    key_table=joined.encode("utf-8") if joined and simple else None)
+                if bare:
+                    bare_in_block = [self._in_block(k) for k, _ in bare]
+                    head_none = _REC.pack(_REC_VERSION, 0)
+                    db._put_blobs([(_PREFIX + k, (head_none, m)) for k, m in bare],
+                                  keys_checked=True)
         except BaseException:
             if first_dims:
                 self.dimensions = None
             raise
-        # Later duplicates win, as if inserted one by one.
-        last = {key: i for i, key in enumerate(keys)}
-        order = range(len(keys)) if len(last) == len(keys) else sorted(last.values())
-        meta = self._meta
-        for i in order:
-            key = keys[i]
-            if key in meta:
-                self._forget(key)
-            meta[key] = _load_meta(metas[i]) if metas[i] else {}
-        with_vec = [i for i in order if row_of[i] >= 0]
-        if with_vec:
-            self._add_rows([keys[i] for i in with_vec], mat[[row_of[i] for i in with_vec]])
+        finally:
+            if worker is not None:
+                worker.join()
+        # Committed: now memory follows.
+        meta, shadow = self._meta, self._shadow
+        if meta or shadow:
+            for key in vec_keys:
+                if key in meta:
+                    self._forget(key)
+                shadow.discard(key)
+            for key, _ in bare:
+                if key in meta:
+                    self._forget(key)
+        for (key, _), inb in zip(bare, bare_in_block if bare else ()):
+            if inb:
+                shadow.add(key)
+        prefilled = worker is not None and not failed
+        if prefilled and maps:
+            if meta:
+                meta.update(maps[1])
+            else:
+                self._meta = maps[1]
+            name, seq, at = new_blocks[0]
+            idx = self._new_block(name, seq, at, dims)
+            self._add_rows(keys, None, blk=idx, label_map=maps[0])
+            return len(keys)
+        # In the caller's order, as if inserted one by one (find() and
+        # keys() list records in this order).
+        if bare or any(vec_metas):
+            for i in order:
+                m = metas[i]
+                meta[keys[i]] = _load_meta(m) if m else _EMPTY
+        else:
+            meta.update(dict.fromkeys(vec_keys, _EMPTY))
+        for (name, seq, at), s in zip(new_blocks, range(0, nv, step)):
+            idx = self._new_block(name, seq, at, dims)
+            self._add_rows(vec_keys[s:s + step], None if prefilled else mat[s:s + step],
+                           blk=idx, norms=None if prefilled else norms[s:s + step])
         return len(keys)
+
+    def _new_block(self, name: str, seq: int, at: int, dims: int) -> int:
+        idx = len(self._blocks)
+        self._blocks.append(name)
+        self._block_of[name] = idx
+        self._block_at[idx] = (at, dims)
+        self._seq = max(self._seq, seq)
+        return idx
+
+    def _write_blocks(self, keys: Sequence[str], mat: np.ndarray, metas: Sequence[bytes],
+                      dims: int | None, key_table: bytes | None = None
+                      ) -> list[tuple[str, int, int]]:
+        """Append block records for these rows (inside _writing); returns
+        (name, sequence, offset of the vectors in the value) of each."""
+        step = max(1, _BLOCK_FLOAT_BYTES // (4 * (dims or 1)))
+        out = []
+        seq = self._seq
+        for s in range(0, len(keys), step):
+            seq += 1
+            # The sequence orders blocks (compaction reorders records); the
+            # random part keeps a name from ever being reused.
+            name = f"{_BULK}{seq:012x}-{os.urandom(4).hex()}"
+            ks = key_table if key_table is not None and len(keys) <= step else \
+                "\0".join(keys[s:s + step]).encode("utf-8")
+            ms = metas[s:s + step]
+            mt = b"\0".join(ms) if any(ms) else b""
+            chunk = mat[s:s + step]
+            head = _BLOCK_HEAD.pack(_BLOCK_VERSION, dims, len(chunk), seq, len(ks), len(mt))
+            self._db._put_blob_parts(name, [head, ks, mt, chunk])
+            out.append((name, seq, _BLOCK_HEAD.size + len(ks) + len(mt)))
+        return out
+
+    def _has_vrec(self, key: str) -> bool:
+        """Whether ``v/<key>`` exists (a vector, metadata only, or a tombstone)."""
+        if key in self._shadow:
+            return True
+        if key not in self._meta:
+            return False
+        label = self._label.get(key)
+        return label is None or self._src_blk[label] < 0
+
+    def _delete_locked(self, keys: Iterable[str]) -> list[str]:
+        """Write the deletes (inside _writing); returns the keys that existed."""
+        db = self._db
+        gone: list[str] = []
+        seen: set[str] = set()
+        for key in keys:
+            if key in seen or key not in self._meta:
+                continue
+            seen.add(key)
+            if self._in_block(key):
+                # The block's row stays in the file: a tombstone outranks it.
+                db.put_bytes(_PREFIX + key, _TOMB)
+            else:
+                db.delete(_PREFIX + key)
+            gone.append(key)
+        return gone
+
+    def _forget_deleted(self, gone: list[str]) -> None:
+        for key in gone:
+            if self._in_block(key):
+                self._shadow.add(key)
+            self._forget(key)
+        self._dirty_since_snap += len(gone)
 
     @_locked
     def delete(self, key: str) -> bool:
@@ -525,32 +863,42 @@ class VectorStore:
         self._check_writable()
         _check_key(key)
         with self._writing():
-            existed = self._db.delete(_PREFIX + key)
-        self._forget(key)
-        if existed:
-            self._dirty_since_snap += 1
-        return existed
+            gone = self._delete_locked([key])
+        self._forget_deleted(gone)
+        return bool(gone)
 
     @_locked
     def delete_many(self, keys: Iterable[str]) -> int:
         """Delete several keys at once (all or nothing).  Returns how many existed."""
         self._check_writable()
-        n = 0
         keys = list(keys)
         for key in keys:
             _check_key(key)
         with self._writing():
-            for key in keys:
-                n += self._db.delete(_PREFIX + key)
-        for key in keys:
-            self._forget(key)
-        self._dirty_since_snap += n
-        return n
+            gone = self._delete_locked(keys)
+        self._forget_deleted(gone)
+        return len(gone)
 
     @_locked
     def clear(self, reset_dimensions: bool = False) -> None:
         """Delete every record; ``reset_dimensions`` lets the next vector set a new size."""
-        self.delete_many(list(self._meta))
+        self._check_writable()
+        with self._writing():
+            # Whole blocks go, and every v/<key> (tombstones too): nothing
+            # is left for a tombstone to outrank.
+            db = self._db
+            for name in self._blocks:
+                if name is not None:
+                    db.delete(name)
+            for key in [k for k in self._meta if self._has_vrec(k)] + list(self._shadow):
+                db.delete(_PREFIX + key)
+        n = len(self._meta)
+        for name in [b for b in self._blocks if b is not None]:
+            self._drop_block(name)
+        for key in list(self._meta):
+            self._forget(key)
+        self._shadow.clear()
+        self._dirty_since_snap += n
         if reset_dimensions:
             self.dimensions = None
             self._reset()
@@ -600,7 +948,7 @@ class VectorStore:
     @_locked
     def find(self, filter: Mapping[str, Any] | Callable[..., bool] | None = None) -> list[str]:
         """Keys of the records whose metadata matches ``filter`` (no vector needed)."""
-        pred = compile_filter(filter)
+        pred = _predicate(filter)
         self._readable()
         if pred is None:
             return list(self._meta)
@@ -610,6 +958,9 @@ class VectorStore:
     def get(self, key: str) -> np.ndarray | None:
         """The vector stored for ``key`` (float32, as inserted), or None."""
         self._readable()
+        label = self._label.get(key) if isinstance(key, str) else None
+        if label is not None and self._src_blk[label] >= 0:
+            return self._block_row(label)
         raw = self._db.get_bytes(_PREFIX + key)
         if raw is None:
             return None
@@ -635,7 +986,7 @@ class VectorStore:
             DimensionMismatch: the query has the wrong shape.
             InvalidArgument: NaN in the query, a bad ``k`` or a bad filter.
         """
-        pred = compile_filter(filter)
+        pred = _predicate(filter)
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise errors.InvalidArgument(f"k must be a positive int, got {k!r}")
         self._readable()
@@ -779,22 +1130,31 @@ class VectorStore:
         db = self._db
         self._refresh()
         n = len(self._keys)
-        info: dict[str, Any] = {"version": 1, "n": n, "dimensions": self.dimensions,
+        label = self._label
+        info: dict[str, Any] = {"version": _SNAP_VERSION, "n": n, "dimensions": self.dimensions,
                                 "metric": self.metric, "salt": db._salt(),
-                                "arrays": {}, "hnsw": None}
+                                "arrays": {}, "hnsw": None, "seq": self._seq,
+                                "blocks": self._blocks,
+                                "block_at": {str(i): list(v) for i, v in self._block_at.items()}}
+        # Metadata only where a label does not already say "{}": most
+        # records of a bulk load have none, and 100K "{}" cost 35 ms to parse.
+        sparse = {k: m for k, m in self._meta.items() if m or k not in label}
         # Large arrays go in as buffers: one copy into the file, no joins.
         blobs: list[tuple[str, Any]] = [
             (_SNAP + "keys", "\0".join(k if k is not None else "" for k in self._keys)
              .encode("utf-8")),
             (_SNAP + "alive", np.ascontiguousarray(self._alive[:n])),
-            (_SNAP + "meta", json.dumps(self._meta, separators=(",", ":"), ensure_ascii=False,
+            (_SNAP + "src_blk", np.ascontiguousarray(self._src_blk[:n], dtype="<i4")),
+            (_SNAP + "src_row", np.ascontiguousarray(self._src_row[:n], dtype="<i8")),
+            (_SNAP + "shadow", "\0".join(self._shadow).encode("utf-8")),
+            (_SNAP + "meta", json.dumps(sparse, separators=(",", ":"), ensure_ascii=False,
                                         default=_json_default).encode("utf-8")),
         ]
         if self._index is None or self._indexed != n:
             blobs.append((_SNAP + "mat", np.ascontiguousarray(self._mat[:n])))
         else:
             # hnswlib's graph holds every vector already (unit length for
-            # cosine, as ours): the matrix is rebuilt from it on open.
+            # cosine, as ours): the matrix is rebuilt from it when needed.
             info["mat_from_index"] = True
         if self._index is not None:
             (state,) = self._index.__getstate__()
@@ -819,19 +1179,31 @@ class VectorStore:
         if raw is None:
             return False
         info = json.loads(raw)
-        if info.get("version") != 1 or info.get("salt") != db._salt() \
+        version = info.get("version")
+        if version not in (1, _SNAP_VERSION) or info.get("salt") != db._salt() \
                 or info.get("dimensions") != self.dimensions:
             return False  # compacted by hand, or from another layout: replay instead
         n = info["n"]
         try:
             names = db.get_bytes(_SNAP + "keys").decode("utf-8")
-            keys = names.split("\0") if n else []
+            keys: list[Any] = names.split("\0") if n else []
             alive = np.frombuffer(db._value_view(_SNAP + "alive"), dtype=bool).copy()
-            meta = json.loads(db.get_bytes(_SNAP + "meta"))
-        except (AttributeError, TypeError, ValueError, UnicodeDecodeError):
+            sparse = json.loads(db.get_bytes(_SNAP + "meta"))
+            if version == _SNAP_VERSION:
+                src_blk = np.frombuffer(db._value_view(_SNAP + "src_blk"), "<i4").astype(np.int32)
+                src_row = np.frombuffer(db._value_view(_SNAP + "src_row"), "<i8").astype(np.int64)
+                shadow_raw = db.get_bytes(_SNAP + "shadow").decode("utf-8")
+                blocks = list(info["blocks"])
+                block_at = {int(i): (int(v[0]), int(v[1])) for i, v in info["block_at"].items()}
+                seq = int(info["seq"])
+            else:  # before bulk blocks: every vector is in its own v/<key>
+                src_blk = np.full(n, -1, dtype=np.int32)
+                src_row = np.full(n, -1, dtype=np.int64)
+                shadow_raw, blocks, block_at, seq = "", [], {}, 0
+        except (AttributeError, TypeError, ValueError, KeyError, UnicodeDecodeError):
             return False
         dims = self.dimensions or 0
-        if len(keys) != n or len(alive) != n:
+        if len(keys) != n or len(alive) != n or len(src_blk) != n or len(src_row) != n:
             return False
         index = None
         state: dict[str, Any] = {}
@@ -852,10 +1224,13 @@ class VectorStore:
                 index = hnswlib.Index.__new__(hnswlib.Index)
                 index.__setstate__((state,))
                 index.set_ef(self.ef_search)
+        mat_src = None
         if info.get("mat_from_index"):
-            mat = _vectors_from_hnsw_state(state, n, dims)
-            if mat is None:
+            # Checked now, gathered when first needed (see _mat).
+            if not _hnsw_state_fits(state, n):
                 return False
+            mat_src = functools.partial(_vectors_from_hnsw_state, state, n, dims)
+            mat = np.zeros((0, dims), dtype=np.float32)
         else:
             view = db._value_view(_SNAP + "mat")
             if view is None:
@@ -864,19 +1239,38 @@ class VectorStore:
             if flat.size != n * dims:
                 return False
             mat = flat.reshape(n, dims).copy()
-        self._keys = [k if k else None for k in keys]
+        live = np.flatnonzero(alive)
+        if len(live) == n:
+            live_keys = keys
+            self._label = dict(zip(keys, range(n)))
+        else:
+            ll = live.tolist()
+            live_keys = [keys[i] for i in ll]
+            self._label = dict(zip(live_keys, ll))
+            for i in np.flatnonzero(~alive).tolist():
+                keys[i] = None
+        self._keys = keys
         self._alive = alive
+        self._src_blk = src_blk
+        self._src_row = src_row
         self._mat = mat
-        self._meta = meta
-        self._label = {k: i for i, k in enumerate(keys) if k and alive[i]}
+        self._mat_src = mat_src
+        self._meta = dict.fromkeys(live_keys, _EMPTY)
+        self._meta.update(sparse)
+        self._blocks = blocks
+        self._block_of = {b: i for i, b in enumerate(blocks) if b is not None}
+        self._block_at = block_at
+        self._seq = seq
+        self._shadow = set(shadow_raw.split("\0")) if shadow_raw else set()
         if index is not None:
             self._index = index
             self._indexed = info.get("indexed", n)
         # Replay what came after the snapshot.
         self._snap_end = info["covered_end"]
         changed, _ = db._keys_written_since(self._snap_end)
-        replay = [k[len(_PREFIX):] for k in changed if k.startswith(_PREFIX)]
-        self._apply_keys(replay)
+        replay = [k for k in changed if k.startswith((_PREFIX, _BULK))]
+        if replay:
+            self._apply_changes(replay)
         # What we replayed is not in the snapshot yet: the next close writes
         # one, so a crash's tail is replayed once, not at every open.
         self._dirty_since_snap = len(replay)
@@ -886,26 +1280,77 @@ class VectorStore:
     def compact(self, progress: bool | None = None) -> int:
         """Drop superseded records and old snapshots; returns bytes saved.
 
-        Deleted and replaced vectors leave the HNSW graph too (it is rebuilt).
+        Deleted and replaced vectors leave the HNSW graph too (it is rebuilt),
+        and blocks whose rows were mostly replaced or deleted are rewritten.
         """
         self._check_writable()
         self._refresh()
         show = self.progress if progress is None else progress
         had_index = self._index is not None
-        saved = self._db.compact(keep_history=False, progress=show)
-        keys = list(self._meta)
-        self._reset()
-        threshold, self.index_threshold = self.index_threshold, 2**62
         try:
-            self._apply_keys(keys, progress_desc="reload")
+            self._repack()
+            saved = self._db.compact(keep_history=False, progress=show)
         finally:
-            self.index_threshold = threshold
+            # Memory no longer matches the file (offsets moved, blocks went).
+            self._reset()
+            threshold, self.index_threshold = self.index_threshold, 2**62
+            try:
+                self._apply_changes(self._db.keys(), progress_desc="reload")
+            finally:
+                self.index_threshold = threshold
         if had_index or len(self._label) >= threshold:
             self._build_index(progress=show, warn_missing=True)
         self._seen_end = self._db._log_end()
         self._dirty_since_snap += 1
         self._write_snapshot()
         return saved
+
+    def _repack(self) -> None:
+        """Rewrite the live rows of blocks that are at least half dead into a
+        new block, in one batch with the deletes of the old blocks and of
+        the tombstones that only shadowed them, so that compaction can drop
+        them.  Memory is rebuilt by the caller."""
+        n = len(self._keys)
+        if not self._blocks or not n:
+            return
+        src = self._src_blk[:n]
+        in_blk = src >= 0
+        nb = len(self._blocks)
+        live = np.bincount(src[in_blk & self._alive[:n]], minlength=nb)
+        rows = np.bincount(src[in_blk], minlength=nb)
+        stale = [i for i, name in enumerate(self._blocks)
+                 if name is not None and live[i] * 2 <= rows[i]]
+        if not stale:
+            return
+        with self._writing():
+            keys: list[str] = []
+            parts = []
+            for i in stale:
+                labels = np.flatnonzero(self._alive[:n] & (src == i))
+                if not len(labels):
+                    continue
+                got = self._read_block(self._blocks[i], refresh=False)
+                if got is None:
+                    continue
+                keys.extend(self._keys[lab] for lab in labels.tolist())
+                parts.append(got[4][self._src_row[labels]])
+            db = self._db
+            if keys:
+                metas = [_dump_meta(k, self._meta[k]) if self._meta[k] else b"" for k in keys]
+                self._write_blocks(keys, np.concatenate(parts), metas, self.dimensions)
+            for i in stale:
+                db.delete(self._blocks[i])
+            # A tombstone whose key no remaining block holds outranks
+            # nothing: it can go.
+            held: set[str] = set(keys)
+            for i, name in enumerate(self._blocks):
+                if name is not None and i not in stale:
+                    got = self._read_block(name, refresh=False)
+                    if got is not None:
+                        held.update(got[2])
+            for key in self._shadow:
+                if key not in held and key not in self._meta:
+                    db.delete(_PREFIX + key)
 
 
 def _copy_meta(meta: dict[str, Any] | None) -> dict[str, Any]:
@@ -949,6 +1394,55 @@ def _vectors_from_hnsw_state(state: dict[str, Any], n: int, dims: int) -> np.nda
     mat = np.zeros((n, dims), dtype=np.float32)
     mat[labels.astype(np.int64)] = vecs
     return mat
+
+
+def _fill_rows(out: np.ndarray, mat: np.ndarray, metric: str,
+               norms: np.ndarray | None = None) -> None:
+    """Copy validated rows into ``out``, unit length for cosine (one pass)."""
+    if metric != "cosine":
+        out[...] = mat
+        return
+    if norms is None:
+        norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))
+    norms = np.where(norms == 0, np.float32(1.0), norms).astype(np.float32, copy=False)
+    np.divide(mat, norms[:, None], out=out)
+
+
+def _predicate(spec: Any) -> Callable[..., bool] | None:
+    pred = compile_filter(spec)
+    if pred is not None and pred is spec:
+        # A caller's own function: it may change what it is given, so it
+        # never gets the one empty dict that records without metadata share.
+        return lambda m: spec({} if m is _EMPTY else m)
+    return pred
+
+
+def _check_keys(keys: list[Any]) -> str | None:
+    """_check_key for many keys, in a few passes over all of them when they
+    are fine; returns them NUL-joined (the block key table) when it could."""
+    if keys and all(type(k) is str for k in keys):
+        joined = "\0".join(keys)
+        limit = fmt.MAX_KEY_BYTES - len(_PREFIX)
+        try:
+            if (joined.count("\0") == len(keys) - 1 and min(map(len, keys)) > 0
+                    and 4 * max(map(len, keys)) <= limit):  # 4 bytes per char at most
+                joined.encode("utf-8")
+                return joined
+        except UnicodeEncodeError:
+            pass
+    for key in keys:  # the slow way, for the error naming the bad key
+        _check_key(key)
+    return None
+
+
+def _hnsw_state_fits(state: dict[str, Any], n: int) -> bool:
+    """Whether hnswlib's level-0 data holds exactly our n labels."""
+    try:
+        count = int(state["cur_element_count"])
+        size = int(state["size_data_per_element"])
+        return count == n and state["data_level0"].size >= count * size
+    except (KeyError, ValueError, AttributeError):
+        return False
 
 
 def _check_dims(dimensions: Any) -> None:
