@@ -9,6 +9,7 @@
     synadb verify data.db
     synadb compact data.db --drop-history
     synadb export data.db out.parquet --pattern "sensor/*"
+    synadb mlflow-push experiments.db --to http://127.0.0.1:5000
 
 Every command but ``compact`` opens the file read-only: it never changes the
 file, never creates one, and never waits for a writer's lock.  Errors that
@@ -203,6 +204,27 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_mlflow_push(args: argparse.Namespace) -> int:
+    # Read-only first, so a missing FILE is an error before mlflow loads.
+    _open(args.file).close()
+    from .integrations.mlflow_push import push
+
+    def say(line: str) -> None:
+        if not args.json and not args.quiet:
+            print(line)
+
+    counts = push(args.file, args.to, experiments=args.experiment or None,
+                  models=not args.no_models, log=say)
+    if args.json:
+        print(_dump({"to": args.to, **counts}))
+    else:
+        print(f"pushed {counts['runs']} runs ({counts['runs_skipped']} already there), "
+              f"{counts['metrics']} metric values, {counts['artifacts']} artifacts and "
+              f"{counts['model_versions']} model versions "
+              f"({counts['model_versions_skipped']} already there) to {args.to}")
+    return 0
+
+
 # ------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``synadb`` command."""
@@ -258,6 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output format (default: from OUT's extension)")
     p.add_argument("--pattern", metavar="GLOB", help="export only keys matching GLOB")
     p.add_argument("--prefix", metavar="P", help="export only keys starting with P")
+
+    p = command("mlflow-push", "copy experiments, runs and registered models to an MLflow "
+                "tracking server (needs synadb[mlflow]; pushing again adds only what is new)",
+                _cmd_mlflow_push)
+    p.add_argument("--to", metavar="URL", required=True,
+                   help="the MLflow tracking server, e.g. http://127.0.0.1:5000")
+    p.add_argument("--experiment", metavar="NAME", action="append",
+                   help="push only this experiment (repeatable; default: all)")
+    p.add_argument("--no-models", action="store_true",
+                   help="do not push the file's registered models")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     return parser
 
 
