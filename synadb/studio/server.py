@@ -210,9 +210,8 @@ class Studio:
                 return None
             from ..vectors.store import VectorStore
 
+            # Its public reads take in other processes' inserts themselves.
             self._vectors = VectorStore(self.path, read_only=True, progress=False)
-        else:
-            self._vectors._refresh()
         return self._vectors
 
     def key_types(self, keys: list[str]) -> list[str]:

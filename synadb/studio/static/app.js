@@ -289,7 +289,7 @@ pages.experiments = function (main) {
         try { await post("run/delete", { id: r.id }); ui.selected.delete(r.id); await loadRuns(); } catch (e) { alert(e.message); }
       } }, "delete")) : null));
     tableBox.replaceChildren(el("table", { id: "runs-table" }, el("thead", {}, head), el("tbody", {}, rows)),
-      runs.length ? null : el("p", { class: "muted" }, "No runs."));
+      runs.length ? "" : el("p", { class: "muted" }, "No runs."));
   }
   async function loadRuns() {
     let d;
@@ -371,7 +371,7 @@ pages.experiments = function (main) {
           el("thead", {}, el("tr", {}, a.columns.map(c => el("th", {}, c)))),
           el("tbody", {}, a.data.map(row => el("tr", {}, row.map(c => el("td", { class: typeof c === "number" ? "num" : "" },
             typeof c === "number" ? fmtNum(c) : (c === null ? "" : typeof c === "object" ? JSON.stringify(c) : String(c))))))))),
-          a.rows > a.data.length ? el("p", { class: "muted" }, `first ${a.data.length} of ${a.rows} rows`) : null);
+          a.rows > a.data.length ? el("p", { class: "muted" }, `first ${a.data.length} of ${a.rows} rows`) : "");
         else if (a.view === "text") box.append(el("pre", {}, a.text));
         else if (a.view === "hex") box.append(el("pre", { class: "hex" }, (a.hex || []).join("\n")));
       }).catch(e => box.append(errorBox(e)));
