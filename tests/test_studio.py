@@ -471,3 +471,28 @@ def test_live_runs_and_curves_appear_without_reload(page, live):
         t.end_run(rid)
         page.wait_for_selector(f"#runs-table tr[data-run-id='{rid}'] .status-Completed")
     assert page.evaluate("window.__noReload") is True  # the same page, never reloaded
+
+
+def test_a_file_with_plain_keys_only(tmp_path):
+    """No runs, models or vectors: every page answers, empty."""
+    path = str(tmp_path / "plain.db")
+    with SynaDB(path) as db:
+        db.put_float("x", 1.0)
+    with client(path) as c:
+        assert c.get("/api/overview").json()["runs"] == 0
+        assert c.get("/api/runs").json() == {"runs": [], "params": [], "metrics": []}
+        assert c.get("/api/models").json()["models"] == []
+        assert c.get("/api/vectors").json() == {"present": False}
+        assert c.get("/api/vectors/projection").status_code == 404
+        assert c.get("/api/model", params={"name": "nope"}).status_code == 404
+        assert c.get("/api/metrics", params={"metric": "loss", "runs": "nope"}).json()[
+            "series"] == {}
+    # Studio opened it read-only: nothing was added to the file.
+    with SynaDB(path, read_only=True) as db:
+        assert db.keys() == ["x"]
+
+
+def test_launch_refuses_a_missing_file(tmp_path):
+    from synadb.studio import main
+
+    assert main([str(tmp_path / "missing.db"), "--port", "0"]) == 1
