@@ -226,12 +226,27 @@ def _cmd_mlflow_push(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------- parser
+class _HelpFormatter(argparse.HelpFormatter):
+    # argparse measures subcommand names without their extra indent, so the
+    # help of a name longer than 9 characters ("mlflow-push") would wrap onto
+    # its own line in `synadb --help`.
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if action.help is not argparse.SUPPRESS and isinstance(action,
+                                                                argparse._SubParsersAction):
+            longest = max((len(a.metavar or a.dest) for a in action._get_subactions()),
+                          default=0)
+            self._action_max_length = max(self._action_max_length, longest
+                                          + self._current_indent + self._indent_increment)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``synadb`` command."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Inspect, check, compact and export a synadb database file.",
         epilog="Every command but compact opens FILE read-only and never changes it.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
