@@ -192,6 +192,7 @@ class Studio:
         self.registry = ModelRegistry(self.path, read_only=True, progress=False)
         self._vectors: Any = None
         self._verified: dict[tuple[str, int], bool] = {}
+        self._counts: tuple[int, dict[str, int], dict[str, int]] | None = None
 
     def close(self) -> None:
         with self.lock:
@@ -268,14 +269,20 @@ def _render_value(value: Any, typ: str) -> dict[str, Any]:
 # ------------------------------------------------------------------ routes
 def _overview(st: Studio, request: Request) -> Any:
     info = st.db.info()
-    keys = st.db.keys()
-    types = st.key_types(keys)
-    by_type: dict[str, int] = {}
-    by_ns: dict[str, int] = {}
-    for k, t in zip(keys, types):
-        by_type[t] = by_type.get(t, 0) + 1
-        ns = _namespace(k)
-        by_ns[ns] = by_ns.get(ns, 0) + 1
+    # Counting walks every key: redo it only when the file has grown (the
+    # page asks again each time a training process appends).
+    cached = st._counts
+    if cached is not None and cached[0] == info["used_bytes"]:
+        by_type, by_ns = cached[1], cached[2]
+    else:
+        keys = st.db.keys()
+        by_type = {}
+        by_ns = {}
+        for k, t in zip(keys, st.key_types(keys)):
+            by_type[t] = by_type.get(t, 0) + 1
+            ns = _namespace(k)
+            by_ns[ns] = by_ns.get(ns, 0) + 1
+        st._counts = (info["used_bytes"], by_type, by_ns)
     vs = st.vectors()
     return {"info": info, "by_type": by_type, "by_namespace": by_ns,
             "experiments": len(st.tracker.list_experiments()),
