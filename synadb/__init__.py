@@ -46,6 +46,17 @@ from .vectors import (
 
 __version__ = "0.1.0"
 
+
+def launch_studio(path: str, port: int = 8501, **kwargs: object) -> object:
+    """Serve Studio, the local web UI, over ``path`` (needs ``synadb[studio]``).
+
+    Binds to 127.0.0.1 and opens the file read-only unless
+    ``allow_writes=True``.  See ``synadb studio --help``.
+    """
+    from .studio import launch_studio as _launch
+
+    return _launch(path, port=port, **kwargs)
+
 __all__ = [
     "SynaDB",
     "DbConfig",
@@ -56,6 +67,7 @@ __all__ = [
     "Run",
     "RunStatus",
     "sweep",
+    "launch_studio",
     "ModelRegistry",
     "ModelVersion",
     "VectorStore",

@@ -540,8 +540,13 @@ class ExperimentTracker:
                   name: str | None = None, run_name: str | None = None,
                   params: Mapping[str, Any] | None = None,
                   tag_values: Mapping[str, Any] | None = None,
-                  parent_id: str | None = None, run_id: str | None = None) -> str:
-        """Start a run in ``experiment`` and return its id (32 hex digits)."""
+                  parent_id: str | None = None, run_id: str | None = None,
+                  start_time: float | None = None) -> str:
+        """Start a run in ``experiment`` and return its id (32 hex digits).
+
+        ``start_time`` (unix seconds) defaults to now; importers pass the
+        original run's.
+        """
         _check_name("experiment", experiment)
         if isinstance(tags, str):
             tags = [tags]
@@ -549,7 +554,7 @@ class ExperimentTracker:
         rid = run_id or uuid.uuid4().hex
         if not isinstance(rid, str) or not rid.isalnum() or len(rid) > 64:
             raise errors.InvalidArgument(f"bad run id {rid!r}: use up to 64 letters and digits")
-        now = time.time()
+        now = time.time() if start_time is None else float(start_time)
         entry: dict[str, Any] = {
             "experiment": experiment, "name": name or run_name or "", "status": "Running",
             "tags": labels, "tag_values": {k: _param_str(v) for k, v in

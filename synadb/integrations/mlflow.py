@@ -805,7 +805,8 @@ class MlflowClient:
         parent = tags.get(PARENT_TAG)
         for k in VIRTUAL_TAGS:
             tags.pop(k, None)
-        rid = self.tracker.start_run(name, name=run_name, tag_values=tags, parent_id=parent)
+        rid = self.tracker.start_run(name, name=run_name, tag_values=tags, parent_id=parent,
+                                     start_time=None if start_time is None else start_time / 1000)
         return self._mlflow_run(rid)
 
     def get_run(self, run_id: str) -> Run:
