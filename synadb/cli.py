@@ -9,12 +9,17 @@
     synadb verify data.db
     synadb compact data.db --drop-history
     synadb export data.db out.parquet --pattern "sensor/*"
+    synadb runs experiments.db --experiment mnist
+    synadb models models.db
+    synadb studio experiments.db --port 8501
     synadb mlflow-push experiments.db --to http://127.0.0.1:5000
 
 Every command but ``compact`` opens the file read-only: it never changes the
-file, never creates one, and never waits for a writer's lock.  Errors that
-synadb raises on purpose become ``synadb: error: <message>`` on stderr and
-exit code 1; usage errors exit 2, as argparse does.
+file, never creates one, and never waits for a writer's lock.  Every command
+takes ``--json`` for output that programs read; tables are drawn with
+``rich`` when it is installed and stdout is a terminal.  Errors that synadb
+raises on purpose become ``synadb: error: <message>`` on stderr and exit code
+1; usage errors exit 2, as argparse does.
 """
 
 from __future__ import annotations
@@ -102,6 +107,41 @@ def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """Rows as a table: rich's on a terminal (if installed), aligned text otherwise."""
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    if sys.stdout.isatty():
+        try:
+            from rich.console import Console
+            from rich.table import Table
+        except ImportError:
+            pass
+        else:
+            table = Table(title=title)
+            for c in columns:
+                table.add_column(c)
+            for row in cells:
+                table.add_row(*row)
+            Console().print(table)
+            return
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _num(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
 def _missing(key: str, path: str) -> KeyNotFound:
     return KeyNotFound(f"no key {key!r} in {path!r}")
 
@@ -135,6 +175,9 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         names = db.keys(args.pattern)
     if args.limit is not None:
         names = names[:args.limit]
+    if args.json:
+        print(_dump(names))
+        return 0
     for name in names:
         print(name)
     return 0
@@ -171,7 +214,12 @@ def _cmd_history(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     with _open(args.file) as db:
         report = db.verify()
-    print(report)
+    if args.json:
+        print(_dump({"path": report.path, "ok": report.ok, "records": report.records,
+                     "damaged": [vars(d) if hasattr(d, "__dict__") else str(d)
+                                 for d in report.damaged]}))
+    else:
+        print(report)
     return 0 if report.ok else 1
 
 
@@ -185,12 +233,21 @@ def _cmd_compact(args: argparse.Namespace) -> int:
                            progress=not args.no_progress)
         path = db.path
     after = os.path.getsize(path)
-    print(f"compacted {path}: saved {saved} bytes ({before} -> {after} bytes)")
+    if args.json:
+        print(_dump({"path": path, "saved_bytes": saved, "size_before": before,
+                     "size_after": after}))
+    else:
+        print(f"compacted {path}: saved {saved} bytes ({before} -> {after} bytes)")
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     fmt = args.format
+    if args.out is None:
+        if fmt is None:
+            args.parser.error("give OUT or --format "
+                              f"{{{','.join(EXPORT_FORMATS)}}}")
+        args.out = os.path.splitext(args.file)[0] + "." + fmt
     if fmt is None:
         ext = os.path.splitext(args.out)[1].lower()
         fmt = EXPORT_EXTENSIONS.get(ext)
@@ -200,7 +257,59 @@ def _cmd_export(args: argparse.Namespace) -> int:
     with _open(args.file) as db:
         export: Callable[..., int] = getattr(db, f"export_{fmt}")
         n = export(args.out, key_pattern=args.pattern, key_prefix=args.prefix)
-    print(f"exported {n} to {args.out} ({fmt})")
+    if args.json:
+        print(_dump({"out": args.out, "format": fmt, "exported": n}))
+    else:
+        print(f"exported {n} to {args.out} ({fmt})")
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from .tracking import ExperimentTracker
+
+    with ExperimentTracker(args.file, read_only=True) as tracker:
+        if args.experiment and args.experiment not in tracker.list_experiments():
+            raise KeyNotFound(f"no experiment {args.experiment!r} in {tracker.path!r}; "
+                              f"it has {tracker.list_experiments()}")
+        runs = tracker.list_runs(args.experiment)
+        if args.status:
+            runs = [r for r in runs if r.status.value.lower() == args.status.lower()]
+        if args.sort:
+            runs = tracker.query(args.experiment, sort_by=args.sort,
+                                 ascending=not args.desc) if not args.status else runs
+        if args.limit is not None:
+            runs = runs[:args.limit]
+        data = [r.to_dict() for r in runs]
+    if args.json:
+        print(_dump(data))
+        return 0
+    metrics = sorted({m for d in data for m in d["metrics"]})
+    columns = ["run", "name", "experiment", "status", "started"] + metrics
+    rows = [[d["id"][:8], d["name"], d["experiment"], d["status"], _when(d["start_time"])]
+            + [_num(d["metrics"].get(m, "")) for m in metrics] for d in data]
+    _table(f"runs in {args.file}", columns, rows)
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .registry import ModelRegistry
+
+    with ModelRegistry(args.file, read_only=True) as registry:
+        names = [args.name] if args.name else registry.list_models()
+        data = []
+        for name in names:
+            versions = registry.list_versions(name)
+            if not versions and args.name:
+                raise KeyNotFound(f"no model {name!r} in {registry.path!r}")
+            data += [v.to_dict() for v in versions]
+    if args.json:
+        print(_dump(data))
+        return 0
+    columns = ["model", "version", "stage", "size", "sha256", "created", "metadata"]
+    rows = [[d["name"], d["version"], d["stage"], d["size_bytes"], d["checksum"][:12],
+             _when(d["created_at"]), json.dumps(d["metadata"]) if d["metadata"] else ""]
+            for d in data]
+    _table(f"models in {args.file}", columns, rows)
     return 0
 
 
@@ -266,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='glob that keys must match, e.g. "sensor/*"')
     p.add_argument("--limit", metavar="N", type=_non_negative,
                    help="print at most N keys")
+    p.add_argument("--json", action="store_true", help="print one JSON list")
 
     p = command("get", "print the latest value of a key", _cmd_get)
     p.add_argument("key", metavar="KEY")
@@ -281,20 +391,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base64", action="store_true",
                    help="print bytes as base64 instead of hex")
 
-    command("verify", "scan every record for damage; exit 1 if any is found", _cmd_verify)
+    p = command("verify", "scan every record for damage; exit 1 if any is found", _cmd_verify)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = command("compact", "rewrite the file without deleted keys (opens it for writing)",
                 _cmd_compact)
     p.add_argument("--drop-history", action="store_true",
                    help="keep only the latest value of each key")
     p.add_argument("--no-progress", action="store_true", help="show no progress bar")
+    p.add_argument("--json", action="store_true", help="print the sizes as JSON")
 
     p = command("export", "write keys and their histories to another format", _cmd_export)
-    p.add_argument("out", metavar="OUT", help="the file to write")
+    p.add_argument("out", metavar="OUT", nargs="?",
+                   help="the file to write (default: FILE's name with the format's extension)")
     p.add_argument("--format", choices=EXPORT_FORMATS,
                    help="output format (default: from OUT's extension)")
     p.add_argument("--pattern", metavar="GLOB", help="export only keys matching GLOB")
     p.add_argument("--prefix", metavar="P", help="export only keys starting with P")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = command("runs", "list experiment runs with their status and last metrics", _cmd_runs)
+    p.add_argument("--experiment", metavar="NAME", help="only this experiment's runs")
+    p.add_argument("--status", metavar="S", help="only runs with this status, e.g. failed")
+    p.add_argument("--sort", metavar="METRIC_OR_PARAM",
+                   help="sort by a metric's last value or a param")
+    p.add_argument("--desc", action="store_true", help="sort descending")
+    p.add_argument("--limit", metavar="N", type=_non_negative, help="show at most N runs")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
+
+    p = command("models", "list registered models: versions, stages, sizes, checksums",
+                _cmd_models)
+    p.add_argument("--name", metavar="MODEL", help="only this model's versions")
+    p.add_argument("--json", action="store_true", help="print the versions as JSON")
 
     p = command("mlflow-push", "copy experiments, runs and registered models to an MLflow "
                 "tracking server (needs synadb[mlflow]; pushing again adds only what is new)",
@@ -307,6 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not push the file's registered models")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+
+    from .studio import add_parser as add_studio
+
+    add_studio(sub)
     return parser
 
 

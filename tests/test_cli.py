@@ -320,3 +320,75 @@ def test_reads_while_a_writer_holds_the_file(tmp_path):
         assert (got.returncode, got.stderr) == (0, "")
         assert json.loads(got.stdout) == [1, 2]
         db.put_int("n", 3)
+
+
+# -------------------------------------------------------- runs and models
+@pytest.fixture
+def tracked(tmp_path):
+    from synadb import Experiment, ModelRegistry
+
+    path = str(tmp_path / "tracked.db")
+    exp = Experiment("mnist", path)
+    for lr in (0.1, 0.01, 0.001):
+        with exp.start_run(params={"lr": lr}, name=f"lr{lr}") as r:
+            r.log_metric("acc", 1 - lr)
+    with pytest.raises(RuntimeError):
+        with exp.start_run(name="broken"):
+            raise RuntimeError("diverged")
+    exp.close()
+    with ModelRegistry(path) as reg:
+        reg.save_model("clf", b"weights-1", {"acc": "0.9"})
+        reg.save_model("clf", b"weights-22")
+        reg.set_stage("clf", 2, "production")
+    return path
+
+
+def test_runs_lists_sorts_and_filters(tracked, capsys):
+    code, out, _ = run(capsys, "runs", tracked, "--json")
+    runs = json.loads(out)
+    assert code == 0 and [r["name"] for r in runs] == ["lr0.1", "lr0.01", "lr0.001", "broken"]
+    assert runs[3]["status"] == "Failed" and "diverged" in runs[3]["error"]
+    code, out, _ = run(capsys, "runs", tracked, "--sort", "acc", "--desc", "--limit", "2",
+                       "--json")
+    assert [r["params"]["lr"] for r in json.loads(out)] == ["0.001", "0.01"]
+    code, out, _ = run(capsys, "runs", tracked, "--status", "failed", "--json")
+    assert [r["name"] for r in json.loads(out)] == ["broken"]
+    code, out, _ = run(capsys, "runs", tracked)  # a plain table when not a terminal
+    lines = out.splitlines()
+    assert lines[0].split() == ["run", "name", "experiment", "status", "started", "acc"]
+    assert len(lines) == 5 and "lr0.01" in out and "0.99" in out
+    code, _, err = run(capsys, "runs", tracked, "--experiment", "nope")
+    assert code == 1 and "no experiment 'nope'" in err
+
+
+def test_models_lists_versions_and_stages(tracked, capsys):
+    code, out, _ = run(capsys, "models", tracked, "--json")
+    versions = json.loads(out)
+    assert code == 0 and [(v["version"], v["stage"]) for v in versions] == [
+        (1, "Development"), (2, "Production")]
+    assert versions[0]["size_bytes"] == 9 and len(versions[0]["checksum"]) == 64
+    code, out, _ = run(capsys, "models", tracked)
+    assert "Production" in out and "clf" in out
+    code, _, err = run(capsys, "models", tracked, "--name", "absent")
+    assert code == 1 and "no model 'absent'" in err
+
+
+@pytest.mark.parametrize("name", sorted(_subcommands()))
+def test_every_subcommand_speaks_json(name):
+    options = {a for action in _subcommands()[name]._actions for a in action.option_strings}
+    assert "--json" in options
+
+
+def test_json_output_of_keys_verify_compact_and_export(sample, tmp_path, capsys):
+    assert json.loads(run(capsys, "keys", sample, "sensor/*", "--json")[1]) == [
+        "sensor/temp", "sensor/count"]
+    report = json.loads(run(capsys, "verify", sample, "--json")[1])
+    assert report["ok"] is True and report["damaged"] == [] and report["records"] > 0
+    code, out, _ = run(capsys, "export", sample, "--format", "jsonl", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["format"] == "jsonl" and result["out"].endswith("sample.jsonl")
+    assert Path(result["out"]).exists()
+    code, _, err = run(capsys, "export", sample)
+    assert code == 2 and "give OUT or --format" in err
+    done = json.loads(run(capsys, "compact", sample, "--json", "--no-progress")[1])
+    assert done["size_after"] <= done["size_before"]

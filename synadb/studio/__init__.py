@@ -107,6 +107,8 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "(default: read-only)")
     p.add_argument("--open", dest="open_browser", action="store_true",
                    help="open the page in a web browser")
+    p.add_argument("--json", action="store_true",
+                   help="print the address as one JSON object on stdout before serving")
     return p
 
 
@@ -115,6 +117,12 @@ def _run(args: argparse.Namespace) -> int:
     if not os.path.exists(path):
         print(f"synadb studio: error: no such file: {path}", file=sys.stderr)
         return 1
+    if getattr(args, "json", False):
+        import json
+
+        shown = f"[{args.host}]" if ":" in args.host else args.host
+        print(json.dumps({"url": f"http://{shown}:{args.port}/", "path": os.fspath(path),
+                          "allow_writes": args.allow_writes}), flush=True)
     try:
         launch_studio(path, port=args.port, host=args.host, allow_writes=args.allow_writes,
                       open_browser=args.open_browser)
