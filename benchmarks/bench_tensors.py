@@ -184,7 +184,7 @@ def run_bench(quick: bool = False, out_dir: Path | None = None) -> dict:
     X = np.random.default_rng(2).random((10_000, 784), dtype=np.float32)
     try:
         sl = _save_load(work, X, 5 if quick else 11)
-        dl = _dataloaders(work, rows_list, {10_000: 5 if quick else 9, 200_000: 5})
+        dl = _dataloaders(work, rows_list, {10_000: 5 if quick else 15, 200_000: 5})
         tfr = _tf(work, 10_000, 2 if quick else 3)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # about 1 GB of files per run
