@@ -74,6 +74,8 @@ _OPEN_LOGS: "weakref.WeakSet[Log]" = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
+    global _CRC_POOL
+    _CRC_POOL = None  # its thread did not survive the fork: submitting would hang
     # flock belongs to the open file description, which fork shares: the
     # child must never use (or unlock) the parent's descriptor for locking.
     for log in list(_OPEN_LOGS):
@@ -631,35 +633,43 @@ class Log(Scanner):
         vlen = sum(len(v) for v in views)
         klen = len(key)
         hc = crc32(key, crc32(REC_HEAD.pack(MARKER, tf, klen, vlen), self.salt))
-        bc = hc
-        for v in views:
-            bc = crc32(v, bc)
         n = 12 + klen + vlen + 4
         pos = self.end
-        bufs = [REC_PREFIX.pack(MARKER, tf, klen, vlen, hc), key, *views, U32.pack(bc)]
+        head = [REC_PREFIX.pack(MARKER, tf, klen, vlen, hc), key]
         if n >= (1 << 20):
-            # Large: one pwritev.  Stores through the map would fault in
-            # every fresh page first (about twice as slow); the page cache
-            # is the same, so mapped readers see these bytes too.
-            # In pieces of 4 MiB: one huge write makes the kernel throttle the
-            # writer for its dirty pages in one go (measured 3x slower).
-            at = pos
-            for buf in bufs:
-                mv = memoryview(buf).cast("B") if not isinstance(buf, bytes) else memoryview(buf)
-                for s in range(0, len(mv), _WRITE_PIECE):
-                    piece = mv[s:s + _WRITE_PIECE]
-                    done = os.pwrite(self._fd, piece, at)
-                    while done < len(piece):  # a short write: finish it
-                        done += os.pwrite(self._fd, piece[done:], at + done)
-                    at += len(piece)
+            # Large: pwrite in 4 MiB pieces (see _WRITE_PIECE), while a
+            # thread computes the body CRC (zlib.crc32 and os.pwrite both
+            # release the GIL): the CRC pass hides behind the copy into the
+            # page cache.  The CRC trailer is written last, only once both are
+            # done, so a crash before it leaves a torn tail as before.
             if pos + n + 16 > self._maplen:
+                # Allocate first: writing into allocated blocks is faster
+                # than extending the file piece by piece.
                 self._grow(0, end=pos + n)
+            crc = _crc_pool().submit(_crc_chain, views, hc)
+            at = pos
+            try:
+                for buf in [*head, *views]:
+                    mv = memoryview(buf).cast("B") if not isinstance(buf, bytes) else memoryview(buf)
+                    for s in range(0, len(mv), _WRITE_PIECE):
+                        piece = mv[s:s + _WRITE_PIECE]
+                        done = os.pwrite(self._fd, piece, at)
+                        while done < len(piece):  # a short write: finish it
+                            done += os.pwrite(self._fd, piece[done:], at + done)
+                        at += len(piece)
+            finally:
+                bc = crc.result()
+            os.pwrite(self._fd, U32.pack(bc), at)
             self._set_end(pos + n)
+            # Its CRC was just computed from the very bytes written: reading
+            # it back through this handle need not check it again.
+            self.verified.add(pos)
         else:
+            bc = _crc_chain(views, hc)
             if pos + n + 16 > self._maplen:
                 self._grow(n)
             mm = self._mm
-            for b in bufs:
+            for b in [*head, *views, U32.pack(bc)]:
                 mm.write(b)
             self.end = pos + n
         if self.sync_on_write:
@@ -829,6 +839,23 @@ class Log(Scanner):
 
     def stat_size(self) -> int:
         return os.fstat(self._fd).st_size
+
+
+_CRC_POOL = None
+
+
+def _crc_pool():
+    global _CRC_POOL
+    if _CRC_POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _CRC_POOL = ThreadPoolExecutor(1, thread_name_prefix="synadb-crc")
+    return _CRC_POOL
+
+
+def _crc_chain(views, seed: int) -> int:
+    for v in views:
+        seed = crc32(v, seed)
+    return seed
 
 
 def _bytes_view(buf) -> memoryview:
