@@ -26,7 +26,9 @@ demo: $(VENV)/.core
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q
 
+# W&B is a peer of the tracking benchmark only (mlflow is in the dev extra).
 bench: $(VENV)/.dev
+	$(BIN)/pip install -q wandb
 	$(BIN)/python benchmarks/run.py
 
 # The RAG examples use a real embedding model offline (the PyPI package
