@@ -729,11 +729,13 @@ class SynaDB:
 
     # ----------------------------------------------------------- durability
     @contextmanager
-    def batch(self) -> Iterator["SynaDB"]:
+    def batch(self, sync: bool = True) -> Iterator["SynaDB"]:
         """All or nothing: the puts and deletes inside count only together.
 
         Other handles see none of them until the block ends; if the block
         raises (or the process dies in it), none of them ever happened.
+        The commit is fsynced unless ``sync=False`` (then it is as durable
+        as a plain put: it survives a killed process, not a power cut).
         """
         log = self._w()
         with log.mutex:
@@ -756,7 +758,8 @@ class SynaDB:
                 self._flag = 0
                 if log.end != start:
                     log.append(log.encode(T_COMMIT, b"", b""))
-                    log.sync()
+                    if sync:
+                        log.sync()
                 log.index.commit()
             finally:
                 self._flag = 0

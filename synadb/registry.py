@@ -225,7 +225,7 @@ class ModelRegistry:
         digest = hashlib.sha256()
         bar = self._bar(size, f"save {name}")
         try:
-            with db.batch():
+            with db.batch(sync=self._sync):  # the commit's fsync makes it durable
                 m = self._model(name)
                 now = time.time()
                 if m is None:
@@ -252,8 +252,6 @@ class ModelRegistry:
         finally:
             if bar is not None:
                 bar.close()
-        if self._sync:
-            db.sync()
         return _version(name, entry)
 
     save = save_model
@@ -456,7 +454,7 @@ class ModelRegistry:
         stage = canonical_stage(stage)
         esc = _esc(_check_model_name(name))
         db = self._db
-        with db.batch():
+        with db.batch(sync=self._sync):
             e = self._entry(name, version)
             now = time.time()
             changes = []
@@ -474,8 +472,6 @@ class ModelRegistry:
                 self._put_json(f"reg/{esc}/stages", {
                     "version": entry["version"], "from": old, "to": to, "at": now,
                     "user": user, "comment": comment})
-        if self._sync:
-            db.sync()
         return _version(name, e)
 
     def promote(self, name: str, version: int, stage: str = "Production", **kwargs: Any
@@ -526,7 +522,7 @@ class ModelRegistry:
     # -- tags and descriptions ------------------------------------------
     def _update(self, name: str, version: int, fn) -> ModelVersion:
         esc = _esc(_check_model_name(name))
-        with self._db.batch():
+        with self._db.batch(sync=self._sync):
             e = self._entry(name, version)
             fn(e)
             self._put_json(f"reg/{esc}/{version}", e)
@@ -548,7 +544,7 @@ class ModelRegistry:
         The numbers of deleted versions are never reused."""
         esc = _esc(_check_model_name(name))
         db = self._db
-        with db.batch():
+        with db.batch(sync=self._sync):
             entries = ([self._entry(name, version)] if version is not None
                        else self._entries(name))
             if version is None and not entries and self._model(name) is None:
@@ -560,8 +556,6 @@ class ModelRegistry:
             if version is None:
                 db.delete(f"reg/{esc}/stages")
                 db.delete("reg/" + esc)
-        if self._sync:
-            db.sync()
         return len(entries)
 
     delete_model = delete
@@ -587,7 +581,7 @@ class ModelRegistry:
 @contextmanager
 def _alongside(fn: Any, size: int, *args: Any) -> Iterator[None]:
     """Run ``fn(*args)`` in a thread while the block runs (inline if small)."""
-    if size < (1 << 20):
+    if size < (8 << 20):  # a thread's start and join cost more than it saves
         fn(*args)
         yield
         return

@@ -378,6 +378,7 @@ class ExperimentTracker:
                  read_only: bool = False, config: DbConfig | None = None) -> None:
         self._db = SynaDB(path, sync_on_write=sync_on_write, read_only=read_only,
                           config=config)
+        self._sync_every = bool(sync_on_write)
         self.path = self._db.path
         self._entries: dict[str, dict[str, Any]] = {}
         self._by_exp: dict[str, dict[str, None]] = {}
@@ -490,7 +491,9 @@ class ExperimentTracker:
     def _change(self, run_id: str) -> Iterator[dict[str, Any]]:
         """Read-modify-write one run's entry under the file lock, atomically."""
         db = self._db
-        with db.batch():
+        # Not fsynced: like every log call, a change reaches the OS before it
+        # returns; end_run and close fsync (see the class docstring).
+        with db.batch(sync=self._sync_every):
             self._sync()
             entry = self._entries.get(run_id)
             if entry is None:
@@ -508,7 +511,7 @@ class ExperimentTracker:
         """Register an experiment name (runs create theirs on first use)."""
         _check_name("experiment", name)
         db = self._db
-        with db.batch():
+        with db.batch(sync=self._sync_every):
             self._sync()
             if name in self._experiments:
                 if not exist_ok:
@@ -564,7 +567,7 @@ class ExperimentTracker:
         if parent_id:
             entry["parent"] = parent_id
         db = self._db
-        with db.batch():
+        with db.batch(sync=self._sync_every):
             self._sync()
             if rid in self._entries:
                 raise errors.InvalidArgument(f"run id {rid!r} already exists")
@@ -678,15 +681,21 @@ class ExperimentTracker:
         mk = self._mkeys.get((run_id, key))
         if mk is not None:
             return mk
-        _check_name("metric", key)
+        self._register_metrics(run_id, [key])
+        return self._mkeys[(run_id, key)]
+
+    def _register_metrics(self, run_id: str, names: Sequence[str]) -> None:
+        """Add metric names to the run's entry (one change for all of them)."""
+        for key in names:
+            _check_name("metric", key)
         entry = self._entry(run_id)
-        if key not in entry["metrics"]:
+        if any(key not in entry["metrics"] for key in names):
             with self._change(run_id) as entry:
-                if key not in entry["metrics"]:
-                    entry["metrics"].append(key)
-        dbkey = f"run/{run_id}/m/{key}"
-        mk = self._mkeys[(run_id, key)] = [dbkey, self._db._history_len(dbkey) // _ROW]
-        return mk
+                entry["metrics"] += [k for k in dict.fromkeys(names)
+                                     if k not in entry["metrics"]]
+        for key in names:
+            dbkey = f"run/{run_id}/m/{key}"
+            self._mkeys[(run_id, key)] = [dbkey, self._db._history_len(dbkey) // _ROW]
 
     def log_metric(self, run_id: str, key: str, value: float, step: int | None = None,
                    timestamp: float | None = None) -> None:
@@ -712,6 +721,10 @@ class ExperimentTracker:
                     timestamp: float | None = None) -> None:
         """Log several metrics at one step (one record each)."""
         ts = time.time() if timestamp is None else float(timestamp)
+        mkeys = self._mkeys
+        new = [k for k in metrics if (run_id, k) not in mkeys]
+        if new:
+            self._register_metrics(run_id, new)
         for key, value in metrics.items():
             self.log_metric(run_id, key, value, step, ts)
 
@@ -1310,7 +1323,8 @@ class Experiment:
         self._own = tracker is None
         self.tracker = tracker or ExperimentTracker(path, **kwargs)
         self.path = self.tracker.path
-        self.tracker.create_experiment(name)
+        if not self.tracker.db.config.read_only and name not in self.tracker.list_experiments():
+            self.tracker.create_experiment(name)
 
     def close(self) -> None:
         if self._own:

@@ -468,3 +468,16 @@ def test_sweep_grid_random_and_tagged_runs(path):
         best = exp.get_best_run("accuracy", minimize=False)
         assert best.metrics["accuracy"] == max(r.metrics["accuracy"] for r in runs)
         assert best.params["lr"] in ("0.1", "0.01")
+
+
+def test_read_only_experiment_handle_on_an_existing_file(path):
+    exp = Experiment("e", path)
+    with exp.start_run() as run:
+        run.log_metrics({"a": 1.0, "b": 2.0, "c": 3.0}, step=0)  # three new names, one change
+    assert exp.tracker.db._history_len("trk/changes") == 4  # experiment, run, names, end
+    exp.close()
+    with Experiment("e", path, read_only=True) as ro:
+        assert [r.id for r in ro.list_runs()] == [run.id]
+        assert ro.get_run(run.id).metrics == {"a": 1.0, "b": 2.0, "c": 3.0}
+        with pytest.raises(synadb.ReadOnlyError):
+            ro.start_run()
