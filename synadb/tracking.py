@@ -44,6 +44,8 @@ from .db import DbConfig, SynaDB
 __all__ = ["ExperimentTracker", "Experiment", "Run", "RunStatus", "flatten_params"]
 
 _CHANGES = "trk/changes"
+_CATALOG = "trk/catalog"
+_CATALOG_MAGIC = b"SYNTRK1\n"
 _now = time.time
 _ROW = 3  # (value, step, unix time) per metric record
 
@@ -162,7 +164,7 @@ class Run:
         # and the mutable views are copied only when first asked for.
         self._tracker = tracker
         self.id = run_id
-        self._e = entry
+        self._e: Mapping[str, Any] | str = entry
         self._params: dict[str, str] | None = None
         self._tags: list[str] | None = None
         self._tag_values: dict[str, str] | None = None
@@ -177,61 +179,68 @@ class Run:
             self._params = self._tags = self._tag_values = self._artifacts = None
         self._metrics = None
 
+    @property
+    def _d(self) -> Mapping[str, Any]:
+        e = self._e
+        if type(e) is str:
+            e = self._e = self._tracker._decoded(self.id, e)
+        return e  # type: ignore[return-value]
+
     # -- data ------------------------------------------------------------
     @property
     def experiment(self) -> str:
-        return self._e["experiment"]
+        return self._tracker._exp_of.get(self.id) or self._d["experiment"]
 
     @property
     def name(self) -> str:
-        return self._e.get("name") or self.id[:8]
+        return self._d.get("name") or self.id[:8]
 
     @property
     def status(self) -> RunStatus:
         """A :class:`RunStatus` (a str enum: ``run.status == "Completed"`` works)."""
-        st = _STATUS.get(self._e["status"])
-        return st if st is not None else RunStatus.parse(self._e["status"])
+        st = _STATUS.get(self._d["status"])
+        return st if st is not None else RunStatus.parse(self._d["status"])
 
     @property
     def tags(self) -> list[str]:
         if self._tags is None:
-            self._tags = list(self._e.get("tags", ()))
+            self._tags = list(self._d.get("tags", ()))
         return self._tags
 
     @property
     def tag_values(self) -> dict[str, str]:
         if self._tag_values is None:
-            self._tag_values = dict(self._e.get("tag_values", {}))
+            self._tag_values = dict(self._d.get("tag_values", {}))
         return self._tag_values
 
     @property
     def params(self) -> dict[str, str]:
         if self._params is None:
-            self._params = dict(self._e.get("params", {}))
+            self._params = dict(self._d.get("params", {}))
         return self._params
 
     @property
     def artifacts(self) -> dict[str, str]:
         """Artifact name -> type (image, table, text, json, numpy, torch, ...)."""
         if self._artifacts is None:
-            self._artifacts = {k: v["type"] for k, v in self._e.get("artifacts", {}).items()}
+            self._artifacts = {k: v["type"] for k, v in self._d.get("artifacts", {}).items()}
         return self._artifacts
 
     @property
     def start_time(self) -> float:
-        return self._e.get("start", 0.0)
+        return self._d.get("start", 0.0)
 
     @property
     def end_time(self) -> float | None:
-        return self._e.get("end")
+        return self._d.get("end")
 
     @property
     def error(self) -> str | None:
-        return self._e.get("error")
+        return self._d.get("error")
 
     @property
     def parent_id(self) -> str | None:
-        return self._e.get("parent")
+        return self._d.get("parent")
 
     @property
     def run_id(self) -> str:  # MLflow's name for it
@@ -241,12 +250,12 @@ class Run:
     def metrics(self) -> dict[str, float]:
         """Each metric's last logged value (read from the index when first asked for)."""
         if self._metrics is None:
-            self._metrics = self._tracker._last_metrics(self.id, self._e.get("metrics", ()))
+            self._metrics = self._tracker._last_metrics(self.id, self._d.get("metrics", ()))
         return self._metrics
 
     @property
     def metric_names(self) -> list[str]:
-        return list(self._e.get("metrics", ()))
+        return list(self._d.get("metrics", ()))
 
     @property
     def duration(self) -> float | None:
@@ -382,6 +391,8 @@ class ExperimentTracker:
         self.path = self._db.path
         self._entries: dict[str, dict[str, Any]] = {}
         self._by_exp: dict[str, dict[str, None]] = {}
+        self._exp_of: dict[str, str] = {}
+        self._snap_covered = -1
         self._experiments: dict[str, dict[str, Any]] = {}
         self._mkeys: dict[tuple[str, str], list[Any]] = {}  # (run, metric) -> [key, next step]
         self._seen = 0  # entries of trk/changes already applied
@@ -390,8 +401,11 @@ class ExperimentTracker:
 
     # -- life ------------------------------------------------------------
     def close(self) -> None:
+        """fsync and close (snapshotting the catalog first if it is stale)."""
         if not self._db.closed:
             if not self._db.config.read_only:
+                if self._snapshot_is_stale():
+                    self.checkpoint()
                 self._db.sync()
             self._db.close()
 
@@ -414,6 +428,8 @@ class ExperimentTracker:
         return f"ExperimentTracker({self.path!r})"
 
     # -- catalog ---------------------------------------------------------
+    # _entries maps run id -> catalog entry, either a dict or, until first
+    # used, its JSON text (a snapshot loads 10K runs without parsing them).
     def _sync(self) -> None:
         """Take in catalog changes that any handle made since we last looked."""
         db = self._db
@@ -422,17 +438,22 @@ class ExperimentTracker:
             self._salt = salt
             self._entries.clear()
             self._by_exp.clear()
+            self._exp_of.clear()
             self._experiments.clear()
             self._mkeys.clear()
             self._seen = 0
+            self._snap_covered = -1
         changes = db._history_len(_CHANGES)
         if changes == self._seen:
             return
         if self._seen == 0:
-            self._load_all()
-            self._seen = changes
-            return
-        for rid in db._history_slice(_CHANGES, self._seen, changes):
+            covered = self._load_snapshot(salt, changes)
+            if covered < 0:
+                self._load_all()
+                self._seen = changes
+                return
+            self._seen = covered
+        for rid in dict.fromkeys(db._history_slice(_CHANGES, self._seen, changes)):
             self._reload(rid)
         self._seen = changes
 
@@ -451,9 +472,33 @@ class ExperimentTracker:
         for key, text in zip(runs, db.get_many(runs)):
             if text is not None:
                 entry = loads(text)
-                rid = key[4:]
-                self._entries[rid] = entry
-                self._by_exp.setdefault(entry["experiment"], {})[rid] = None
+                self._put_entry(key[4:], entry, entry["experiment"])
+
+    def _load_snapshot(self, salt: int, changes: int) -> int:
+        """Load the catalog snapshot; returns the changes it covers, or -1."""
+        raw = self._db.get_bytes(_CATALOG) if self._db.exists(_CATALOG) else None
+        if raw is None or not raw.startswith(_CATALOG_MAGIC):
+            return -1
+        nl = raw.index(b"\n", len(_CATALOG_MAGIC))
+        head = json.loads(raw[len(_CATALOG_MAGIC):nl])
+        if head.get("salt") != salt or not 0 < head.get("covered", 0) <= changes:
+            return -1
+        self._experiments.update(head["experiments"])
+        body = raw[nl + 1:].decode("utf-8")
+        parts = body.split("\0") if body else []
+        put = self._put_entry
+        for i in range(0, len(parts) - 2, 3):
+            put(parts[i], parts[i + 2], parts[i + 1])
+        self._snap_covered = head["covered"]
+        return head["covered"]
+
+    def _put_entry(self, rid: str, entry: dict[str, Any] | str, experiment: str) -> None:
+        old = self._exp_of.get(rid)
+        if old is not None and old != experiment:
+            self._by_exp.get(old, {}).pop(rid, None)
+        self._entries[rid] = entry  # in place: a run keeps its position
+        self._exp_of[rid] = experiment
+        self._by_exp.setdefault(experiment, {})[rid] = None
 
     def _reload(self, rid: str) -> None:
         if rid.startswith("exp/"):
@@ -462,19 +507,29 @@ class ExperimentTracker:
                 self._experiments[entry["name"]] = entry
             return
         entry = self._read_json("run/" + rid)
-        old = self._entries.pop(rid, None)
-        if old is not None:
-            self._by_exp.get(old["experiment"], {}).pop(rid, None)
-        if entry is None:  # deleted
-            for key in [k for k in self._mkeys if k[0] == rid]:
-                del self._mkeys[key]
+        if entry is not None:
+            self._put_entry(rid, entry, entry["experiment"])
             return
-        self._entries[rid] = entry
-        self._by_exp.setdefault(entry["experiment"], {})[rid] = None
+        # deleted
+        self._entries.pop(rid, None)
+        old = self._exp_of.pop(rid, None)
+        if old is not None:
+            self._by_exp.get(old, {}).pop(rid, None)
+        for key in [k for k in self._mkeys if k[0] == rid]:
+            del self._mkeys[key]
 
     def _read_json(self, key: str) -> dict[str, Any] | None:
         text = self._db.get_text(key)
         return None if text is None else json.loads(text)
+
+    def _decoded(self, rid: str, entry: dict[str, Any] | str) -> dict[str, Any]:
+        """The entry as a dict, parsing (and keeping) it on first use."""
+        if type(entry) is not str:
+            return entry  # type: ignore[return-value]
+        parsed = json.loads(entry)
+        if self._entries.get(rid) is entry:
+            self._entries[rid] = parsed
+        return parsed
 
     def _entry(self, run_id: str) -> dict[str, Any]:
         entry = self._entries.get(run_id)
@@ -485,7 +540,7 @@ class ExperimentTracker:
                 if not isinstance(run_id, str):
                     raise errors.InvalidArgument(f"a run id is a str, got {run_id!r}")
                 raise errors.KeyNotFound(f"no run {run_id!r} in {self.path!r}")
-        return entry
+        return self._decoded(run_id, entry)
 
     @contextmanager
     def _change(self, run_id: str) -> Iterator[dict[str, Any]]:
@@ -498,12 +553,37 @@ class ExperimentTracker:
             entry = self._entries.get(run_id)
             if entry is None:
                 raise errors.KeyNotFound(f"no run {run_id!r} in {self.path!r}")
-            entry = json.loads(json.dumps(entry))  # a private copy to change
+            # A private copy to change (entries are shared with Run objects).
+            entry = json.loads(entry if type(entry) is str else json.dumps(entry))
             yield entry
             db.put_text("run/" + run_id, json.dumps(entry, separators=(",", ":")))
             db.put_text(_CHANGES, run_id)
         self._entries[run_id] = entry
         self._seen += 1
+
+    def checkpoint(self) -> None:
+        """Snapshot the run catalog (and the engine's index) into the file, so
+        that the next open reads one record instead of every run's entry.
+        ``close`` does this when enough has changed since the last one."""
+        db = self._db
+        with db.batch(sync=False):
+            self._sync()
+            head = {"salt": self._salt, "covered": self._seen,
+                    "experiments": self._experiments}
+            parts = []
+            dumps = json.dumps
+            for rid, entry in self._entries.items():
+                parts += (rid, self._exp_of[rid],
+                          entry if type(entry) is str else dumps(entry, separators=(",", ":")))
+            blob = (_CATALOG_MAGIC + dumps(head).encode("utf-8") + b"\n"
+                    + "\0".join(parts).encode("utf-8"))
+            db.put_bytes(_CATALOG, blob)
+        self._snap_covered = self._seen
+        db.checkpoint()
+
+    def _snapshot_is_stale(self) -> bool:
+        behind = self._seen - max(self._snap_covered, 0)
+        return len(self._entries) >= 64 and behind > max(16, len(self._entries) // 20)
 
     # -- experiments -----------------------------------------------------
     def create_experiment(self, name: str, *, exist_ok: bool = True,
@@ -579,8 +659,7 @@ class ExperimentTracker:
                 self._seen += 1
             db.put_text("run/" + rid, json.dumps(entry, separators=(",", ":")))
             db.put_text(_CHANGES, rid)
-        self._entries[rid] = entry
-        self._by_exp.setdefault(experiment, {})[rid] = None
+        self._put_entry(rid, entry, experiment)
         self._seen += 1
         return rid
 
@@ -607,6 +686,7 @@ class ExperimentTracker:
             entry = self._entries.get(run_id)
             if entry is None:
                 raise errors.KeyNotFound(f"no run {run_id!r} in {self.path!r}")
+            entry = self._decoded(run_id, entry)
             for m in entry["metrics"]:
                 db.delete(f"run/{run_id}/m/{m}")
             for a in entry["artifacts"]:

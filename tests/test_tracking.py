@@ -481,3 +481,34 @@ def test_read_only_experiment_handle_on_an_existing_file(path):
         assert ro.get_run(run.id).metrics == {"a": 1.0, "b": 2.0, "c": 3.0}
         with pytest.raises(synadb.ReadOnlyError):
             ro.start_run()
+
+
+def test_catalog_snapshot_plus_later_changes_reopen_exactly(path):
+    tracker = ExperimentTracker(path)
+    ids = [tracker.start_run("a" if i % 3 else "b", params={"i": i}) for i in range(100)]
+    tracker.log_metric(ids[0], "loss", 0.5)
+    tracker.close()  # enough changed: close writes the snapshot
+    assert ExperimentTracker(path, read_only=True).db.exists("trk/catalog")
+    other = ExperimentTracker(path)  # changes the snapshot does not cover
+    other.end_run(ids[5], "failed", error="boom")
+    other.delete_run(ids[7])
+    late = other.start_run("a", params={"i": "late"})
+    other.log_param(ids[1], "extra", 1)
+    other.db.sync()
+    fresh = ExperimentTracker(path, read_only=True)
+    runs = fresh.list_runs()
+    assert [r.id for r in runs] == [i for i in ids if i != ids[7]] + [late]  # order kept
+    assert [r.id for r in fresh.list_runs("b")] == [i for n, i in enumerate(ids) if n % 3 == 0]
+    got = {r.id: r for r in runs}
+    assert got[ids[5]].status == "Failed" and got[ids[5]].error == "boom"
+    assert got[ids[1]].params == {"i": "1", "extra": "1"}
+    assert got[ids[0]].metrics == {"loss": 0.5} and got[ids[42]].params == {"i": "42"}
+    assert got[ids[43]].experiment == "a" and got[ids[42]].experiment == "b"
+    assert got[ids[42]].status == "Running"
+    # Compaction changes the salt: the snapshot is ignored, the catalog rebuilt.
+    other.db.compact()
+    again = ExperimentTracker(path, read_only=True)
+    assert [r.id for r in again.list_runs()] == [r.id for r in runs]
+    assert again.get_run(ids[5]).status == "Failed"
+    for t in (fresh, again, other):
+        t.close()
