@@ -690,3 +690,30 @@ def test_doctests():
     assert doctest.testmod(li).failed == 0
 
 
+
+
+def test_reads_a_file_written_by_the_langchain_adapter(path):
+    # One file, several frameworks: LangChain's page content comes back as
+    # the node's text, not as a metadata field.
+    pytest.importorskip("langchain_core")
+    from langchain_core.embeddings import Embeddings
+
+    from synadb.integrations.langchain import SynaVectorStore as LCStore
+
+    class Fixed(Embeddings):
+        def embed_documents(self, texts):
+            return [[float(len(t)), 1.0] for t in texts]
+
+        def embed_query(self, text):
+            return [float(len(text)), 1.0]
+
+    lc = LCStore.from_texts(["short", "a longer passage"], Fixed(),
+                            metadatas=[{"src": "a"}, {"src": "b"}], ids=["x", "y"], path=path)
+    if hasattr(lc, "close"):
+        lc.close()
+    store = SynaVectorStore(path=path)
+    nodes = {n.node_id: n for n in store.get_nodes(["x", "y"])}
+    assert nodes["x"].get_content() == "short"
+    assert nodes["y"].get_content() == "a longer passage"
+    assert nodes["y"].metadata == {"src": "b"}
+    store.close()

@@ -84,6 +84,7 @@ __all__ = ["NODE_ID_KEY", "SynaChatStore", "SynaVectorStore", "metadata_filters_
 NODE_ID_KEY = "_node_id"
 #: Keys every record carries besides the node's own metadata (LlamaIndex's
 #: layout plus ours); a node's metadata round-trips without them.
+_TEXT_KEYS = ("text", "_page_content", "content")
 _RESERVED = ("_node_content", "_node_type", "document_id", "doc_id", "ref_doc_id", NODE_ID_KEY)
 CHAT_KEY_PREFIX = "llamaindex/chat/"
 _SEQ_DIGITS = 12  # zero-padded, so key order is message order
@@ -376,10 +377,13 @@ class SynaVectorStore(BasePydanticVectorStore):
     def _to_node(key: str, meta: dict[str, Any]) -> BaseNode:
         if "_node_content" in meta:
             return metadata_dict_to_node(meta)
-        # A record written through synadb.vectors directly, not by add().
-        text = meta.get("text")
-        return TextNode(id_=key, text=text if isinstance(text, str) else "",
-                        metadata={k: v for k, v in meta.items() if k not in _RESERVED})
+        # A record written some other way: through synadb.vectors directly
+        # ("text"), by the LangChain adapter ("_page_content") or by the
+        # Haystack one ("content"), so one file serves every framework.
+        text = next((meta[k] for k in _TEXT_KEYS if isinstance(meta.get(k), str)), "")
+        return TextNode(id_=key, text=text,
+                        metadata={k: v for k, v in meta.items()
+                                  if k not in _RESERVED and k not in _TEXT_KEYS})
 
     def get_nodes(self, node_ids: list[str] | None = None,
                   filters: MetadataFilters | None = None) -> list[BaseNode]:
