@@ -23,7 +23,10 @@ $(VENV)/.dev: $(VENV)/.core
 demo: $(VENV)/.core
 	$(BIN)/python examples/quickstart.py
 
+# Studio's browser tests use Debian's chromium: installed here when missing
+# (and allowed), or they skip and say why.
 test: $(VENV)/.dev
+	@bash .ci/chromium.sh
 	$(BIN)/python -m pytest -q
 
 # W&B is a peer of the tracking benchmark only (mlflow is in the dev extra).

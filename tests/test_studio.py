@@ -2,7 +2,7 @@
 tricks that an HTTP client would tidy away) and the page in headless
 Chromium, driven by Playwright, against a real server process.
 
-The browser tests need /usr/bin/chromium (Debian's ``chromium``; .ci/run
+The browser tests need /usr/bin/chromium (Debian's ``chromium``; make test
 installs it).  Playwright never downloads a browser here.
 """
 
