@@ -744,7 +744,7 @@ def build_rows(p: dict, lg: dict, ls: dict, rg: dict) -> tuple[list[list[str]], 
                 add(f"  of which: {label}, epochs 2..{E} (metric already registered)",
                     _rate(d["steady_per_s"]), "—", "—", "info", None)
                 add(f"  of which: {label}, epoch 1 (first call of each metric: catalog "
-                    "change, batch commit fsync)", c.fmt_time(d["first_call_s"]) + " per call",
+                    "change: the run entry is rewritten)", c.fmt_time(d["first_call_s"]) + " per call",
                     "—", "—", "info", None)
 
         def vs(label, key, target, note=""):
