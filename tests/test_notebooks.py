@@ -13,7 +13,6 @@ import importlib.util
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -92,12 +91,10 @@ def run_notebook(name: str, tmp_path: Path, env: dict[str, str],
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name=KERNEL,
                             resources={"metadata": {"path": str(work)}})
-    t0 = time.perf_counter()
     try:
         client.execute()
     except CellExecutionError as exc:
         pytest.fail(f"{name}.ipynb failed:\n{exc}", pytrace=False)
-    print(f"{name}.ipynb: {time.perf_counter() - t0:.1f} s")
     assert results.is_file(), f"{name}.ipynb did not write its results"
     return json.loads(results.read_text())
 
