@@ -361,3 +361,12 @@ def test_transition_archiving_staging(uri):
     client.transition_model_version_stage("m", 2, "Staging", archive_existing_versions=True)
     assert client.get_model_version("m", 1).current_stage == "Archived"
     assert client.get_model_version("m", 2).current_stage == "Staging"
+
+
+def test_end_run_with_a_bad_status_keeps_the_run_active(uri):
+    run = mlflow.start_run()
+    with pytest.raises(InvalidArgument, match="BOGUS"):
+        mlflow.end_run("BOGUS")
+    assert mlflow.active_run().info.run_id == run.info.run_id
+    mlflow.end_run()
+    assert mlflow.get_run(run.info.run_id).info.status == "FINISHED"

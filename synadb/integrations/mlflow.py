@@ -1341,8 +1341,10 @@ def end_run(status: str = "FINISHED") -> None:
     stack = _stack()
     if not stack:
         return
-    rid = stack.pop()
-    _client().set_terminated(rid, status)
+    # Terminate first: a bad status raises and leaves the run active, as in
+    # MLflow, instead of dropping it from the stack still RUNNING.
+    _client().set_terminated(stack[-1], status)
+    stack.pop()
 
 
 @atexit.register
