@@ -265,18 +265,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from .tracking import ExperimentTracker
+    from .tracking import ExperimentTracker, RunStatus
 
     with ExperimentTracker(args.file, read_only=True) as tracker:
         if args.experiment and args.experiment not in tracker.list_experiments():
             raise KeyNotFound(f"no experiment {args.experiment!r} in {tracker.path!r}; "
                               f"it has {tracker.list_experiments()}")
-        runs = tracker.list_runs(args.experiment)
+        # Sort first, then filter: --status with --sort keeps the sort order.
+        # An unknown status (a typo) is an error, not an empty listing.
+        runs = tracker.query(args.experiment, sort_by=args.sort or None,
+                             ascending=not args.desc)
         if args.status:
-            runs = [r for r in runs if r.status.value.lower() == args.status.lower()]
-        if args.sort:
-            runs = tracker.query(args.experiment, sort_by=args.sort,
-                                 ascending=not args.desc) if not args.status else runs
+            status = RunStatus.parse(args.status)
+            runs = [r for r in runs if r.status == status]
         if args.limit is not None:
             runs = runs[:args.limit]
         data = [r.to_dict() for r in runs]

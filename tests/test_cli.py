@@ -361,6 +361,18 @@ def test_runs_lists_sorts_and_filters(tracked, capsys):
     assert code == 1 and "no experiment 'nope'" in err
 
 
+def test_runs_status_with_sort_keeps_the_order_and_refuses_a_typo(tracked, capsys):
+    code, out, _ = run(capsys, "runs", tracked, "--status", "completed", "--sort", "acc",
+                       "--json")
+    assert code == 0
+    assert [r["params"]["lr"] for r in json.loads(out)] == ["0.1", "0.01", "0.001"]
+    code, out, _ = run(capsys, "runs", tracked, "--status", "finished", "--sort", "acc",
+                       "--desc", "--json")
+    assert [r["params"]["lr"] for r in json.loads(out)] == ["0.001", "0.01", "0.1"]
+    code, _, err = run(capsys, "runs", tracked, "--status", "complet")
+    assert code == 1 and "unknown run status 'complet'" in err
+
+
 def test_models_lists_versions_and_stages(tracked, capsys):
     code, out, _ = run(capsys, "models", tracked, "--json")
     versions = json.loads(out)
