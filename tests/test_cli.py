@@ -404,3 +404,10 @@ def test_json_output_of_keys_verify_compact_and_export(sample, tmp_path, capsys)
     assert code == 2 and "give OUT or --format" in err
     done = json.loads(run(capsys, "compact", sample, "--json", "--no-progress")[1])
     assert done["size_after"] <= done["size_before"]
+
+
+def test_mlflow_push_to_a_uri_mlflow_refuses_is_one_line(tracked, capsys):
+    pytest.importorskip("mlflow")
+    code, _, err = run(capsys, "mlflow-push", tracked, "--to", "foo://nowhere")
+    assert code == 1 and err.startswith("synadb: error: MLflow server foo://nowhere:")
+    assert "Traceback" not in err

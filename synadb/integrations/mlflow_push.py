@@ -75,7 +75,10 @@ def push(path: str | os.PathLike[str], to: str, *, experiments: Sequence[str] | 
         PushError: the server refused a request.
     """
     MlflowClient, _entities, MlflowException = _mlflow()
-    client = MlflowClient(tracking_uri=to, registry_uri=to)
+    try:  # a URI mlflow refuses (no such scheme, a file store) fails here
+        client = MlflowClient(tracking_uri=to, registry_uri=to)
+    except MlflowException as e:
+        raise PushError(f"MLflow server {to}: {e.message}") from e
     counts = dict(experiments=0, runs=0, runs_skipped=0, metrics=0, artifacts=0,
                   model_versions=0, model_versions_skipped=0)
     say = log or (lambda _line: None)
