@@ -150,6 +150,33 @@ def test_pca_separates_two_clusters():
     assert np.sign(proj[:50, 0]).std() == 0 and np.sign(proj[:50, 0])[0] != np.sign(proj[50:, 0])[0]
 
 
+def test_artifacts_logged_as_files_show_by_their_extension(tmp_path):
+    # mlflow.log_artifact, and every artifact the real mlflow logs through
+    # the synadb:// plugin, is stored as untyped file bytes.
+    path = str(tmp_path / "files.db")
+    png = b"\x89PNG\r\n\x1a\n" + bytes(16)
+    with ExperimentTracker(path) as t:
+        rid = t.start_run("e")
+        for name, data in (("plots/curve.png", png), ("notes.txt", b"hello"),
+                           ("cfg.json", b'{"a": 1}'), ("page.html", b"<script>x</script>")):
+            (tmp_path / "f").write_bytes(data)
+            t.log_artifact(rid, name, tmp_path / "f")
+    with client(path) as c:
+        def view(name):
+            return c.get("/api/artifact", params={"run": rid, "name": name}).json()
+        assert view("plots/curve.png")["view"] == "image"
+        raw = c.get("/api/artifact/raw", params={"run": rid, "name": "plots/curve.png"})
+        assert raw.headers["content-type"] == "image/png" and raw.content == png
+        assert (view("notes.txt")["view"], view("notes.txt")["text"]) == ("text", "hello")
+        assert json.loads(view("cfg.json")["text"]) == {"a": 1}
+        assert view("page.html")["view"] == "hex"
+        raw = c.get("/api/artifact/raw", params={"run": rid, "name": "page.html"})
+        assert raw.headers["content-type"] == "application/octet-stream"
+        assert "attachment" in raw.headers["content-disposition"]
+        info = c.get("/api/run", params={"id": rid}).json()["artifact_info"]
+        assert info["plots/curve.png"]["mime"] == "image/png"
+
+
 @pytest.mark.parametrize("name", ["../secret", "a/../../b", "/etc/passwd", "a\\b", "./x", "a//b"])
 def test_artifact_names_that_leave_the_run_are_refused(studio_file, name):
     path, runs = studio_file

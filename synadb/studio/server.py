@@ -376,7 +376,7 @@ def _run(st: Studio, request: Request) -> Any:
     row["artifact_info"] = {}
     for name in run.artifacts:
         try:
-            info = st.tracker.artifact_info(run.id, name)
+            info = _artifact_type(name, st.tracker.artifact_info(run.id, name))
         except errors.KeyNotFound:
             continue
         row["artifact_info"][name] = {"type": info.get("type"), "size": info.get("size"),
@@ -408,6 +408,28 @@ def _compare(st: Studio, request: Request) -> Any:
         raise HTTPError(404, str(e)) from None
 
 
+# A file logged by path (mlflow.log_artifact, and every artifact the real
+# mlflow logs through the synadb:// plugin: figures, images, dicts, text) is
+# stored untyped; its extension says how to show it.
+_EXT_KINDS = {".png": ("image", "image/png"), ".jpg": ("image", "image/jpeg"),
+              ".jpeg": ("image", "image/jpeg"), ".gif": ("image", "image/gif"),
+              ".svg": ("image", "image/svg+xml"), ".json": ("json", "application/json"),
+              ".yaml": ("yaml", "application/x-yaml"), ".yml": ("yaml", "application/x-yaml"),
+              **{e: ("text", "text/plain") for e in (".txt", ".log", ".md", ".csv", ".tsv",
+                                                      ".py", ".cfg", ".ini", ".toml")}}
+
+
+def _artifact_type(name: str, info: dict[str, Any]) -> dict[str, Any]:
+    """``info`` with type and mime guessed from the name's extension when
+    the artifact was stored as untyped bytes."""
+    if info.get("type") in ("file", "bytes") and \
+            (info.get("mime") or "application/octet-stream") == "application/octet-stream":
+        guess = _EXT_KINDS.get(os.path.splitext(name)[1].lower())
+        if guess is not None:
+            return {**info, "type": guess[0], "mime": guess[1]}
+    return info
+
+
 def _artifact_lookup(st: Studio, request: Request) -> tuple[str, str, dict[str, Any]]:
     run_id = _param(request, "run")
     name = _param(request, "name")
@@ -419,7 +441,7 @@ def _artifact_lookup(st: Studio, request: Request) -> tuple[str, str, dict[str, 
         info = st.tracker.artifact_info(run_id, name)
     except (errors.KeyNotFound, errors.InvalidArgument):
         raise HTTPError(404, f"run {run_id!r} has no artifact {name!r}") from None
-    return run_id, name, info
+    return run_id, name, _artifact_type(name, info)
 
 
 def _artifact_raw(st: Studio, request: Request) -> Response:
@@ -446,7 +468,7 @@ def _artifact_view(st: Studio, request: Request) -> Any:
     kind = info.get("type")
     mime = info.get("mime") or ""
     out: dict[str, Any] = {"name": name, "type": kind, "mime": mime, "size": info.get("size")}
-    if kind in ("image", "figure") and mime in ("image/png", "image/svg+xml"):
+    if kind in ("image", "figure") and mime.startswith("image/") and mime in _INLINE_MIME:
         out["view"] = "image"
         return out
     raw = st.tracker.get_artifact(run_id, name)
