@@ -532,14 +532,14 @@ class ExperimentTracker:
         return parsed
 
     def _entry(self, run_id: str) -> dict[str, Any]:
+        # Always follow other handles first (about a microsecond): a run's
+        # status, params and artifacts change while a notebook reads them.
+        self._sync()
         entry = self._entries.get(run_id)
         if entry is None:
-            self._sync()
-            entry = self._entries.get(run_id)
-            if entry is None:
-                if not isinstance(run_id, str):
-                    raise errors.InvalidArgument(f"a run id is a str, got {run_id!r}")
-                raise errors.KeyNotFound(f"no run {run_id!r} in {self.path!r}")
+            if not isinstance(run_id, str):
+                raise errors.InvalidArgument(f"a run id is a str, got {run_id!r}")
+            raise errors.KeyNotFound(f"no run {run_id!r} in {self.path!r}")
         return self._decoded(run_id, entry)
 
     @contextmanager
