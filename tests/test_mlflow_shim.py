@@ -370,3 +370,11 @@ def test_end_run_with_a_bad_status_keeps_the_run_active(uri):
     assert mlflow.active_run().info.run_id == run.info.run_id
     mlflow.end_run()
     assert mlflow.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_numpy_params_are_stored_as_mlflow_stores_them(uri):
+    with mlflow.start_run() as run:
+        mlflow.log_params({"lr": np.float32(0.1), "n": np.int64(5), "flag": np.bool_(True)})
+        mlflow.log_param("wd", np.float32(1e-4))
+    assert mlflow.get_run(run.info.run_id).data.params == {
+        "lr": "0.1", "n": "5", "flag": "True", "wd": str(np.float32(1e-4))}

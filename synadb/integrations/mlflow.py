@@ -846,7 +846,10 @@ class MlflowClient:
         different value is refused, as MLflow refuses it."""
         tracker = self.tracker
         run = tracker.get_run(run_id)
-        new = flatten_params({p.key: p.value for p in params})
+        # MLflow stores str(value): str(np.float32(0.1)) is "0.1", where
+        # flatten_params would give "0.10000000149011612".
+        new = flatten_params({p.key: p.value if isinstance(p.value, Mapping) else str(p.value)
+                              for p in params})
         for k, v in new.items():
             old = run.params.get(k)
             if old is not None and old != v:
