@@ -534,11 +534,11 @@ class ExperimentTracker:
     def _entry(self, run_id: str) -> dict[str, Any]:
         # Always follow other handles first (about a microsecond): a run's
         # status, params and artifacts change while a notebook reads them.
+        if not isinstance(run_id, str):
+            raise errors.InvalidArgument(f"a run id is a str, got {run_id!r}")
         self._sync()
         entry = self._entries.get(run_id)
         if entry is None:
-            if not isinstance(run_id, str):
-                raise errors.InvalidArgument(f"a run id is a str, got {run_id!r}")
             raise errors.KeyNotFound(f"no run {run_id!r} in {self.path!r}")
         return self._decoded(run_id, entry)
 
@@ -768,6 +768,7 @@ class ExperimentTracker:
         """Add metric names to the run's entry (one change for all of them)."""
         for key in names:
             _check_name("metric", key)
+            SynaDB._key(f"run/{run_id}/m/{key}")  # too many UTF-8 bytes: refuse it now
         entry = self._entry(run_id)
         if any(key not in entry["metrics"] for key in names):
             with self._change(run_id) as entry:
@@ -784,15 +785,17 @@ class ExperimentTracker:
         ``step`` defaults to one more than the metric's previous step count
         (0, 1, 2, ...).  NaN and infinity are kept (a diverging loss is data).
         """
+        # Check the value and step before a new metric's name is registered:
+        # bad input changes nothing in the file.
+        if type(value) is not float:
+            value = _number(key, value)
+        if step is not None and (type(step) is not int or not -_MAX_STEP <= step <= _MAX_STEP):
+            step = _step(key, step)
         mk = self._mkeys.get((run_id, key))
         if mk is None:
             mk = self._metric_key(run_id, key)
-        if type(value) is not float:
-            value = _number(key, value)
         if step is None:
             step = mk[1]
-        elif type(step) is not int:
-            step = _step(key, step)
         mk[1] = step + 1
         self._db.put_float_triple(mk[0], value, step,
                                   _now() if timestamp is None else float(timestamp))
@@ -801,6 +804,10 @@ class ExperimentTracker:
                     timestamp: float | None = None) -> None:
         """Log several metrics at one step (one record each)."""
         ts = time.time() if timestamp is None else float(timestamp)
+        # All or nothing: check every value (and the step) before logging any.
+        metrics = {k: v if type(v) is float else _number(k, v) for k, v in metrics.items()}
+        if step is not None:
+            step = _step(next(iter(metrics), "step"), step)
         mkeys = self._mkeys
         new = [k for k in metrics if (run_id, k) not in mkeys]
         if new:
@@ -811,18 +818,23 @@ class ExperimentTracker:
     def log_metric_batch(self, run_id: str, key: str, values: Any,
                          steps: Any = None, timestamps: Any = None) -> int:
         """Append many values of one metric in one record."""
-        vals = np.asarray(values, dtype=np.float64).reshape(-1)
+        try:
+            vals = np.asarray(values, dtype=np.float64).reshape(-1)
+            given = None if steps is None else np.asarray(steps, dtype=np.float64).reshape(-1)
+            ts = (np.full(len(vals), time.time()) if timestamps is None
+                  else np.asarray(timestamps, dtype=np.float64).reshape(-1))
+        except (TypeError, ValueError) as e:
+            raise errors.InvalidArgument(f"metric {key!r}: values, steps and timestamps "
+                                         f"must be numbers ({e})") from None
         n = len(vals)
         if n == 0:
             return 0
+        if (given is not None and len(given) != n) or len(ts) != n:
+            raise errors.DimensionMismatch(
+                f"metric {key!r}: {n} values, {n if given is None else len(given)} steps, "
+                f"{len(ts)} timestamps")
         mk = self._metric_key(run_id, key)
-        st = (np.arange(mk[1], mk[1] + n, dtype=np.float64) if steps is None
-              else np.asarray(steps, dtype=np.float64).reshape(-1))
-        ts = (np.full(n, time.time()) if timestamps is None
-              else np.asarray(timestamps, dtype=np.float64).reshape(-1))
-        if len(st) != n or len(ts) != n:
-            raise errors.DimensionMismatch(f"metric {key!r}: {n} values, {len(st)} steps, "
-                                           f"{len(ts)} timestamps")
+        st = np.arange(mk[1], mk[1] + n, dtype=np.float64) if given is None else given
         rows = np.empty((n, _ROW))
         rows[:, 0], rows[:, 1], rows[:, 2] = vals, st, ts
         self._db.put_floats_batch(mk[0], rows.reshape(-1), allow_nonfinite=True)
@@ -895,6 +907,7 @@ class ExperimentTracker:
     def log_dict(self, run_id: str, name: str, data: Mapping[str, Any]) -> str:
         if not isinstance(data, Mapping):
             raise errors.InvalidArgument(f"log_dict needs a dict, got {type(data).__name__}")
+        check_artifact_name(name)
         if name.endswith((".yaml", ".yml")):
             try:
                 import yaml  # noqa: F401  (MLflow writes YAML for these names)
@@ -1049,11 +1062,17 @@ class ExperimentTracker:
         return out
 
 
+_MAX_STEP = 2**53  # steps are stored as float64: larger ones would not read back
+
+
 def _step(name: str, step: object) -> int:
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-        if isinstance(step, float) and step.is_integer():
-            return int(step)
+        if isinstance(step, (float, np.floating)) and float(step).is_integer():
+            return _step(name, int(step))
         raise errors.InvalidArgument(f"metric {name!r}: step {step!r} is not an int")
+    if not -_MAX_STEP <= step <= _MAX_STEP:
+        raise errors.InvalidArgument(f"metric {name!r}: step {step!r} is out of range "
+                                     "(at most 2**53 in magnitude)")
     return int(step)
 
 

@@ -530,3 +530,36 @@ def test_get_run_follows_changes_made_by_another_handle(path):
     assert notebook.load_artifact(rid, "cfg.json") == {"a": 1}
     training.close()
     notebook.close()
+
+
+def test_bad_value_or_step_of_a_new_metric_changes_nothing(path):
+    tracker = ExperimentTracker(path)
+    rid = tracker.start_run("e")
+    tracker.log_metric(rid, "loss", 1.0)
+    tracker.sync()
+    end = tracker.db._log_end()
+    with pytest.raises(synadb.InvalidArgument):
+        tracker.log_metric(rid, "acc", "high")            # a new metric, bad value
+    with pytest.raises(synadb.InvalidArgument):
+        tracker.log_metric(rid, "acc", 0.5, step="x")     # a new metric, bad step
+    with pytest.raises(synadb.InvalidArgument):
+        tracker.log_metric(rid, "loss", 0.5, step=2**80)  # would read back as garbage
+    with pytest.raises(synadb.InvalidArgument):
+        tracker.log_metric(rid, "\U0001F600" * 250, 0.5)  # 1000 UTF-8 bytes: too long a key
+    with pytest.raises(synadb.InvalidArgument):
+        tracker.log_metrics(rid, {"loss": 0.5, "acc": None})   # none of them is logged
+    with pytest.raises(synadb.DimensionMismatch):
+        tracker.log_metric_batch(rid, "batch", [1.0, 2.0], steps=[1])
+    with pytest.raises(synadb.InvalidArgument):
+        tracker.log_metric_batch(rid, "batch", ["a"])
+    with pytest.raises(synadb.InvalidArgument):
+        tracker.log_dict(rid, None, {})
+    with pytest.raises(synadb.InvalidArgument):
+        tracker.get_run(["not", "a", "str"])
+    assert tracker.db._log_end() == end
+    assert tracker.get_run(rid).metric_names == ["loss"]
+    assert tracker.get_metric(rid, "loss") == [(0, 1.0)]
+    tracker.log_metric(rid, "loss", 0.5, step=np.float64(7.0))
+    tracker.log_metrics(rid, {"loss": 0.25, "acc": 0.9}, step=np.int64(2**53))
+    assert tracker.get_metric(rid, "loss") == [(0, 1.0), (7, 0.5), (2**53, 0.25)]
+    tracker.close()
