@@ -523,3 +523,34 @@ def test_launch_refuses_a_missing_file(tmp_path):
     from synadb.studio import main
 
     assert main([str(tmp_path / "missing.db"), "--port", "0"]) == 1
+
+
+def test_port_0_reports_the_bound_port_and_a_busy_port_is_exit_1(tmp_path):
+    path = str(tmp_path / "p.db")
+    SynaDB(path).close()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        got = subprocess.run([sys.executable, "-m", "synadb.cli", "studio", path, "--port",
+                              str(port), "--json"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert (got.returncode, got.stdout) == (1, "")
+    assert "synadb studio: error: cannot serve on" in got.stderr
+    assert "Traceback" not in got.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "synadb.cli", "studio", path, "--port", "0",
+                             "--json"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = json.loads(proc.stdout.readline())["url"]
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        assert port != 0
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/api/stamp")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()

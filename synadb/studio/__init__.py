@@ -49,7 +49,7 @@ def _allowed_hosts(host: str, port: int) -> list[str] | None:
 
 def launch_studio(path: str | os.PathLike[str], port: int = DEFAULT_PORT,
                   host: str = DEFAULT_HOST, allow_writes: bool = False,
-                  open_browser: bool = False) -> None:
+                  open_browser: bool = False, *, print_json: bool = False) -> None:
     """Serve Studio for the database at ``path`` until interrupted (Ctrl-C).
 
     Args:
@@ -58,10 +58,13 @@ def launch_studio(path: str | os.PathLike[str], port: int = DEFAULT_PORT,
         host: interface to bind; the default serves this machine only.
         allow_writes: let the page delete runs and change model stages.
         open_browser: open the page in the default web browser.
+        print_json: print the address (with the port actually bound) as one
+            JSON object on stdout once the socket listens.
 
     Raises:
         MissingDependency: Starlette or uvicorn is not installed.
         DatabaseNotFound: ``path`` does not exist.
+        OSError: the address cannot be bound (say, the port is in use).
 
     >>> launch_studio("experiments.db")   # doctest: +SKIP
     """
@@ -74,7 +77,26 @@ def launch_studio(path: str | os.PathLike[str], port: int = DEFAULT_PORT,
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
+    # Bind here, not in uvicorn: a port in use is then an OSError (exit 1,
+    # one line) before anything claims to serve, and port 0 is reported as
+    # the port the system picked, not as 0.
+    import socket
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        raise OSError(e.errno, f"cannot serve on {host}:{port}: {e.strerror}") from None
+    port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
+    if print_json:
+        import json
+
+        print(json.dumps({"url": f"http://{shown}:{port}/", "path": os.fspath(path),
+                          "allow_writes": allow_writes}), flush=True)
     if open_browser and port:
         import threading
         import webbrowser
@@ -83,7 +105,10 @@ def launch_studio(path: str | os.PathLike[str], port: int = DEFAULT_PORT,
     mode = "read-write" if allow_writes else "read-only"
     print(f"synadb studio: {os.fspath(path)} ({mode}) on http://{shown}:{port}/ "
           "(Ctrl-C stops)", file=sys.stderr, flush=True)
-    server.run()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 def _port(text: str) -> int:
@@ -117,17 +142,15 @@ def _run(args: argparse.Namespace) -> int:
     if not os.path.exists(path):
         print(f"synadb studio: error: no such file: {path}", file=sys.stderr)
         return 1
-    if getattr(args, "json", False):
-        import json
-
-        shown = f"[{args.host}]" if ":" in args.host else args.host
-        print(json.dumps({"url": f"http://{shown}:{args.port}/", "path": os.fspath(path),
-                          "allow_writes": args.allow_writes}), flush=True)
     try:
         launch_studio(path, port=args.port, host=args.host, allow_writes=args.allow_writes,
-                      open_browser=args.open_browser)
+                      open_browser=args.open_browser,
+                      print_json=getattr(args, "json", False))
     except KeyboardInterrupt:
         return 130
+    except OSError as e:
+        print(f"synadb studio: error: {e.strerror or e}", file=sys.stderr)
+        return 1
     return 0
 
 
