@@ -1006,6 +1006,12 @@ class ExperimentTracker:
         < <= > >= == !=), and any other key is a param name (its value
         compared as a string) or, failing that, a metric.
         """
+        if filter is not None and not isinstance(filter, Mapping):
+            raise errors.InvalidArgument(
+                f"filter must be a dict such as {{'status': 'completed', 'lr': '0.001'}}, "
+                f"got {filter!r}")
+        if sort_by is not None and not isinstance(sort_by, str):
+            raise errors.InvalidArgument(f"sort_by must be a metric or param name, got {sort_by!r}")
         runs = self.list_runs(experiment)
         if filter:
             runs = [r for r in runs if _matches(r, filter)]
@@ -1126,6 +1132,9 @@ def _matches(run: Run, flt: Mapping[str, Any]) -> bool:
             if run.status not in {RunStatus.parse(w) for w in wants}:
                 return False
         elif key == "tags":
+            if not isinstance(want, (str, list, tuple, set, frozenset)):
+                raise errors.InvalidArgument(f"filter 'tags' takes a label or a list of "
+                                             f"labels, got {want!r}")
             labels = [want] if isinstance(want, str) else list(want)
             if not all(t in run.tags for t in labels):
                 return False

@@ -563,3 +563,17 @@ def test_bad_value_or_step_of_a_new_metric_changes_nothing(path):
     tracker.log_metrics(rid, {"loss": 0.25, "acc": 0.9}, step=np.int64(2**53))
     assert tracker.get_metric(rid, "loss") == [(0, 1.0), (7, 0.5), (2**53, 0.25)]
     tracker.close()
+
+
+def test_query_refuses_an_mlflow_filter_string_with_a_syna_error(path):
+    exp = Experiment("q", path)
+    with exp.start_run(tags=["a"]) as run:
+        run.log_param("lr", 0.01)
+    with pytest.raises(synadb.InvalidArgument, match="filter must be a dict"):
+        exp.query(filter="params.lr = '0.01'")
+    with pytest.raises(synadb.InvalidArgument, match="sort_by"):
+        exp.query(sort_by=5)
+    with pytest.raises(synadb.InvalidArgument, match="tags"):
+        exp.query(filter={"tags": 5})
+    assert [r.id for r in exp.query(filter={"lr": 0.01, "tags": "a"})] == [run.id]
+    exp.close()
