@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random as _random
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from . import errors
@@ -61,8 +61,12 @@ def sweep(grid: Mapping[str, Sequence[Any] | Any], method: str = "grid", n: int 
     choices = []
     for name in names:
         vals = grid[name]
-        if isinstance(vals, (str, bytes)) or not isinstance(vals, Sequence):
-            vals = [vals]
+        if hasattr(vals, "ndim") and hasattr(vals, "tolist"):  # numpy array (np.logspace)
+            vals = vals.tolist() if vals.ndim else [vals.tolist()]
+        elif isinstance(vals, (str, bytes, Mapping)) or not isinstance(vals, Iterable):
+            vals = [vals]  # a single value is held fixed
+        else:  # list, tuple, range, set, generator
+            vals = list(vals)
         if not vals:
             raise errors.InvalidArgument(f"sweep value list of {name!r} is empty")
         choices.append(list(vals))
@@ -79,3 +83,4 @@ def sweep(grid: Mapping[str, Sequence[Any] | Any], method: str = "grid", n: int 
             run = experiment.start_run(tags=["sweep"], params=dict(config), name=f"sweep-{i}",
                                        tag_values=config.tags)
             yield run, config
+

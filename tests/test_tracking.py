@@ -577,3 +577,13 @@ def test_query_refuses_an_mlflow_filter_string_with_a_syna_error(path):
         exp.query(filter={"tags": 5})
     assert [r.id for r in exp.query(filter={"lr": 0.01, "tags": "a"})] == [run.id]
     exp.close()
+
+
+def test_sweep_takes_numpy_arrays_sets_and_ranges_as_candidates():
+    grid = {"lr": np.logspace(-3, -1, 3), "bs": range(2), "opt": {"name": "adam"}}
+    configs = list(synadb.sweep(grid))
+    assert len(configs) == 6
+    assert sorted({c["lr"] for c in configs}) == pytest.approx([0.001, 0.01, 0.1])
+    assert all(type(c["lr"]) is float for c in configs)  # logged as "0.01", not an array
+    assert {c["bs"] for c in configs} == {0, 1} and configs[0]["opt"] == {"name": "adam"}
+    assert len(list(synadb.sweep({"a": {1, 2}, "b": np.float64(0.5)}))) == 2
