@@ -72,8 +72,16 @@ def sweep(grid: Mapping[str, Sequence[Any] | Any], method: str = "grid", n: int 
         choices.append(list(vals))
     combos: Any = itertools.product(*choices)
     if method == "random":
-        combos = list(combos)
-        _random.Random(seed).shuffle(combos)
+        total = 1
+        for vals in choices:
+            total *= len(vals)
+        if n is not None and n < total and total > 100_000:
+            # Draw n indices instead of listing every combination (a
+            # 10-parameter grid has billions); decode each one digit by digit.
+            combos = [_nth(choices, i) for i in _random.Random(seed).sample(range(total), n)]
+        else:
+            combos = list(combos)
+            _random.Random(seed).shuffle(combos)
     sid = sweep_id or uuid.uuid4().hex[:12]
     for i, combo in enumerate(itertools.islice(combos, n)):
         config = SweepConfig(dict(zip(names, combo)), sid, i)
@@ -84,3 +92,11 @@ def sweep(grid: Mapping[str, Sequence[Any] | Any], method: str = "grid", n: int 
                                        tag_values=config.tags)
             yield run, config
 
+
+def _nth(choices: list[list[Any]], index: int) -> tuple[Any, ...]:
+    """The ``index``-th combination of ``itertools.product(*choices)``."""
+    out = []
+    for vals in reversed(choices):
+        index, digit = divmod(index, len(vals))
+        out.append(vals[digit])
+    return tuple(reversed(out))

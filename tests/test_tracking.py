@@ -587,3 +587,11 @@ def test_sweep_takes_numpy_arrays_sets_and_ranges_as_candidates():
     assert all(type(c["lr"]) is float for c in configs)  # logged as "0.01", not an array
     assert {c["bs"] for c in configs} == {0, 1} and configs[0]["opt"] == {"name": "adam"}
     assert len(list(synadb.sweep({"a": {1, 2}, "b": np.float64(0.5)}))) == 2
+
+
+def test_random_sweep_over_a_huge_grid_draws_without_listing_it():
+    grid = {f"p{i}": list(range(10)) for i in range(12)}  # 10**12 combinations
+    configs = [dict(c) for c in synadb.sweep(grid, method="random", n=5, seed=1)]
+    assert len(configs) == 5 and len({tuple(c.values()) for c in configs}) == 5
+    assert configs == [dict(c) for c in synadb.sweep(grid, method="random", n=5, seed=1)]
+    assert all(set(c) == set(grid) and all(0 <= v < 10 for v in c.values()) for c in configs)
