@@ -547,15 +547,16 @@ class ModelRegistry:
         with db.batch(sync=self._sync):
             entries = ([self._entry(name, version)] if version is not None
                        else self._entries(name))
-            if version is None and not entries and self._model(name) is None:
+            if version is None and not entries:
                 raise errors.KeyNotFound(f"no model {name!r} in {self.path!r}")
             for e in entries:
                 for i in range(e["chunks"]):
                     db.delete(f"reg/{esc}/{e['version']}/{i}")
                 db.delete(f"reg/{esc}/{e['version']}")
             if version is None:
+                # The model's record (its next version number) stays, so a
+                # model saved again under this name never reuses a number.
                 db.delete(f"reg/{esc}/stages")
-                db.delete("reg/" + esc)
         return len(entries)
 
     delete_model = delete

@@ -231,3 +231,20 @@ def test_two_processes_save_versions_without_clashing(path):
         for v in versions:
             data, _ = reg.load_model("shared", v.version)
             assert data == (v.metadata["who"] * 100).encode()
+
+
+def test_deleting_a_whole_model_never_reuses_its_version_numbers(path):
+    registry = ModelRegistry(path)
+    registry.save_model("m", b"1")
+    registry.save_model("m", b"2")
+    assert registry.delete("m") == 2
+    assert registry.list_models() == [] and registry.list_versions("m") == []
+    with pytest.raises(synadb.KeyNotFound):
+        registry.load_model("m")
+    with pytest.raises(synadb.KeyNotFound):
+        registry.delete("m")
+    v = registry.save_model("m", b"new")  # a pinned "m v1" must not mean other bytes
+    assert v.version == 3 and registry.list_models() == ["m"]
+    assert [c.version for c in registry.stage_history("m")] == [3]
+    registry.close()
+
