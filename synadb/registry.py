@@ -217,6 +217,8 @@ class ModelRegistry:
         except (TypeError, ValueError):
             meta = {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v)
                     for k, v in meta.items()}
+        if tags is not None and not isinstance(tags, Mapping):
+            raise errors.InvalidArgument(f"tags must be a dict, got {type(tags).__name__}")
         tag_map = {str(k): str(v) for k, v in (tags or {}).items()}
         stage = canonical_stage(stage)
         fmt, source, size = _source(model)

@@ -248,3 +248,10 @@ def test_deleting_a_whole_model_never_reuses_its_version_numbers(path):
     assert [c.version for c in registry.stage_history("m")] == [3]
     registry.close()
 
+
+def test_save_with_tags_that_are_not_a_dict_is_a_syna_error(path):
+    registry = ModelRegistry(path)
+    with pytest.raises(synadb.InvalidArgument, match="tags must be a dict"):
+        registry.save_model("m", b"1", tags=[("team", "nlp")])
+    assert registry.list_models() == []
+    registry.close()
