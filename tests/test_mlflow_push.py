@@ -10,6 +10,7 @@ mlflow = pytest.importorskip("mlflow")
 
 from synadb import ExperimentTracker, ModelRegistry  # noqa: E402
 from synadb.cli import main  # noqa: E402
+import synadb.integrations.mlflow as shim  # noqa: E402
 from test_mlflow_plugin import start_mlflow_server, stop_mlflow_server  # noqa: E402
 
 
@@ -104,6 +105,10 @@ def test_push_copies_runs_and_models_and_is_idempotent(server, tmp_path, capsys)
         third = tracker.start_run("push-exp", name="third")
         tracker.log_metric(third, "loss", 0.1)
         tracker.end_run(third)
+        # A run deleted through MLflow's API (a soft delete) is not pushed.
+        binned = tracker.start_run("push-exp", name="binned")
+        tracker.end_run(binned)
+    shim.MlflowClient(tracking_uri=str(path)).delete_run(binned)
     with ModelRegistry(path) as registry:
         registry.save_model("clf", b"model-v3")
     last = _push(path, server, capsys)

@@ -139,7 +139,9 @@ def _push_runs(client: Any, tracker: ExperimentTracker, only: Sequence[str] | No
                 have[local] = r.info.run_id
             else:  # left half-pushed by an interrupted push: send it again
                 client.delete_run(r.info.run_id)
-        runs = tracker.list_runs(name)
+        # Runs deleted through MLflow (a soft delete, kept as a tag) stay behind.
+        runs = [r for r in tracker.list_runs(name)
+                if r.tag_values.get(shim.LIFECYCLE_TAG) != "deleted"]
         # Parents first, so a child's mlflow.parentRunId names the remote parent.
         runs.sort(key=lambda r: (r.parent_id is not None, r.start_time))
         for run in runs:
