@@ -378,3 +378,19 @@ def test_numpy_params_are_stored_as_mlflow_stores_them(uri):
         mlflow.log_param("wd", np.float32(1e-4))
     assert mlflow.get_run(run.info.run_id).data.params == {
         "lr": "0.1", "n": "5", "flag": "True", "wd": str(np.float32(1e-4))}
+
+
+def test_client_errors_are_mlflow_exceptions(tmp_path):
+    import synadb
+
+    client = mlflow.MlflowClient(tracking_uri=str(tmp_path / "errs.db"))
+    with pytest.raises(mlflow.MlflowException) as info:
+        client.log_metric("0" * 32, "loss", 1.0)
+    assert info.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    assert isinstance(info.value, synadb.SynaError)
+    run = client.create_run(client.create_experiment("e"))
+    with pytest.raises(mlflow.MlflowException) as info:
+        client.log_metric(run.info.run_id, "loss", "high")
+    assert info.value.error_code == "INVALID_PARAMETER_VALUE"
+    with pytest.raises(mlflow.MlflowException):
+        client.set_terminated("f" * 32)

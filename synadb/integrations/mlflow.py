@@ -45,6 +45,7 @@ use the same mapping):
 from __future__ import annotations
 
 import atexit
+import functools
 import getpass
 import hashlib
 import json
@@ -107,12 +108,20 @@ class MlflowException(SynaError):
         self.error_code = error_code
 
 
+class _NotFound(MlflowException, KeyNotFound):
+    "MLflow's RESOURCE_DOES_NOT_EXIST; still a synadb KeyNotFound."
+
+
+class _InvalidParameter(MlflowException, InvalidArgument):
+    "MLflow's INVALID_PARAMETER_VALUE; still a synadb InvalidArgument."
+
+
 def _not_found(message: str) -> MlflowException:
-    return MlflowException(message, "RESOURCE_DOES_NOT_EXIST")
+    return _NotFound(message, "RESOURCE_DOES_NOT_EXIST")
 
 
 def _bad(message: str) -> MlflowException:
-    return MlflowException(message, "INVALID_PARAMETER_VALUE")
+    return _InvalidParameter(message, "INVALID_PARAMETER_VALUE")
 
 
 class ViewType:
@@ -679,6 +688,31 @@ def _trackers() -> dict[str, ExperimentTracker]:
     return _STATE.trackers
 
 
+def _as_mlflow_errors(cls: type) -> type:
+    """Make each public method raise MlflowException, as MLflow's client
+    does, where synadb raised KeyNotFound or InvalidArgument (both stay in
+    the chain, and MlflowException is a SynaError too)."""
+
+    def translated(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def method(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except MlflowException:
+                raise
+            except KeyNotFound as e:
+                raise _not_found(str(e).strip("'\"")) from e
+            except InvalidArgument as e:
+                raise _bad(str(e)) from e
+        return method
+
+    for name, fn in list(vars(cls).items()):
+        if not name.startswith("_") and callable(fn) and not isinstance(fn, type):
+            setattr(cls, name, translated(fn))
+    return cls
+
+
+@_as_mlflow_errors
 class MlflowClient:
     """MLflow's ``MlflowClient`` over a synadb file.
 
