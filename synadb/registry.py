@@ -19,7 +19,6 @@ is one atomic step, and so is a save.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import threading
@@ -363,10 +362,10 @@ class ModelRegistry:
     def load_torch(self, name: str, version: int | None = None, *, stage: str | None = None,
                    map_location: Any = "cpu") -> Any:
         """A torch-saved version, loaded with ``weights_only=True``."""
-        import torch
+        from .integrations._torch_io import from_bytes
 
         data, _ = self.load_model(name, version, stage=stage)
-        return torch.load(io.BytesIO(data), weights_only=True, map_location=map_location)
+        return from_bytes(data, map_location=map_location)
 
     def verify(self, name: str, version: int | None = None) -> bool:
         """Re-hash a version (or all versions) against the stored SHA-256."""
@@ -622,12 +621,9 @@ def _source(model: Any) -> tuple[str, Iterator[Any], int]:
     mod = type(model).__module__ or ""
     if mod.startswith("torch") or (isinstance(model, Mapping) and model and all(
             (type(v).__module__ or "").startswith("torch") for v in model.values())):
-        import torch
+        from .integrations._torch_io import to_bytes  # the caller has torch loaded
 
-        obj = model.state_dict() if hasattr(model, "state_dict") else model
-        buf = io.BytesIO()
-        torch.save(obj, buf)
-        data = buf.getbuffer()
+        data = memoryview(to_bytes(model))
         return "torch", (data[i:i + CHUNK] for i in range(0, max(len(data), 1), CHUNK)), len(data)
     raise errors.InvalidArgument(
         f"cannot save a {type(model).__name__} as a model: pass bytes, a file path or a "

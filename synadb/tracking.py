@@ -81,8 +81,10 @@ _STATUS = {s.value: s for s in RunStatus}
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, str]:
-    """Nested dicts become dotted names, values become strings (as MLflow's
-    ``log_params`` stores them): ``{"opt": {"lr": 0.1}}`` -> ``{"opt.lr": "0.1"}``."""
+    """Nested dicts become dotted names, as MLflow's autologgers flatten a
+    model's hyperparameters, and values become strings, as MLflow stores
+    params: ``{"opt": {"lr": 0.1}}`` -> ``{"opt.lr": "0.1"}``.  (MLflow's own
+    ``log_params`` would store ``opt`` as ``"{'lr': 0.1}"``.)"""
     out: dict[str, str] = {}
     for key, value in params.items():
         name = f"{prefix}{sep}{key}" if prefix else str(key)
@@ -1093,8 +1095,10 @@ _OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a 
 def _compare(have: Any, want: Any, numeric: bool) -> bool:
     if isinstance(want, Mapping):
         return all(_compare_op(have, op, v, numeric) for op, v in want.items())
-    if isinstance(want, tuple) and len(want) == 2 and want[0] in _OPS:
-        return _compare_op(have, want[0], want[1], numeric)
+    if isinstance(want, tuple) and len(want) == 2 and isinstance(want[0], str) and (
+            want[0] in _OPS or want[0] in ("$in", "$nin", "in", "not in")
+            or (want[0] and not want[0].strip("<>=!~$"))):
+        return _compare_op(have, want[0], want[1], numeric)  # raises on unknown ops
     if isinstance(want, (list, set, frozenset)):
         return any(_compare(have, w, numeric) for w in want)
     if have is None:
@@ -1213,11 +1217,11 @@ def _json_default(obj: Any) -> Any:
 
 
 def _torch_bytes(obj: Any) -> bytes:
-    import torch
+    # Only the adapters import a framework (DESIGN.md); a torch object here
+    # means the caller has torch loaded already.
+    from .integrations._torch_io import to_bytes
 
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
+    return to_bytes(obj)
 
 
 def _is_torch(obj: Any) -> bool:
@@ -1276,9 +1280,9 @@ def _decode_artifact(kind: str, raw: bytes, allow_pickle: bool) -> Any:
     if kind in ("image", "figure") and raw[:8] == b"\x89PNG\r\n\x1a\n":
         return _png_decode(raw)
     if kind == "torch":
-        import torch
+        from .integrations._torch_io import from_bytes
 
-        return torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
+        return from_bytes(raw)
     if kind == "pickle":
         if not allow_pickle:
             raise errors.InvalidArgument("this artifact is a pickle; load it with "

@@ -303,6 +303,9 @@ TRAINER = """
             tracker.log_text(rid, f"notes/{step // 100 % 5}.txt", str(step))
         if len(sys.argv) < 4:
             print(step, flush=True)  # the log call above has returned
+        elif step == int(sys.argv[2]) // 2:  # quiet mode: pause mid-run until told
+            print("half", flush=True)
+            sys.stdin.readline()
         if step == int(sys.argv[2]):
             tracker.end_run(rid)
             print("done", flush=True)
@@ -337,7 +340,16 @@ def test_notebook_reads_runs_while_training_logs(path):
     assert notebook.list_runs() == []
     proc = _child(TRAINER, path, 20000, "quiet")
     rid = proc.stdout.readline().strip()
-    seen, polls = 0, 0
+    # Mid-run, with the trainer paused: the notebook sees exactly what has
+    # been logged so far, without reopening.
+    assert proc.stdout.readline().strip() == "half"
+    (run,) = notebook.list_runs("live")
+    assert run.id == rid and run.status == "Running" and run.params == {"lr": "0.1"}
+    np.testing.assert_array_equal(notebook.get_metric_tensor(rid, "loss"),
+                                  np.arange(10001, dtype=np.float64))
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    seen = 0
     deadline = time.monotonic() + 120
     while True:
         runs = notebook.list_runs("live")
@@ -347,11 +359,9 @@ def test_notebook_reads_runs_while_training_logs(path):
             assert len(values) >= seen  # a growing prefix, never torn
             np.testing.assert_array_equal(values, np.arange(len(values), dtype=np.float64))
             seen = len(values)
-            polls += 1
             if runs[0].status == "Completed" and seen == 20001:
                 break
         assert time.monotonic() < deadline, f"saw {seen} values"
-    assert polls > 1
     # While the trainer waits on stdin (a newline lets it log on until killed).
     assert notebook.get_run(rid).metrics["loss"] == 20000.0
     proc.stdin.write("\n")
@@ -596,3 +606,12 @@ def test_random_sweep_over_a_huge_grid_draws_without_listing_it():
     assert len(configs) == 5 and len({tuple(c.values()) for c in configs}) == 5
     assert configs == [dict(c) for c in synadb.sweep(grid, method="random", n=5, seed=1)]
     assert all(set(c) == set(grid) and all(0 <= v < 10 for v in c.values()) for c in configs)
+
+
+def test_unknown_filter_operator_is_an_error(path):
+    with ExperimentTracker(path) as tracker:
+        rid = tracker.start_run("e")
+        tracker.log_metric(rid, "acc", 0.9)
+        assert [r.id for r in tracker.query(filter={"metrics": {"acc": (">", 0.5)}})] == [rid]
+        with pytest.raises(synadb.InvalidArgument, match="operator"):
+            tracker.query(filter={"metrics": {"acc": ("~", 0.5)}})
