@@ -983,8 +983,11 @@ class SynaDB:
             h = idx.history(key)
             return 0 if h is None else len(h.off)
 
-    def _history_slice(self, key: str, start: int, stop: int) -> list[Any]:
-        """Values ``start:stop`` of ``key``'s history (without reading the rest)."""
+    def _history_items(self, key: str, start: int = 0,
+                       stop: int | None = None) -> list[tuple[int, Any]]:
+        """(record type, value) of history entries ``start:stop`` of ``key``
+        (only those are read)."""
+        _check_read_key(key)
         log = self._log
         if log is None:
             raise errors.ClosedError(f"{self.path!r} is closed")
@@ -994,8 +997,13 @@ class SynaDB:
             if h is None:
                 return []
             value = self._value
-            return [value(log, key, t, o, v) for t, o, v in
-                    zip(h.typ[start:stop], h.off[start:stop], h.val[start:stop])]
+            part = slice(start, stop)
+            return [(t, value(log, key, t, o, v))
+                    for t, o, v in zip(h.typ[part], h.off[part], h.val[part])]
+
+    def _history_slice(self, key: str, start: int, stop: int) -> list[Any]:
+        """Values ``start:stop`` of ``key``'s history (without reading the rest)."""
+        return [v for _, v in self._history_items(key, start, stop)]
 
     def _float_tails(self, keys: list[str], n: int) -> list[list[float] | None]:
         """The last ``n`` numeric values of each key, from the index (no
@@ -1009,15 +1017,4 @@ class SynaDB:
 
     def history_entries(self, key: str) -> list[tuple[str, Any]]:
         """(type name, value) of every history entry; for exporters."""
-        _check_read_key(key)
-        log = self._log
-        if log is None:
-            raise errors.ClosedError(f"{self.path!r} is closed")
-        with log.mutex:
-            log = self._r()
-            h = log.index.history(key)
-            if h is None:
-                return []
-            value = self._value
-            return [(_TYPE_WORDS[t], value(log, key, t, o, v))
-                    for t, o, v in zip(h.typ, h.off, h.val)]
+        return [(_TYPE_WORDS[t], v) for t, v in self._history_items(key)]
