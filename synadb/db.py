@@ -340,6 +340,20 @@ class SynaDB:
                                              log.salt))
                 log.index.append_block(key, pos, np.frombuffer(vb, dtype="<f8"))
             return
+        self._append_row(log, key, vb, values)
+
+    def put_float_triple(self, key: str, a: float, b: float, c: float) -> None:
+        """``put_float_row(key, (a, b, c))``, packed without a length lookup:
+        the metric hot path."""
+        log = self._log
+        if log is None or log.read_only or self._flag:
+            return self.put_float_row(key, (a, b, c))
+        self._append_row(log, key, _pack_3d(a, b, c), (a, b, c))
+
+    def _append_row(self, log: Log, key: str, vb: bytes, values: tuple[float, ...]) -> None:
+        """Append the packed row ``vb`` of ``key`` outside a batch, with the
+        record's constant prefix cached per (key, length) like put_float's."""
+        n = len(values)
         log.mutex.acquire()
         try:
             if not log._lease:
@@ -365,40 +379,6 @@ class SynaDB:
                 h.off.extend((pos,) * n)
                 h.val.extend(values)
                 h.typ += _FLOAT_TYPES[:n] if n <= 64 else bytes([T_FLOAT]) * n
-            else:
-                idx.append_block(key, pos, np.frombuffer(vb, dtype="<f8"))
-        finally:
-            log.mutex.release()
-
-    def put_float_triple(self, key: str, a: float, b: float, c: float) -> None:
-        """``put_float_row(key, (a, b, c))`` without the tuple: the metric hot path."""
-        log = self._log
-        if log is None or log.read_only or self._flag:
-            return self.put_float_row(key, (a, b, c))
-        vb = _pack_3d(a, b, c)
-        log.mutex.acquire()
-        try:
-            if not log._lease:
-                log.acquire()
-            idx = log.index
-            pre = idx.rpre.get(key)
-            if pre is None:
-                pre = idx.rpre[key] = fmt.prefix(T_FLOATS, self._key(key), 24, log.salt)
-            rec = pre[0] + vb + _pack_u32(_crc32(vb, pre[1]))
-            pos = log.end
-            if pos + len(rec) + 16 <= log._maplen:
-                log._mm.write(rec)  # the map's position is kept at log.end
-                log.end = pos + len(rec)
-                if log.sync_on_write:
-                    os.fdatasync(log._fd)
-            else:
-                pos = log.append(rec)
-            kid = idx.kid.get(key)
-            h = idx.hists.get(kid) if kid is not None else None
-            if h is not None and idx.journal is None:
-                h.off.extend((pos, pos, pos))
-                h.val.extend((a, b, c))
-                h.typ += _FLOAT_TYPES[:3]
             else:
                 idx.append_block(key, pos, np.frombuffer(vb, dtype="<f8"))
         finally:

@@ -76,7 +76,7 @@ class Index:
         self.l_typ = bytearray()  # 0: no live value
         self.hists: dict[int, Hist] = {}  # keys with two or more values
         self.fpre: dict[int, tuple[bytes, int]] = {}  # cached float record prefix per key
-        self.rpre: dict[object, tuple[bytes, int]] = {}  # ... of float rows, per key (and length)
+        self.rpre: dict[tuple[str, int], tuple[bytes, int]] = {}  # ... of float rows, per (key, length)
         self.nlive = 0
         # Checkpoint base: keys below nbase whose in_base flag is set still
         # have their history only in these columns.
