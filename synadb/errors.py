@@ -9,6 +9,11 @@ Every error raised on purpose derives from :class:`SynaError`, so
      │    └── NotASynaFile          the file does not start with synadb's magic
      ├── FormatVersionError         the file was written by a newer format
      ├── DatabaseNotFound           (also FileNotFoundError) read-only open of a missing file
+     ├── StorageError               (also OSError, with its errno) the OS refused an I/O call
+     │    ├── DiskFull              ENOSPC/EDQUOT: nothing was half-written; free space, go on
+     │    ├── PermissionDenied      (also PermissionError) EACCES/EPERM
+     │    ├── ReadOnlyFilesystem    EROFS
+     │    └── DurabilityError       an fsync failed: the handle refuses writes; reopen
      ├── LockTimeout                another writer held the lock for too long
      ├── ReadOnlyError              a write on a read-only handle
      ├── ClosedError                any use of a closed handle
@@ -16,7 +21,10 @@ Every error raised on purpose derives from :class:`SynaError`, so
      ├── TypeMismatch               (also TypeError) typed get on another type
      ├── InvalidArgument            (also ValueError) bad input
      │    ├── InvalidKey            empty, too long, NUL, or not a str
+     │    │    └── InvalidKeyType   (also TypeError) a key that is not a str
+     │    ├── InvalidType           (also TypeError) an argument of the wrong type
      │    ├── InvalidPath           a directory, or an unusable path
+     │    │    └── NotADatabase     a FIFO, a device or a socket: never opened
      │    ├── NonFiniteValue        NaN/inf where the caller forbade it
      │    └── DimensionMismatch     wrong vector/tensor shape or dtype
      └── MissingDependency          (also ImportError) an optional extra is missing
@@ -31,6 +39,11 @@ __all__ = [
     "NotASynaFile",
     "FormatVersionError",
     "DatabaseNotFound",
+    "StorageError",
+    "DiskFull",
+    "PermissionDenied",
+    "ReadOnlyFilesystem",
+    "DurabilityError",
     "LockTimeout",
     "ReadOnlyError",
     "ClosedError",
@@ -38,7 +51,10 @@ __all__ = [
     "TypeMismatch",
     "InvalidArgument",
     "InvalidKey",
+    "InvalidKeyType",
+    "InvalidType",
     "InvalidPath",
+    "NotADatabase",
     "NonFiniteValue",
     "DimensionMismatch",
     "MissingDependency",
@@ -77,6 +93,34 @@ class DatabaseNotFound(SynaError, FileNotFoundError):
     "A read-only open of a file that does not exist."
 
 
+class StorageError(SynaError, OSError):
+    """The operating system refused an I/O call; ``errno`` and ``filename`` are
+    the OS's.  Raised as ``StorageError(errno, message, path)``."""
+
+
+class DiskFull(StorageError):
+    "No space left (ENOSPC, EDQUOT); nothing was half-written, and after space is freed the handle works."
+
+
+class PermissionDenied(StorageError, PermissionError):
+    "The OS denied access to the file or its folder (EACCES, EPERM)."
+
+
+class ReadOnlyFilesystem(StorageError):
+    "The file system is mounted read-only (EROFS); open with read_only=True."
+
+
+class DurabilityError(StorageError):
+    """An fsync failed, so what reached the disk is unknown past ``durable_end``.
+
+    The handle stays readable but refuses every later write (retrying an
+    fsync after a failure can report success for lost data: PostgreSQL's
+    2018 "fsyncgate").  Reopen the database to go on writing.
+    """
+
+    durable_end: int = -1
+
+
 class LockTimeout(SynaError):
     "Another writer held the file's write lock for longer than lock_timeout_s."
 
@@ -108,8 +152,20 @@ class InvalidKey(InvalidArgument):
     "A key is empty, too long, contains NUL, or is not a str."
 
 
+class InvalidKeyType(InvalidKey, TypeError):
+    "A key that is not a str (also a TypeError, as Python would raise)."
+
+
+class InvalidType(InvalidArgument, TypeError):
+    "An argument of the wrong type (also a TypeError, as Python would raise)."
+
+
 class InvalidPath(InvalidArgument):
     "The path is a directory or otherwise cannot hold a database file."
+
+
+class NotADatabase(InvalidPath):
+    "The path names a FIFO, a device or a socket; it is never opened for reading."
 
 
 class NonFiniteValue(InvalidArgument):
