@@ -43,7 +43,8 @@ from .engine.format import (
     T_VECTOR,
     TYPE_MASK,
 )
-from .engine.log import T_DAMAGED, Damage, Log, encode_floats
+from .engine.compact import VerifyReport, compact, verify_file
+from .engine.log import T_DAMAGED, Log, check_timeout, encode_floats
 
 __all__ = ["SynaDB", "DbConfig", "VerifyReport"]
 
@@ -54,7 +55,6 @@ _ROW_PACKERS: dict[int, Any] = {}
 _pack_3d = struct.Struct("<3d").pack
 _FLOAT_TYPES = bytes([T_FLOAT]) * 64
 _pack_q = struct.Struct("<q").pack
-_encode_rec = fmt.encode
 _MAX_VECTOR_DIMS = 8192
 _BLOCK_VALUES = 1 << 20  # float values per T_FLOATS record
 _TYPE_WORDS = {T_NULL: "null", T_FLOAT: "float", T_INT: "int", T_TEXT: "text",
@@ -97,35 +97,6 @@ class DbConfig:
     compression_threshold_bytes: int = 1024
     checkpoint_min_bytes: int = 256 << 10
     progress: bool = True
-
-
-@dataclass
-class VerifyReport:
-    """What :meth:`SynaDB.verify` found."""
-
-    path: str
-    records: int
-    file_size: int
-    end_offset: int
-    damaged: list[Damage] = field(default_factory=list)
-    torn_tail_bytes: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.damaged and not self.torn_tail_bytes
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    def __str__(self) -> str:
-        lines = [f"{self.path}: {self.records} records, {'OK' if self.ok else 'DAMAGED'}"]
-        for d in self.damaged:
-            who = f" (key {d.key!r})" if d.key else ""
-            lines.append(f"  offset {d.offset}, {d.length} bytes: {d.reason}{who}")
-        if self.torn_tail_bytes:
-            lines.append(f"  torn tail: {self.torn_tail_bytes} bytes after offset "
-                         f"{self.end_offset} are not records")
-        return "\n".join(lines)
 
 
 class SynaDB:
@@ -255,8 +226,10 @@ class SynaDB:
             # Lock and catch up *before* encoding: taking the lock may find
             # that the file was compacted (new salt, new index).
             log.acquire()
-            pos = log.append(_encode_rec(typ | self._flag, kb, value, log.salt))
+            pos = log.append(typ | self._flag, kb, value)
             log.index.append(key, typ & TYPE_MASK, pos, num)
+            if not self._flag:  # a batch's records count (and sync) at its commit
+                log.settle()
 
     def put_float(self, key: str, value: float) -> None:
         """Append a float (f64) to ``key``'s history."""
@@ -265,11 +238,11 @@ class SynaDB:
         if type(value) is not float or self._finite_only:
             value = self._float(key, value)
         log = self._log
-        if log is None or log.read_only or self._flag:
+        if log is None or log.read_only or self._flag or type(key) is not str:
             return self._put(T_FLOAT, key, _pack_d(value), value)
         log.mutex.acquire()
         try:
-            if not log._lease:
+            if not log.leased:
                 log.acquire()  # before any lookup or encoding (see _put)
             idx = log.index
             kid = idx.kid.get(key)
@@ -277,41 +250,26 @@ class SynaDB:
             if kid is None:
                 try:
                     kb = key.encode("utf-8")
-                except (AttributeError, UnicodeEncodeError):
+                except UnicodeEncodeError:
                     kb = b""
-                klen = len(kb)
-                if not 0 < klen <= MAX_KEY_BYTES or "\0" in key:
+                if not 0 < len(kb) <= MAX_KEY_BYTES or "\0" in key:
                     kb = self._key(key)  # raises the right InvalidKey
-                fnew = log.new_float.get(klen)
-                if fnew is None:
-                    fnew = log.new_float[klen] = fmt.float_record_packer(klen, log.salt)
-                hc = _crc32(kb, fnew[0])
-                rec = fnew[1](0xA7, T_FLOAT, klen, 8, hc, kb, vb, _crc32(vb, hc))
+                pos = log.append_float(kb, vb)
+                idx.new_key(key, T_FLOAT, pos, value)
             else:
                 pre = idx.fpre.get(kid)
                 if pre is None:
                     pre = idx.fpre[kid] = fmt.prefix(T_FLOAT, key.encode("utf-8"), 8, log.salt)
-                rec = pre[0] + vb + _pack_u32(_crc32(vb, pre[1]))
-            pos = log.end
-            n = len(rec)
-            if pos + n + 16 <= log._maplen:
-                # The map's file position is kept at log.end (see Log._set_end).
-                log._mm.write(rec)
-                log.end = pos + n
-                if log.sync_on_write:
-                    os.fdatasync(log._fd)
-            else:
-                pos = log.append(rec)
-            if kid is None:
-                idx.new_key(key, T_FLOAT, pos, value)
-                return
-            h = idx.hists.get(kid)
-            if h is not None and idx.journal is None:
-                h.off.append(pos)
-                h.val.append(value)
-                h.typ.append(T_FLOAT)
-                return
-            idx.append(key, T_FLOAT, pos, value)
+                pos = log.append_cached(pre[0], pre[1], vb)
+                h = idx.hists.get(kid)
+                if h is not None and idx.journal is None:
+                    h.off.append(pos)
+                    h.val.append(value)
+                    h.typ.append(T_FLOAT)
+                else:
+                    idx.append(key, T_FLOAT, pos, value)
+            if log.sync_on_write:
+                log.settle()
         finally:
             log.mutex.release()
 
@@ -323,22 +281,31 @@ class SynaDB:
         hot path of metric logging: values must already be floats (NaN and
         infinity are stored as they are; the caller decides what it allows).
         """
-        n = len(values)
+        try:
+            n = len(values)
+        except TypeError:
+            raise errors.InvalidType(f"{key!r}: a row is a tuple of floats, not "
+                                     f"{type(values).__name__}") from None
         pack = _ROW_PACKERS.get(n)
         if pack is None:
             if not 1 <= n <= _BLOCK_VALUES:
                 raise errors.InvalidArgument(f"{key!r}: a row holds 1..{_BLOCK_VALUES} values")
             pack = _ROW_PACKERS[n] = struct.Struct(f"<{n}d").pack
-        vb = pack(*values)
+        try:
+            vb = pack(*values)
+        except struct.error:
+            raise errors.InvalidType(f"{key!r}: a row holds floats, not {values!r}"[:200]) \
+                from None
         log = self._log
-        if log is None or log.read_only or self._flag:
-            self._key(key)
+        if log is None or log.read_only or self._flag or type(key) is not str:
+            kb = self._key(key)
             log = self._w()
             with log.mutex:
                 log.acquire()
-                pos = log.append(_encode_rec(T_FLOATS | self._flag, self._key(key), vb,
-                                             log.salt))
+                pos = log.append(T_FLOATS | self._flag, kb, vb)
                 log.index.append_block(key, pos, np.frombuffer(vb, dtype="<f8"))
+                if not self._flag:
+                    log.settle()
             return
         self._append_row(log, key, vb, values)
 
@@ -346,9 +313,13 @@ class SynaDB:
         """``put_float_row(key, (a, b, c))``, packed without a length lookup:
         the metric hot path."""
         log = self._log
-        if log is None or log.read_only or self._flag:
+        if log is None or log.read_only or self._flag or type(key) is not str:
             return self.put_float_row(key, (a, b, c))
-        self._append_row(log, key, _pack_3d(a, b, c), (a, b, c))
+        try:
+            vb = _pack_3d(a, b, c)
+        except struct.error:
+            return self.put_float_row(key, (a, b, c))  # raises the right error
+        self._append_row(log, key, vb, (a, b, c))
 
     def _append_row(self, log: Log, key: str, vb: bytes, values: tuple[float, ...]) -> None:
         """Append the packed row ``vb`` of ``key`` outside a batch, with the
@@ -356,23 +327,14 @@ class SynaDB:
         n = len(values)
         log.mutex.acquire()
         try:
-            if not log._lease:
+            if not log.leased:
                 log.acquire()  # before any lookup or encoding (see _put)
             idx = log.index
             pre = idx.rpre.get((key, n))
             if pre is None:
                 pre = idx.rpre[(key, n)] = fmt.prefix(T_FLOATS, self._key(key), n * 8,
                                                       log.salt)
-            rec = pre[0] + vb + _pack_u32(_crc32(vb, pre[1]))
-            pos = log.end
-            size = len(rec)
-            if pos + size + 16 <= log._maplen:
-                log._mm.write(rec)  # the map's position is kept at log.end
-                log.end = pos + size
-                if log.sync_on_write:
-                    os.fdatasync(log._fd)
-            else:
-                pos = log.append(rec)
+            pos = log.append_cached(pre[0], pre[1], vb)
             kid = idx.kid.get(key)
             h = idx.hists.get(kid) if kid is not None else None
             if h is not None and idx.journal is None:
@@ -381,6 +343,8 @@ class SynaDB:
                 h.typ += _FLOAT_TYPES[:n] if n <= 64 else bytes([T_FLOAT]) * n
             else:
                 idx.append_block(key, pos, np.frombuffer(vb, dtype="<f8"))
+            if log.sync_on_write:
+                log.settle()
         finally:
             log.mutex.release()
 
@@ -504,6 +468,8 @@ class SynaDB:
                     self._put_blocks(log, key, kb, arr)
             else:
                 self._put_blocks(log, key, kb, arr)
+                if not self._flag:
+                    log.settle()
         return len(arr)
 
     def _put_blocks(self, log: Log, key: str, kb: bytes, arr: np.ndarray) -> None:
@@ -511,7 +477,7 @@ class SynaDB:
         for start in range(0, len(arr), _BLOCK_VALUES):
             chunk = arr[start:start + _BLOCK_VALUES]
             flags, raw = encode_floats(chunk, cfg.enable_compression, cfg.enable_delta)
-            pos = log.append(_encode_rec(T_FLOATS | flags | self._flag, kb, raw, log.salt))
+            pos = log.append(T_FLOATS | flags | self._flag, kb, raw)
             log.index.append_block(key, pos, chunk)
 
     # ----------------------------------------------------------------- gets
@@ -671,8 +637,10 @@ class SynaDB:
             log.acquire()
             if log.index.latest(key) is None:
                 return False
-            log.append(_encode_rec(T_DELETE | self._flag, kb, b"", log.salt))
+            log.append(T_DELETE | self._flag, kb, b"")
             log.index.delete(key)
+            if not self._flag:
+                log.settle()
             return True
 
     def exists(self, key: str) -> bool:
@@ -731,18 +699,25 @@ class SynaDB:
             except BaseException:
                 self._flag = 0
                 log.index.rollback()
-                if log.end != start:  # an empty batch leaves no trace
-                    log.append(log.encode(T_ABORT, b"", b""))
+                if log.end != start and log.leased:  # an empty batch leaves no trace
+                    log.append(T_ABORT, b"", b"")
                 raise
             else:
                 self._flag = 0
                 if log.end != start:
-                    log.append(log.encode(T_COMMIT, b"", b""))
+                    log.append(T_COMMIT, b"", b"")
+                # The index takes the batch before the commit is synced: if
+                # that fsync fails, the handle still agrees with the file
+                # (which holds the commit) and refuses later writes.
+                log.index.commit()
+                if log.end != start:
                     if sync:
                         log.sync()
-                log.index.commit()
+                    else:
+                        log.settle()
             finally:
                 self._flag = 0
+                log.index.journal = None
                 log.unpin()
 
     def sync(self) -> None:
@@ -767,8 +742,6 @@ class SynaDB:
         log = self._log
         if log is None:
             raise errors.ClosedError(f"{self.path!r} is closed")
-        from .engine.compact import verify_file
-
         with log.mutex:
             return verify_file(self.path)
 
@@ -779,8 +752,6 @@ class SynaDB:
         Readers open in other processes follow the swap.
         """
         log = self._w()
-        from .engine.compact import compact
-
         show = self.config.progress if progress is None else progress
         with log.mutex:
             if self._flag:
@@ -856,7 +827,7 @@ class SynaDB:
             raise errors.ClosedError(f"{self.path!r} is closed")
         with log.mutex:
             log.refresh()
-            return log._pending[0][0] if log._pending else log.end
+            return log.committed_end()
 
     def _salt(self) -> int:
         return self._r().salt
@@ -870,9 +841,9 @@ class SynaDB:
             log.refresh()
             # Stop before a batch still open in another handle: its records
             # count only once its commit is here, and we will look again.
-            end = log._pending[0][0] if log._pending else log.end
+            end = log.committed_end()
             if offset >= end:
-                return set(), max(offset, end) if not log._pending else offset
+                return set(), max(offset, end) if end == log.end else offset
             return log.keys_written(offset, end), end
 
     def _value_view(self, key: str, refresh: bool = True,
@@ -899,19 +870,7 @@ class SynaDB:
             if typ != T_BYTES:
                 raise errors.TypeMismatch(f"{key!r} holds {_TYPE_WORDS.get(typ, typ)}, "
                                           "not bytes")
-            if off in log.verified or (not check and not log._mm[off + 1] & F_LZ4):
-                # Checked once by this handle; records never change in place.
-                klen, vlen = struct.unpack_from("<xxHI", log._mm, off)
-                start = off + 12 + klen
-                return memoryview(log._mm)[start:start + vlen].toreadonly()
-            rec = log._parse(off, log._maplen)
-            if rec is None or rec[4]:
-                raise errors.ChecksumError(f"damaged record at offset {off} of {self.path!r}",
-                                           path=self.path, offset=off)
-            if rec[1] & F_LZ4:
-                return memoryview(log.read_value(off)[1])
-            log.verified.add(off)
-            return memoryview(log._mm)[rec[2]:rec[3]].toreadonly()
+            return log.value_view(off, check)
 
     def _put_blob_parts(self, key: str, parts: list[Any]) -> None:
         """Append one bytes value given as buffers, with a single copy."""

@@ -59,10 +59,10 @@ def test_info(sample, capsys):
     assert code == 0 and err == ""
     assert os.path.abspath(sample) in out
     assert "keys:           6" in out
-    assert "format version: 1" in out
+    assert "format version: 2" in out
     code, out, _ = run(capsys, "info", sample, "--json")
     info = json.loads(out)
-    assert info["keys"] == 6 and info["format_version"] == 1
+    assert info["keys"] == 6 and info["format_version"] == 2
     assert info["size_bytes"] == os.path.getsize(sample) >= info["used_bytes"] > 0
 
 

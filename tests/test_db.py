@@ -289,5 +289,5 @@ def test_info_reports_the_file(db_path):
     with SynaDB(db_path) as db:
         db.put_float("a", 1.0)
         info = db.info()
-    assert info["keys"] == 1 and info["format_version"] == 1
+    assert info["keys"] == 1 and info["format_version"] == 2
     assert 64 < info["used_bytes"] <= info["size_bytes"]

@@ -94,7 +94,7 @@ def _flip_every_byte(tmp_path, src, expected, *, checkpointed=False):
         spans = []  # (value start, value end, key) of every record
         pos = fmt.HEADER_SIZE
         sc = Scanner(mm, salt)
-        while (rec := sc._parse(pos, len(data))) is not None:
+        while (rec := sc.parse(pos, len(data))) is not None:
             spans.append((rec[2], rec[3], rec[0].decode()))
             pos = rec[5]
         mm.close()

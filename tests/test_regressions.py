@@ -149,7 +149,7 @@ def test_moved_marker_pointing_at_itself_is_an_error_not_a_loop(db_path):
 
     with SynaDB(db_path) as db:
         db.put_int("a", 1)
-        db._log.append(db._log.encode(fmt.T_MOVED, b"", b""))
+        db._log.append(fmt.T_MOVED, b"", b"")
     with pytest.raises(synadb.CorruptDatabase, match="replaced by compaction"):
         SynaDB(db_path)
     assert struct.unpack_from("<I", Path(db_path).read_bytes(), 12)  # file still there

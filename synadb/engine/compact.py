@@ -5,34 +5,67 @@ one, fsyncs it, renames it over the old path, and fsyncs the folder: the
 path always names either the whole old file or the whole new one.  Then it
 appends a T_MOVED record to the old file, so that handles still following it
 (readers in other processes, writers waiting for its lock) reopen the path.
+
+Every step can fail (EIO, ENOSPC, a kill).  Before the rename a failure
+removes the temp file and changes nothing else.  After it, the handle never
+writes into the old file again: it writes the Moved record into space it
+reserved before the rename (so that record cannot fail for want of space),
+then follows the path to the new file, or becomes broken (every call says
+to reopen).  A compactor killed between the rename and the Moved record
+leaves handles that notice the path's new inode (see Log.refresh).
 """
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import random
-import stat
+from dataclasses import dataclass, field
 
 from .. import errors
+from .files import copy_mode, fsync_dir, raise_storage
 from .format import (
+    CKPT_AT,
     F_BATCH,
     HEADER_SIZE,
+    POS_MASK,
     T_CHECKPOINT,
     T_FLOAT,
     T_FLOATS,
-    T_MOVED,
-    CKPT_AT,
     Header,
     check_header,
-    checkpoint_slot,
     encode,
     new_header,
+    slot,
 )
 from .index import Index
-from .log import T_DAMAGED, Log, Scanner, _fsync_dir, encode_floats
+from .log import T_DAMAGED, Damage, Log, Scanner, encode_floats
 
 _RUN = 1 << 16  # float values per block record in a compacted file
+_FLUSH = 4 << 20
+
+
+class _Out:
+    """Buffered writes to a descriptor, with os.write (so every I/O call is
+    one the fault-injection tests can see)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+        self.pos = 0  # the file offset of the next byte
+
+    def write(self, b: bytes) -> None:
+        self.buf += b
+        self.pos += len(b)
+        if len(self.buf) >= _FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        view = memoryview(self.buf)
+        while view:
+            view = view[os.write(self.fd, view):]
+        self.buf = bytearray()
 
 
 def compact(log: Log, *, keep_history: bool = True, progress: bool = True) -> int:
@@ -50,66 +83,94 @@ def compact(log: Log, *, keep_history: bool = True, progress: bool = True) -> in
         _remove_stale_temps(log.path)
         tmp = f"{log.path}.compact-{os.getpid()}.tmp"
         new = Index()
+        fd = -1
         try:
-            with open(tmp, "wb") as f:
-                f.write(new_header(salt))
-                pos = HEADER_SIZE
-                bar = tqdm(keys, desc="compact", unit="key", delay=0.5,
-                           disable=None if progress else True, leave=False)
-                for key in bar:
-                    h = index.history(key)
-                    kb = key.encode("utf-8")
-                    n = len(h.typ)
-                    i = 0 if keep_history else n - 1
-                    while i < n:
-                        t = h.typ[i]
-                        if t == T_DAMAGED:  # never copy damage forward
-                            i += 1
-                            continue
-                        if t == T_FLOAT:
-                            j = i
-                            while j < n and j - i < _RUN and h.typ[j] == T_FLOAT:
-                                j += 1
-                            vals = np.frombuffer(h.val, dtype=np.float64)[i:j]
-                            flags, raw = encode_floats(vals, True, True)
-                            rec = encode(T_FLOATS | flags, kb, raw, salt)
-                            f.write(rec)
-                            new.append_block(key, pos, vals)
-                            pos += len(rec)
-                            i = j
-                            continue
-                        rec0 = log._parse(h.off[i], log._maplen)
-                        if rec0 is None or rec0[4]:
-                            i += 1  # damaged since it was indexed
-                            continue
-                        tf, vstart, vend = rec0[1], rec0[2], rec0[3]
-                        rec = encode(tf & ~F_BATCH, kb, log._mm[vstart:vend], salt)
-                        f.write(rec)
-                        new.append(key, t, pos, h.val[i])
-                        pos += len(rec)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            out = _Out(fd)
+            out.write(bytes(new_header(salt)))
+            bar = tqdm(keys, desc="compact", unit="key", delay=0.5,
+                       disable=None if progress else True, leave=False)
+            for key in bar:
+                h = index.history(key)
+                kb = key.encode("utf-8")
+                n = len(h.typ)
+                i = 0 if keep_history else n - 1
+                while i < n:
+                    t = h.typ[i]
+                    if t == T_DAMAGED:  # never copy damage forward
                         i += 1
-                bar.close()
-                body = new.snapshot(pos)
-                f.write(encode(T_CHECKPOINT, b"", body, salt))
-                f.seek(CKPT_AT)
-                f.write(checkpoint_slot(pos, 1))
-                f.flush()
-                _copy_owner_and_mode(log.path, f.fileno())
-                os.fsync(f.fileno())
+                        continue
+                    if t == T_FLOAT:
+                        j = i
+                        while j < n and j - i < _RUN and h.typ[j] == T_FLOAT:
+                            j += 1
+                        vals = np.frombuffer(h.val, dtype=np.float64)[i:j]
+                        flags, raw = encode_floats(vals, True, True)
+                        new.append_block(key, out.pos, vals)
+                        out.write(encode(T_FLOATS | flags, kb, raw, salt, out.pos, POS_MASK))
+                        i = j
+                        continue
+                    got = log.stored_value(h.off[i])
+                    if got is not None:  # else damaged since it was indexed
+                        new.append(key, t, out.pos, h.val[i])
+                        out.write(encode(got[0] & ~F_BATCH, kb, got[1], salt, out.pos,
+                                         POS_MASK))
+                    i += 1
+            bar.close()
+            ckpt = out.pos
+            out.write(encode(T_CHECKPOINT, b"", new.snapshot(ckpt), salt, ckpt, POS_MASK))
+            out.flush()
+            # The header names the checkpoint and says everything is synced;
+            # both are true once the fsync below returns, before the rename.
+            _pwrite_all(fd, slot(ckpt, out.pos, 1), CKPT_AT)
+            copy_mode(log.path, fd)
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            # The Moved record must not fail after the rename: make room now.
+            log.reserve(16)
             os.replace(tmp, log.path)
-        except BaseException:
+        except BaseException as e:
+            if fd >= 0:
+                os.close(fd)
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
+            if isinstance(e, OSError) and not isinstance(e, errors.SynaError):
+                raise_storage(e, "compact", log.path)
             raise
-        _fsync_dir(log.path)
-        log.append(log.encode(T_MOVED, b"", b""))
-        log.sync()
-        log._reopen()
+        # Swapped: the path names the new file.  Whatever fails now, this
+        # handle must end up on the new file or refuse to work.
+        dir_error: OSError | None = None
+        try:
+            fsync_dir(log.path)
+        except OSError as e:
+            dir_error = e
+        log.mark_moved()
+        log.follow()
+        if dir_error is not None:
+            # The rename may not survive a power cut (the old file, with the
+            # same data, would be back).  Like any failed fsync: report it
+            # and refuse further writes through this handle.
+            err = errors.DurabilityError(
+                dir_error.errno or errno.EIO,
+                f"compaction replaced {log.path!r}, but fsync of its folder failed "
+                f"({dir_error.strerror}); after a power cut the old file may be back. "
+                "This handle refuses writes: open the database again", log.path)
+            err.durable_end = log.end
+            log.failed = err
+            log.release()
+            raise err from dir_error
         return max(0, old_size - log.stat_size())
     finally:
         log.unpin()
+
+
+def _pwrite_all(fd: int, data: bytes, at: int) -> None:
+    done = os.pwrite(fd, data, at)
+    while done < len(data):
+        done += os.pwrite(fd, data[done:], at + done)
 
 
 def _remove_stale_temps(path: str) -> None:
@@ -124,32 +185,57 @@ def _remove_stale_temps(path: str) -> None:
                 pass
 
 
-def _copy_owner_and_mode(path: str, fd: int) -> None:
-    st = os.stat(path)
-    os.fchmod(fd, stat.S_IMODE(st.st_mode))
-    try:
-        os.fchown(fd, st.st_uid, st.st_gid)
-    except PermissionError:
-        pass  # not ours to give away; the mode is still kept
+@dataclass
+class VerifyReport:
+    """What :meth:`SynaDB.verify` found."""
+
+    path: str
+    records: int
+    file_size: int
+    end_offset: int
+    damaged: list[Damage] = field(default_factory=list)
+    torn_tail_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged and not self.torn_tail_bytes
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        lines = [f"{self.path}: {self.records} records, {'OK' if self.ok else 'DAMAGED'}"]
+        for d in self.damaged:
+            who = f" (key {d.key!r})" if d.key else ""
+            lines.append(f"  offset {d.offset}, {d.length} bytes: {d.reason}{who}")
+        if self.torn_tail_bytes:
+            lines.append(f"  torn tail: {self.torn_tail_bytes} bytes after offset "
+                         f"{self.end_offset} are not records")
+        return "\n".join(lines)
 
 
-def verify_file(path: str):
+def verify_file(path: str) -> VerifyReport:
     """Scan every record of the file at ``path``; report damage."""
-    from ..db import VerifyReport
-
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        raise_storage(e, "verify", path)
     try:
         size = os.fstat(fd).st_size
         raw = os.pread(fd, HEADER_SIZE, 0)
         problem = check_header(raw)
         if problem is not None:
             raise errors.NotASynaFile(f"{path!r}: {problem}")
+        head = Header(raw)
         mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
         try:
-            sc = Scanner(mm, Header(raw).salt)
-            st = sc._scan(HEADER_SIZE, size, lambda pos, rec: None, resync=True)
+            sc = Scanner(mm, head.salt, POS_MASK if head.seeded else 0)
+            st = sc.scan(HEADER_SIZE, size, lambda pos, rec: None,
+                         min(head.synced_end, size), tail=True)
         finally:
             mm.close()
+    except OSError as e:
+        raise_storage(e, "verify", path)
     finally:
         os.close(fd)
     return VerifyReport(path=path, records=st.records, file_size=size, end_offset=st.end,

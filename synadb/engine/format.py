@@ -14,7 +14,7 @@ length)::
     8       u32  head CRC = crc32(bytes 0..8 + key, seed=salt)
     12      K    key (UTF-8)
     12+K    V    value
-    12+K+V  u32  body CRC = crc32(value, seed=head CRC)
+    12+K+V  u32  body CRC = crc32(value, seed=head CRC ^ (offset mod 2**32))
 
 The body CRC comes last so that a writer can keep the constant prefix of a
 key's records (header, head CRC, key) and only checksum the new value.
@@ -23,7 +23,14 @@ The head CRC lets a reader trust a record's length and key even when its
 value is damaged, so damage can be pinned on one key.  The body CRC chains
 from it, so together they cover type, key and value.  Seeding with the
 file's random salt keeps records of *another* synadb file (say, stored as a
-bytes value, or garbage after a torn tail) from ever parsing as ours.
+bytes value, or garbage after a torn tail) from ever parsing as ours; seeding
+the body CRC with the record's own offset (format 2) does the same for an
+older copy of *this* file stored inside it, which has the same salt.  The
+offset goes into the body CRC, not the head CRC, so that the head of every
+record of one key stays constant and can be cached (the put hot path).
+
+Format 1 files (no offset seed, no synced-end watermark) are still read and
+appended to in their own format; compaction rewrites them as format 2.
 """
 
 from __future__ import annotations
@@ -36,12 +43,15 @@ MAGIC = b"\x89SYNADB\n"
 # WRITE_VERSION: what this library writes.  READ_VERSION: the oldest reader
 # that can still read what we write.  A file whose read version is newer than
 # ours is refused; one whose write version is newer opens read-only.
-WRITE_VERSION = 1
-READ_VERSION = 1
+WRITE_VERSION = 2
+READ_VERSION = 2
 
 HEADER_SIZE = 64
 _HEAD_STATIC = struct.Struct("<8sHHIQI")  # magic, wver, rver, salt, created_ms, reserved
-_HEAD_CKPT = struct.Struct("<QQI")  # checkpoint offset, checkpoint seq, reserved
+# The header slot, bytes 32..56.  Format 1: checkpoint offset, checkpoint
+# seq (u64), reserved.  Format 2: checkpoint offset, synced end, checkpoint
+# seq (u32).  The same shape, so one Struct reads both.
+_HEAD_CKPT = struct.Struct("<QQI")
 _U32 = struct.Struct("<I")
 CKPT_AT = 32
 LOCK_REQUEST_AT = 56  # one byte a waiting writer sets; not checksummed
@@ -95,27 +105,42 @@ crc32 = zlib.crc32
 
 
 def new_header(salt: int) -> bytearray:
-    """Return the 64 header bytes of a new, empty file."""
+    """Return the 64 header bytes of a new, empty file (of format WRITE_VERSION)."""
     head = bytearray(HEADER_SIZE)
     static = _HEAD_STATIC.pack(MAGIC, WRITE_VERSION, READ_VERSION, salt,
                                int(time.time() * 1000), 0)
     head[0:28] = static
     head[28:32] = _U32.pack(crc32(static))
-    head[CKPT_AT:CKPT_AT + 24] = checkpoint_slot(0, 0)
+    head[CKPT_AT:CKPT_AT + 24] = slot(0, HEADER_SIZE, 0)
     return head
 
 
-def checkpoint_slot(offset: int, seq: int) -> bytes:
-    """Bytes 32..56 of the header: where the latest checkpoint is."""
+def slot(checkpoint_offset: int, synced_end: int, seq: int) -> bytes:
+    """Bytes 32..56 of a format-2 header: the latest checkpoint and the
+    synced end (every byte before it was fsynced before the slot was written)."""
+    body = _HEAD_CKPT.pack(checkpoint_offset, synced_end, seq & 0xFFFF_FFFF)
+    return body + _U32.pack(crc32(body))
+
+
+def slot_v1(offset: int, seq: int) -> bytes:
+    """Bytes 32..56 of a format-1 header (no synced end)."""
     body = _HEAD_CKPT.pack(offset, seq, 0)
     return body + _U32.pack(crc32(body))
 
 
 class Header:
-    """The parsed header.  ``problem`` is None for a good synadb header."""
+    """The parsed header (call :func:`check_header` first).
+
+    ``seeded``: records' body CRCs are seeded with their offset (format 2).
+    ``synced_end``: before this offset every record was fsynced, so damage
+    there is corruption to report; after it a bad record is a torn tail.
+    Format 1 has no such field: the checkpoint offset (always fsynced) is
+    the best known bound.  A torn slot gives 0/HEADER_SIZE: a longer replay
+    and a more cautious recovery, never lost data.
+    """
 
     __slots__ = ("write_version", "read_version", "salt", "created_ms",
-                 "checkpoint_offset", "checkpoint_seq")
+                 "checkpoint_offset", "checkpoint_seq", "synced_end", "seeded", "slot_ok")
 
     def __init__(self, raw: bytes) -> None:
         magic, wver, rver, salt, created, _ = _HEAD_STATIC.unpack_from(raw, 0)
@@ -123,13 +148,27 @@ class Header:
         self.read_version = rver
         self.salt = salt
         self.created_ms = created
-        off, seq, _ = _HEAD_CKPT.unpack_from(raw, CKPT_AT)
-        (crc,) = _U32.unpack_from(raw, CKPT_AT + 20)
-        # A torn checkpoint slot only costs a longer replay, never data.
-        if crc != crc32(raw[CKPT_AT:CKPT_AT + 20]):
-            off, seq = 0, 0
+        self.seeded = rver >= 2
+        self.read_slot(raw[CKPT_AT:CKPT_AT + 24])
+
+    def read_slot(self, raw: bytes) -> None:
+        off, second, third = _HEAD_CKPT.unpack_from(raw, 0)
+        (crc,) = _U32.unpack_from(raw, 20)
+        self.slot_ok = crc == crc32(raw[:20])
+        if not self.slot_ok:
+            off, second, third = 0, 0, 0
         self.checkpoint_offset = off
-        self.checkpoint_seq = seq
+        if self.seeded:
+            self.synced_end = max(second, off, HEADER_SIZE)
+            self.checkpoint_seq = third
+        else:
+            self.synced_end = max(off, HEADER_SIZE)
+            self.checkpoint_seq = second
+
+    def slot_bytes(self) -> bytes:
+        if self.seeded:
+            return slot(self.checkpoint_offset, self.synced_end, self.checkpoint_seq)
+        return slot_v1(self.checkpoint_offset, self.checkpoint_seq)
 
 
 def check_header(raw: bytes) -> str | None:
@@ -142,13 +181,17 @@ def check_header(raw: bytes) -> str | None:
     return None
 
 
-def encode(typ: int, key: bytes, value: bytes, salt: int) -> bytes:
-    """Encode one record.  ``typ`` may carry flag bits."""
+def encode(typ: int, key: bytes, value: bytes, salt: int, pos: int, pmask: int) -> bytes:
+    """Encode one record that will start at offset ``pos``.  ``typ`` may
+    carry flag bits; ``pmask`` is POS_MASK for format 2, 0 for format 1."""
     klen = len(key)
     vlen = len(value)
     hc = crc32(key, crc32(REC_HEAD.pack(MARKER, typ, klen, vlen), salt))
     return b"".join((REC_PREFIX.pack(MARKER, typ, klen, vlen, hc), key, value,
-                     U32.pack(crc32(value, hc))))
+                     U32.pack(crc32(value, hc ^ (pos & pmask)))))
+
+
+POS_MASK = 0xFFFF_FFFF
 
 
 def prefix(typ: int, key: bytes, vlen: int, salt: int) -> tuple[bytes, int]:
@@ -163,7 +206,8 @@ def float_record_packer(klen: int, salt: int):
 
     The packer takes (marker, type, klen, 8, head CRC, key, value, body CRC)
     and builds the whole record in one call; the seed is the CRC of the
-    record's first 8 bytes, so the head CRC is ``crc32(key, seed)``.
+    record's first 8 bytes, so the head CRC is ``crc32(key, seed)`` (and the
+    body CRC ``crc32(value, head CRC ^ (offset & pmask))``).
     """
     seed = crc32(REC_HEAD.pack(MARKER, T_FLOAT, klen, 8), salt)
     return seed, struct.Struct(f"<BBHII{klen}s8sI").pack

@@ -1,5 +1,10 @@
 """The log file: open, append, scan, recover, checkpoint, follow.
 
+Every record reaches the file through this module (``Log.append*``): it is
+the one place that builds record bytes at an offset, grows the file, syncs,
+and decides what a crash left behind (see ``Scanner._scan`` and FORMAT.md
+section 4).
+
 A :class:`Log` owns one open file and its :class:`~.index.Index`.  The file
 is memory-mapped shared: an append is a copy into the map, which the kernel
 owns from that moment on, so a killed process loses nothing it wrote, and a
@@ -18,6 +23,7 @@ import math
 import mmap
 import os
 import random
+import stat
 import struct
 import threading
 import time
@@ -28,9 +34,11 @@ import numpy as np
 
 from .. import errors
 from . import lock as _lock
+from .files import check_path, fsync_dir, raise_storage
 from .format import (
     CKPT_AT,
     F_BATCH,
+    POS_MASK,
     F_LZ4,
     F_XOR,
     HEADER_SIZE,
@@ -54,9 +62,9 @@ from .format import (
     WRITE_VERSION,
     Header,
     check_header,
-    checkpoint_slot,
     crc32,
     encode,
+    float_record_packer,
     new_header,
 )
 from .index import Index
@@ -69,6 +77,10 @@ _MARKER_BYTE = bytes([MARKER])
 _MIN_GROW = 1 << 16
 _WRITE_PIECE = 4 << 20
 _NAN = math.nan
+_pack_u32 = U32.pack
+_KV_LEN = struct.Struct("<xxHI")
+_monotonic = time.monotonic
+_STAT_EVERY_S = 0.1  # how often an idle follower checks that its path still names its file
 
 _OPEN_LOGS: "weakref.WeakSet[Log]" = weakref.WeakSet()
 
@@ -143,21 +155,28 @@ def decompress(raw: bytes) -> bytes:
 
 
 class Scanner:
-    """Parses and walks the records of a mapped file; no state beyond that."""
+    """Parses and walks the records of a mapped file; no state beyond that.
+
+    ``pmask`` is POS_MASK for a format-2 file (body CRCs seeded with the
+    record's offset) and 0 for format 1.
+    """
 
     _mm: mmap.mmap | None
     salt: int
+    pmask: int
 
-    def __init__(self, mm: mmap.mmap, salt: int) -> None:
+    def __init__(self, mm: mmap.mmap, salt: int, pmask: int = POS_MASK) -> None:
         self._mm = mm
         self.salt = salt
+        self.pmask = pmask
 
     # ---------------------------------------------------------------- parse
-    def _parse(self, pos: int, limit: int):
+    def parse(self, pos: int, limit: int):
         """Parse the record at pos.
 
-        Returns (key bytes, type|flags, vstart, vend, body_bad, next) or None
-        when no trustworthy record starts there.
+        Returns (key bytes, type|flags, vstart, vend, body_bad, next) when a
+        record with a good head starts there (``body_bad``: its value failed
+        its CRC), or None when nothing trustworthy starts there.
         """
         mm = self._mm
         if pos + 16 > limit or mm[pos] != MARKER:
@@ -173,101 +192,123 @@ class Scanner:
         if tf & TYPE_MASK not in TYPE_NAMES:
             return None
         (bc,) = U32.unpack_from(mm, vend)
+        seed = hc ^ (pos & self.pmask)
         if vlen > 65536:
             with memoryview(mm) as mv:
-                body_bad = crc32(mv[vstart:vend], hc) != bc
+                body_bad = crc32(mv[vstart:vend], seed) != bc
         else:
-            body_bad = crc32(mm[vstart:vend], hc) != bc
+            body_bad = crc32(mm[vstart:vend], seed) != bc
         return mm[pos + 12:vstart], tf, vstart, vend, body_bad, nxt
 
-    def _scan(self, pos: int, limit: int, apply, *, resync: bool) -> ScanStats:
+    def scan(self, pos: int, limit: int, apply, durable: int, *, tail: bool = False) -> ScanStats:
         """Walk records from pos, calling apply(pos, rec) for each good one.
 
-        With ``resync``, an unreadable stretch followed by good records is
-        reported as damage and skipped; without it (a live follower, which
-        may be looking at a record still being written) the scan stops.
+        The recovery rule (FORMAT.md section 4).  ``durable`` is the synced
+        end: every byte before it was fsynced, so a bad record there with
+        good records after it (before ``durable``) is real damage, reported
+        (a value that fails its CRC is applied as damaged, so reading it
+        raises ChecksumError; an unreadable head is skipped to the next good
+        record).  At or after ``durable`` the first record that is not
+        wholly good ends the log: under power loss the pages after the last
+        sync reach the disk in any order, so good records beyond a bad one
+        may follow a hole, and adopting them would give a key a history with
+        a middle missing, or a batch half of its records.  For a live
+        follower, the first bad record there is simply one still being
+        written.  ``tail``: also look for non-zero bytes after the end.
         """
         st = ScanStats()
-        mm = self._mm
+        parse = self.parse
         while True:
-            rec = self._parse(pos, limit)
-            if rec is None:
-                if pos >= limit or not resync:
-                    break
-                nxt = self._resync(pos + 1, limit)
-                if nxt < 0:
-                    if _nonzero(mm, pos, limit):
-                        st.garbage_bytes = limit - pos
-                    break
-                st.damaged.append(Damage(pos, nxt - pos, "unreadable record header"))
-                pos = nxt
-                continue
-            if rec[4]:
-                # A good head but a bad value.  If nothing good follows, this
-                # is a torn tail (or, for a follower, a record still being
-                # written): stop.  If good records follow, it is damage.
-                nxt = rec[5]
-                follows = self._parse(nxt, limit) is not None or (
-                    resync and self._resync(nxt, limit) >= 0)
-                if not follows:
-                    if resync and _nonzero(mm, pos, limit):
-                        st.garbage_bytes = limit - pos
-                    break
-                # A follower may have checked this value while its writer was
-                # still copying it, and found the next record complete only
-                # after: look again now that something follows.
-                again = self._parse(pos, limit)
-                if again is not None and not again[4]:
-                    rec = again
-                    apply(pos, rec)
-                    st.records += 1
+            rec = parse(pos, limit)
+            if rec is not None and not rec[4]:
+                st.records += 1
+                if rec[1] & TYPE_MASK == T_MOVED:
+                    st.moved = True
                     pos = rec[5]
-                    continue
+                    break
+                apply(pos, rec)
+                pos = rec[5]
+                continue
+            bound = min(limit, durable)
+            nxt = -1
+            if pos < bound:
+                nxt = self._resync(rec[5] if rec is not None else pos + 1, bound)
+            if nxt < 0:
+                # The end of the log: at or past the synced end this is the
+                # unsynced tail; before it, with nothing good after, the file
+                # was cut short (a truncated copy) and it is a tail all the same.
+                if tail and pos < limit and _nonzero(self._mm, pos, limit):
+                    st.garbage_bytes = limit - pos
+                break
+            # Inside the synced part, with good records after: damage.
+            if rec is not None:
                 try:
                     key = rec[0].decode("utf-8")
                 except UnicodeDecodeError:
                     key = None
-                st.damaged.append(Damage(pos, nxt - pos, "value CRC mismatch", key))
-            st.records += 1
-            if rec[1] & TYPE_MASK == T_MOVED:
-                st.moved = True
+                st.damaged.append(Damage(pos, rec[5] - pos, "value CRC mismatch", key))
+                st.records += 1
+                apply(pos, rec)
                 pos = rec[5]
-                break
-            apply(pos, rec)
-            pos = rec[5]
+                continue
+            st.damaged.append(Damage(pos, nxt - pos, "unreadable record header"))
+            pos = nxt
         st.end = pos
         return st
 
     def _resync(self, pos: int, limit: int) -> int:
+        """The next offset in [pos, limit) where a wholly good record starts.
+
+        Wholly good: head and body CRC, the body seeded with the offset, so
+        a copy of an older version of this file stored as a value (same
+        salt) never qualifies: its records sit at other offsets.
+        """
         find = self._mm.find
+        parse = self.parse
         while True:
             pos = find(_MARKER_BYTE, pos, limit)
             if pos < 0:
                 return -1
-            if self._parse(pos, limit) is not None:
+            rec = parse(pos, self._maplen_for_resync())
+            if rec is not None and not rec[4]:
                 return pos
             pos += 1
 
+    def _maplen_for_resync(self) -> int:
+        return len(self._mm)
 
 
 class Log(Scanner):
-    """One open synadb file: the map, the index, the write lease."""
+    """One open synadb file: the map, the index, the write lease.
+
+    Failure states: ``failed`` (an fsync failed: reads go on, every write
+    raises DurabilityError) and ``broken`` (the handle could not follow the
+    file its path names after a compaction: every call raises ClosedError
+    telling the caller to reopen).
+    """
 
     def __init__(self, path: str, *, read_only: bool = False, sync_on_write: bool = False,
                  lock_timeout_s: float = 10.0) -> None:
+        path = check_path(path)
         # realpath: compaction renames over the real file, never over a symlink.
-        self.path = os.path.realpath(os.fspath(path))
+        try:
+            self.path = os.path.realpath(path, strict=False)
+        except OSError as e:  # a loop of symlinks
+            raise_storage(e, "open", path)
         self.read_only = read_only
         self.sync_on_write = sync_on_write
-        self.lock_timeout_s = lock_timeout_s
+        self.lock_timeout_s = check_timeout(lock_timeout_s)
         self.mutex = threading.RLock()
         self.closed = True
-        self._lease = False
+        self.failed: errors.DurabilityError | None = None
+        self.broken: errors.SynaError | None = None
+        self.leased = False  # holds the write lease (the file lock) now
         self._pinned = 0  # >0: a batch or compaction needs the lease kept
         self._end_seen = -1  # the keeper's last look at self.end (idle detection)
         self._tail_start = HEADER_SIZE  # where the log after the last checkpoint starts
         self._lease_since = 0.0
         self._yield_until = 0.0
+        self._next_stat = 0.0
         self._fd = -1
         self._mm: mmap.mmap | None = None
         self._maplen = 0
@@ -278,20 +319,29 @@ class Log(Scanner):
     # ------------------------------------------------------------------ open
     def _open(self) -> None:
         path = self.path
-        if os.path.isdir(path):
-            raise errors.InvalidPath(f"{path!r} is a directory, not a database file")
+        check_path(path)
         parent = os.path.dirname(path) or "."
         if not os.path.isdir(parent):
             raise errors.InvalidPath(f"the folder of {path!r} does not exist")
-        if self.read_only:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
+        # O_NONBLOCK: if a FIFO appears at the path after the check above,
+        # opening it must not block; on a regular file the flag does nothing.
+        flags = os.O_CLOEXEC | os.O_NONBLOCK
+        try:
+            if self.read_only:
+                fd = os.open(path, os.O_RDONLY | flags)
+            else:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o644)
+        except FileNotFoundError:
+            if self.read_only:
                 raise errors.DatabaseNotFound(f"no database at {path!r}") from None
-        else:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            raise errors.InvalidPath(f"the folder of {path!r} does not exist") from None
+        except OSError as e:
+            raise_storage(e, "open", path)
         try:
             self._init_from_fd(fd)
+        except OSError as e:
+            os.close(fd)
+            raise_storage(e, "open", path)
         except BaseException:
             os.close(fd)
             raise
@@ -299,7 +349,10 @@ class Log(Scanner):
 
     def _init_from_fd(self, fd: int) -> None:
         self._fd = fd
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise errors.NotADatabase(f"{self.path!r} is not a regular file; it was not read")
+        size = st.st_size
         if size == 0 and self.read_only:
             # Maybe a writer is creating it this instant: it holds the lock
             # while it writes the header.  Wait for that, then look again.
@@ -315,9 +368,9 @@ class Log(Scanner):
                 raise errors.LockTimeout(f"timed out creating {self.path!r}")
             try:
                 if os.fstat(fd).st_size == 0:
-                    os.pwrite(fd, bytes(new_header(random.getrandbits(32))), 0)
+                    _pwrite_all(fd, bytes(new_header(random.getrandbits(32))), 0)
                     os.fsync(fd)
-                    _fsync_dir(self.path)
+                    fsync_dir(self.path)
             finally:
                 _lock.unlock(fd)
             size = os.fstat(fd).st_size
@@ -335,12 +388,14 @@ class Log(Scanner):
                 f"{self.path!r} was written by format {self.header.write_version}; this "
                 f"synadb writes {WRITE_VERSION}: open it with read_only=True or upgrade")
         self.salt = self.header.salt
+        self.pmask = POS_MASK if self.header.seeded else 0
         self.new_float: dict[int, tuple] = {}  # key length -> float_record_packer()
         self.verified: set[int] = set()  # offsets of large records whose CRC this handle checked
         self._map(size)
         self.index, start = self._load_checkpoint()
         self._pending = []
-        self.stats = self._scan(start, self._maplen, self._apply, resync=True)
+        self.stats = self.scan(start, self._maplen, self._apply, self._durable_bound(),
+                               tail=True)
         self._set_end(self.stats.end)
         self._garbage = self.stats.garbage_bytes > 0
         self._tail_start = start
@@ -352,7 +407,7 @@ class Log(Scanner):
                     f"{self.path!r} says it was replaced by compaction, but it is the "
                     "file at that path; copy its data out with export_jsonl()")
             self._reopen()
-        elif self._garbage and not self.read_only:
+        elif (self._garbage or self.header.synced_end > self.end) and not self.read_only:
             # A torn tail from a crash: cut it now if no writer is busy (if
             # one is, whoever writes next cuts it under the lock).
             try:
@@ -361,6 +416,19 @@ class Log(Scanner):
                 pass
             else:
                 self._drop_lease()
+
+    def _maplen_for_resync(self) -> int:
+        return self._maplen
+
+    def _durable_bound(self) -> int:
+        """The synced end as the header says now (other writers move it)."""
+        h = self.header
+        if self._mm is not None and self._maplen >= HEADER_SIZE:
+            before = h.synced_end
+            h.read_slot(self._mm[CKPT_AT:CKPT_AT + 24])
+            if h.synced_end < before:  # a slot torn mid-update: keep what we knew
+                h.synced_end = before
+        return min(h.synced_end, self._maplen)
 
     def _map(self, size: int) -> None:
         access = mmap.ACCESS_READ if self.read_only else mmap.ACCESS_WRITE
@@ -378,7 +446,7 @@ class Log(Scanner):
     def _load_checkpoint(self) -> tuple[Index, int]:
         off = self.header.checkpoint_offset
         if off and HEADER_SIZE <= off < self._maplen:
-            rec = self._parse(off, self._maplen)
+            rec = self.parse(off, self._maplen)
             if rec is not None and rec[1] & TYPE_MASK == T_CHECKPOINT and not rec[4]:
                 _, tf, vstart, vend, _, nxt = rec
                 try:
@@ -388,8 +456,11 @@ class Log(Scanner):
                     index, covered = Index.from_snapshot(value)
                     if covered == off:
                         return index, nxt
-                except (ValueError, struct.error):
+                except (ValueError, struct.error, UnicodeDecodeError, MemoryError):
                     pass  # a bad checkpoint only costs a full replay
+                except Exception as e:  # lz4's own error type
+                    if type(e).__module__.split(".")[0] != "lz4":
+                        raise
         return Index(), HEADER_SIZE
 
     # ---------------------------------------------------------------- apply
@@ -425,7 +496,12 @@ class Log(Scanner):
         elif typ == T_INT:
             index.append(key, T_INT, pos, float(_Q.unpack_from(self._mm, vstart)[0]))
         elif typ == T_FLOATS:
-            index.append_block(key, pos, decode_floats(tf, self._mm[vstart:vend]))
+            try:
+                vals = decode_floats(tf, self._mm[vstart:vend])
+            except Exception:  # CRC-valid but undecodable: report it as damage
+                index.append(key, T_DAMAGED, pos, _NAN)
+                return
+            index.append_block(key, pos, vals)
         else:
             index.append(key, typ, pos, _NAN)
 
@@ -434,30 +510,76 @@ class Log(Scanner):
         """Take in records other handles appended since we last looked."""
         end = self.end
         if end < self._maplen and self._mm[end] != MARKER:
+            # Nothing new.  Now and then, check that the path still names
+            # our file: a compactor killed between its rename and its Moved
+            # record leaves no record to tell us.
+            now = _monotonic()
+            if now < self._next_stat:
+                return
+            self._next_stat = now + _STAT_EVERY_S
+            if self._replaced():
+                self._reopen()
             return
         self._refresh_slow()
 
     def _refresh_slow(self) -> None:
         # Something new, or we are at the end of our map: the file may have
         # grown past our map (a record can straddle its end).
-        size = os.fstat(self._fd).st_size
-        if size > self._maplen:
-            self._map(size)
-        st = self._scan(self.end, self._maplen, self._apply, resync=False)
+        if self.broken is not None:
+            raise self.broken
+        try:
+            size = os.fstat(self._fd).st_size
+            if size > self._maplen:
+                self._map(size)
+        except OSError as e:
+            raise_storage(e, "read", self.path)
+        st = self.scan(self.end, self._maplen, self._apply, self._durable_bound())
         self._set_end(st.end)
         if st.moved:
             self._reopen()
+        elif self._maplen - self.end < 16:
+            now = _monotonic()
+            if now >= self._next_stat:
+                self._next_stat = now + _STAT_EVERY_S
+                if self._replaced():
+                    self._reopen()
 
     def _reopen(self) -> None:
-        """The file was compacted and replaced: follow the path to the new one."""
-        had_lease = self._lease
+        """The file was compacted and replaced: follow the path to the new one.
+
+        If that fails, the handle is broken: it holds no descriptor of the
+        old file any more (so it can never write into a file the path no
+        longer names) and every later call says to reopen.
+        """
+        had_lease = self.leased
         self._drop_lease()
         old_fd = self._fd
         self._mm = None
         self._fd = -1
-        os.close(old_fd)
-        fd = os.open(self.path, (os.O_RDONLY if self.read_only else os.O_RDWR) | os.O_CLOEXEC)
-        self._init_from_fd(fd)
+        if old_fd >= 0:
+            os.close(old_fd)
+        try:
+            try:
+                fd = os.open(self.path, (os.O_RDONLY if self.read_only else os.O_RDWR)
+                             | os.O_CLOEXEC | os.O_NONBLOCK)
+            except OSError as e:
+                raise_storage(e, "reopen", self.path)
+            try:
+                self._init_from_fd(fd)
+            except OSError as e:
+                os.close(fd)
+                raise_storage(e, "reopen", self.path)
+            except BaseException:
+                os.close(fd)
+                raise
+        except errors.SynaError as e:
+            self.broken = errors.ClosedError(
+                f"{self.path!r} was replaced by compaction and this handle could not "
+                f"follow it ({e}); open the database again")
+            self.broken.__cause__ = e
+            self._mm = None
+            self._maplen = 0
+            raise self.broken from e
         if had_lease:
             self.acquire()
 
@@ -466,7 +588,11 @@ class Log(Scanner):
         """Take the write lease (the file lock), then catch up."""
         if self.read_only:
             raise errors.ReadOnlyError(f"{self.path!r} is open read-only")
-        if self._lease:
+        if self.broken is not None:
+            raise self.broken
+        if self.failed is not None:
+            raise self._refuse()
+        if self.leased:
             return
         if timeout_s is None:
             timeout_s = self.lock_timeout_s
@@ -474,11 +600,15 @@ class Log(Scanner):
             if wait > 0:
                 time.sleep(wait)
         while True:
-            if not _lock.lock_with_timeout(self._fd, timeout_s, self._request):
+            try:
+                got = _lock.lock_with_timeout(self._fd, timeout_s, self._request)
+            except OSError as e:
+                raise_storage(e, "lock", self.path)
+            if not got:
                 raise errors.LockTimeout(
                     f"another writer held the lock on {self.path!r} for more than "
                     f"lock_timeout_s={self.lock_timeout_s}")
-            self._lease = True
+            self.leased = True
             self._lease_since = time.monotonic()
             if self._mm[LOCK_REQUEST_AT]:
                 self._mm[LOCK_REQUEST_AT] = 0
@@ -487,29 +617,39 @@ class Log(Scanner):
                 # A compactor died between its rename and its Moved record:
                 # the path names another file now.  Follow it.
                 self._reopen()
-                if self._lease:
+                if self.leased:
                     break
                 continue
             self.refresh()
             if self._fd == fd:  # not moved under us
                 break
             # _reopen re-acquired on the new file already
-            if self._lease:
+            if self.leased:
                 break
-        if self._garbage or self._mm[self.end:self.end + 1] not in (b"", b"\0"):
+        if (self._garbage or self._mm[self.end:self.end + 1] not in (b"", b"\0")
+                or self.header.synced_end > self.end):
             self._recover_tail()
         if self._pending:
             # Batch records with no commit after them, seen while we hold the
             # lock: their writer died mid-batch.  Close them with an abort so
             # that a later commit can never adopt them.
             self._pending = []
-            self.append(self.encode(T_ABORT, b"", b""))
+            self.append(T_ABORT, b"", b"")
         _lock.KEEPER.register(self)
+
+    def _refuse(self) -> errors.DurabilityError:
+        first = self.failed
+        err = errors.DurabilityError(
+            first.errno, f"an earlier fsync of {self.path!r} failed ({first.strerror}); "
+            f"only what came before offset {first.durable_end} is known to be on disk. "
+            "This handle refuses writes: open the database again", self.path)
+        err.durable_end = first.durable_end
+        return err
 
     def _replaced(self) -> bool:
         try:
             return os.stat(self.path).st_ino != os.fstat(self._fd).st_ino
-        except FileNotFoundError:
+        except OSError:
             return False
 
     def _request(self) -> None:
@@ -519,18 +659,34 @@ class Log(Scanner):
             self._mm[LOCK_REQUEST_AT] = 1
 
     def _recover_tail(self) -> None:
-        """Under the lock: cut a torn tail by zeroing it (never by truncating)."""
+        """Under the lock: cut a torn tail by zeroing it (never by truncating).
+
+        The zeros are made durable (msync) before anything is appended over
+        them: otherwise, after a second crash, records of the old lost tail
+        that lie beyond our new ones could reach the disk without the zeros
+        and be read as if they followed them.
+        """
         size = os.fstat(self._fd).st_size
         if size > self._maplen:
             self._map(size)
-        st = self._scan(self.end, self._maplen, self._apply, resync=True)
+        st = self.scan(self.end, self._maplen, self._apply, self._durable_bound(), tail=True)
         self._set_end(st.end)
         if st.moved:
             self._reopen()
             return
-        if st.garbage_bytes:
+        h = self.header
+        cut = h.seeded and h.synced_end > st.end
+        if cut:
+            # The file ends before the end the header says was synced (a
+            # truncated copy): from now on only what is here counts as synced.
+            h.synced_end = st.end
+            self._mm[CKPT_AT:CKPT_AT + 24] = h.slot_bytes()
+        if st.garbage_bytes or cut:
             self._mm[st.end:self._maplen] = bytes(self._maplen - st.end)
-            self._mm.flush()
+            try:
+                self._mm.flush()
+            except OSError as e:
+                self._fail(e)
         self._garbage = False
 
     def release(self) -> None:
@@ -538,8 +694,8 @@ class Log(Scanner):
             self._drop_lease()
 
     def _drop_lease(self) -> None:
-        if self._lease:
-            self._lease = False
+        if self.leased:
+            self.leased = False
             try:
                 _lock.unlock(self._fd)
             except OSError:
@@ -550,7 +706,7 @@ class Log(Scanner):
         if not self.mutex.acquire(timeout=0.05):
             return False
         try:
-            if not self._lease or self.closed:
+            if not self.leased or self.closed:
                 return True
             if self._pinned:
                 return False
@@ -568,66 +724,87 @@ class Log(Scanner):
         finally:
             self.mutex.release()
 
-    def append(self, rec: bytes) -> int:
-        """Append one encoded record; the caller holds ``mutex``.  Returns its offset."""
-        if not self._lease:
+    # The append path.  Callers hold ``mutex``; each method takes the lease
+    # if needed, writes whole records at self.end, and advances it.  None of
+    # them syncs: the caller updates its index first and then calls
+    # settle(), so that a failed fsync leaves the handle agreeing with the
+    # file (FORMAT.md section 9).
+    def append(self, tf: int, key: bytes, value: bytes | bytearray | memoryview) -> int:
+        """Append one record of type|flags ``tf``.  Returns its offset."""
+        if not self.leased:
             self.acquire()
-        n = len(rec)
         pos = self.end
+        rec = encode(tf, key, value, self.salt, pos, self.pmask)
+        n = len(rec)
         if pos + n + 16 > self._maplen:
             self._grow(n)
         self._mm.write(rec)
         self.end = pos + n
-        if self.sync_on_write:
-            os.fdatasync(self._fd)
         return pos
 
-    def _grow(self, n: int, end: int | None = None) -> None:
-        size = os.fstat(self._fd).st_size
-        need = (self.end if end is None else end) + n + 16
-        if size < need:
-            new = max(need, size + max(_MIN_GROW, size // 4))
-            new = (new + 65535) & ~65535
-            try:
-                os.posix_fallocate(self._fd, size, new - size)
-            except OSError as e:
-                if e.errno in (95, 22):  # EOPNOTSUPP/EINVAL: a file system without it
-                    os.ftruncate(self._fd, new)
-                else:
-                    raise
-            size = new
-        self._map(size)
+    def append_cached(self, pre: bytes, hc: int, vb: bytes) -> int:
+        """Append a record from its cached constant start ``pre`` (header,
+        head CRC, key; see format.prefix) and value: the put hot path."""
+        pos = self.end
+        rec = pre + vb + _pack_u32(crc32(vb, hc ^ (pos & self.pmask)))
+        n = len(rec)
+        if pos + n + 16 > self._maplen:
+            self._grow(n)
+        self._mm.write(rec)
+        self.end = pos + n
+        return pos
 
-    def encode(self, typ: int, key: bytes, value: bytes) -> bytes:
-        return encode(typ, key, value, self.salt)
+    def append_float(self, kb: bytes, vb: bytes) -> int:
+        """Append a T_FLOAT record of a key not seen before: the record is
+        packed in one call from a per-key-length template."""
+        klen = len(kb)
+        fnew = self.new_float.get(klen)
+        if fnew is None:
+            fnew = self.new_float[klen] = float_record_packer(klen, self.salt)
+        pos = self.end
+        hc = crc32(kb, fnew[0])
+        rec = fnew[1](MARKER, T_FLOAT, klen, 8, hc, kb, vb, crc32(vb, hc ^ (pos & self.pmask)))
+        if pos + 36 + klen > self._maplen:
+            self._grow(len(rec))
+        self._mm.write(rec)
+        self.end = pos + len(rec)
+        return pos
+
+    def settle(self) -> None:
+        """End of a write call: fdatasync it when the handle syncs every write."""
+        if self.sync_on_write:
+            self._sync(data_only=True)
+
+    def _grow(self, n: int, end: int | None = None) -> None:
+        try:
+            size = os.fstat(self._fd).st_size
+            need = (self.end if end is None else end) + n + 16
+            if size < need:
+                new = max(need, size + max(_MIN_GROW, size // 4))
+                new = (new + 65535) & ~65535
+                try:
+                    os.posix_fallocate(self._fd, size, new - size)
+                except OSError as e:
+                    if e.errno not in (95, 22):  # EOPNOTSUPP/EINVAL: a file system without it
+                        raise
+                    os.ftruncate(self._fd, new)
+                size = new
+            self._map(size)
+        except OSError as e:
+            raise_storage(e, "grow", self.path)
 
     def pin(self) -> None:
-        if not self._lease:
+        if not self.leased:
             self.acquire()
         self._pinned += 1
 
     def unpin(self) -> None:
         self._pinned -= 1
 
-    def append_many(self, recs: list[bytes]) -> int:
-        """Append encoded records with one copy; returns the first offset."""
-        if not self._lease:
-            self.acquire()
-        blob = b"".join(recs)
-        n = len(blob)
-        pos = self.end
-        if pos + n + 16 > self._maplen:
-            self._grow(n)
-        self._mm.write(blob)
-        self.end = pos + n
-        if self.sync_on_write:
-            os.fdatasync(self._fd)
-        return pos
-
     def append_parts(self, tf: int, key: bytes, parts: list) -> int:
         """Append one record whose value is the concatenation of ``parts``
         (buffers), without joining them: one copy into the map, one CRC pass."""
-        if not self._lease:
+        if not self.leased:
             self.acquire()
         views = [_bytes_view(p) for p in parts]
         vlen = sum(len(v) for v in views)
@@ -635,6 +812,7 @@ class Log(Scanner):
         hc = crc32(key, crc32(REC_HEAD.pack(MARKER, tf, klen, vlen), self.salt))
         n = 12 + klen + vlen + 4
         pos = self.end
+        seed = hc ^ (pos & self.pmask)
         head = [REC_PREFIX.pack(MARKER, tf, klen, vlen, hc), key]
         if n >= (1 << 20):
             # Large: pwrite in 4 MiB pieces (see _WRITE_PIECE), while a
@@ -646,34 +824,36 @@ class Log(Scanner):
                 # Allocate first: writing into allocated blocks is faster
                 # than extending the file piece by piece.
                 self._grow(0, end=pos + n)
-            crc = _crc_pool().submit(_crc_chain, views, hc)
+            crc = _crc_pool().submit(_crc_chain, views, seed)
             at = pos
             try:
-                for buf in [*head, *views]:
-                    mv = memoryview(buf).cast("B") if not isinstance(buf, bytes) else memoryview(buf)
-                    for s in range(0, len(mv), _WRITE_PIECE):
-                        piece = mv[s:s + _WRITE_PIECE]
-                        done = os.pwrite(self._fd, piece, at)
-                        while done < len(piece):  # a short write: finish it
-                            done += os.pwrite(self._fd, piece[done:], at + done)
-                        at += len(piece)
-            finally:
-                bc = crc.result()
-            os.pwrite(self._fd, U32.pack(bc), at)
+                try:
+                    for buf in [*head, *views]:
+                        mv = memoryview(buf).cast("B") if not isinstance(buf, bytes) else memoryview(buf)
+                        for s in range(0, len(mv), _WRITE_PIECE):
+                            piece = mv[s:s + _WRITE_PIECE]
+                            _pwrite_all(self._fd, piece, at)
+                            at += len(piece)
+                finally:
+                    bc = crc.result()
+                _pwrite_all(self._fd, _pack_u32(bc), at)
+            except OSError as e:
+                # Nothing after self.end counts; clear what was half-written
+                # so that no later append can be read as following it.
+                self._mm[pos:min(at, self._maplen)] = bytes(min(at, self._maplen) - pos)
+                raise_storage(e, "write", self.path)
             self._set_end(pos + n)
             # Its CRC was just computed from the very bytes written: reading
             # it back through this handle need not check it again.
             self.verified.add(pos)
         else:
-            bc = _crc_chain(views, hc)
+            bc = _crc_chain(views, seed)
             if pos + n + 16 > self._maplen:
                 self._grow(n)
             mm = self._mm
-            for b in [*head, *views, U32.pack(bc)]:
+            for b in [*head, *views, _pack_u32(bc)]:
                 mm.write(b)
             self.end = pos + n
-        if self.sync_on_write:
-            os.fdatasync(self._fd)
         return pos
 
     def append_records(self, tf: int, recs: list[tuple[bytes, tuple]],
@@ -681,11 +861,12 @@ class Log(Scanner):
         """Append records of type ``tf`` whose values are tuples of buffers,
         writing each buffer straight into the map.  With ``commit_last`` the
         last record is written as a Commit.  Returns the offsets."""
-        if not self._lease:
+        if not self.leased:
             self.acquire()
         salt = self.salt
+        pmask = self.pmask
         prepared = []
-        total = 0
+        pos = start = self.end
         for i, (key, parts) in enumerate(recs):
             t = T_COMMIT if commit_last and i == len(recs) - 1 else tf
             # Any C-contiguous buffer (bytes, a NumPy row) is checksummed
@@ -696,28 +877,24 @@ class Log(Scanner):
                 vlen += len(p) if n is None else n
             klen = len(key)
             hc = crc32(key, crc32(REC_HEAD.pack(MARKER, t, klen, vlen), salt))
-            bc = hc
+            bc = hc ^ (pos & pmask)
             for p in parts:
                 bc = crc32(p, bc)
             prepared.append((REC_PREFIX.pack(MARKER, t, klen, vlen, hc), key, parts,
-                             U32.pack(bc), 16 + klen + vlen))
-            total += 16 + klen + vlen
-        pos = self.end
-        if pos + total + 16 > self._maplen:
-            self._grow(total)
+                             _pack_u32(bc), pos))
+            pos += 16 + klen + vlen
+        if pos + 16 > self._maplen:
+            self._grow(pos - start)
         write = self._mm.write
         offsets = []
-        for head, key, parts, tail, size in prepared:
-            offsets.append(pos)
+        for head, key, parts, tail, at in prepared:
+            offsets.append(at)
             write(head)
             write(key)
             for p in parts:
                 write(p)
             write(tail)
-            pos += size
         self.end = pos
-        if self.sync_on_write:
-            os.fdatasync(self._fd)
         return offsets
 
     def keys_written(self, start: int, end: int) -> set[str]:
@@ -728,13 +905,67 @@ class Log(Scanner):
             if rec[0]:
                 found.add(rec[0].decode("utf-8", "replace"))
 
-        self._scan(start, end, note, resync=False)
+        self.scan(start, end, note, self._durable_bound())
         return found
 
     # ---------------------------------------------------------------- reads
+    def committed_end(self) -> int:
+        """The offset up to which every record is committed or aborted: the
+        start of a batch still open in another handle, else the end."""
+        return self._pending[0][0] if self._pending else self.end
+
+    def value_view(self, off: int, check: bool = True) -> memoryview:
+        """A zero-copy, read-only view of the value of the record at ``off``
+        (a copy if it is compressed).  It pins the current map, so it stays
+        valid across the file growing.  ``check=False`` skips the body CRC
+        for callers that verify a stronger hash themselves (the head, and so
+        the length, was checked when the record was indexed)."""
+        mm = self._mm
+        if off in self.verified or (not check and not mm[off + 1] & F_LZ4):
+            # Checked once by this handle; records never change in place.
+            klen, vlen = _KV_LEN.unpack_from(mm, off)
+            start = off + 12 + klen
+            return memoryview(mm)[start:start + vlen].toreadonly()
+        rec = self.parse(off, self._maplen)
+        if rec is None or rec[4]:
+            raise errors.ChecksumError(f"damaged record at offset {off} of {self.path!r}",
+                                       path=self.path, offset=off)
+        if rec[1] & F_LZ4:
+            return memoryview(self.read_value(off)[1])
+        self.verified.add(off)
+        return memoryview(mm)[rec[2]:rec[3]].toreadonly()
+
+    def stored_value(self, off: int) -> tuple[int, bytes] | None:
+        """(type|flags, value bytes as stored, still compressed) of the good
+        record at ``off``, or None if it is damaged.  For compaction."""
+        rec = self.parse(off, self._maplen)
+        if rec is None or rec[4]:
+            return None
+        return rec[1], self._mm[rec[2]:rec[3]]
+
+    # ----------------------------------------------------------- compaction
+    def reserve(self, n: int) -> None:
+        """Make sure ``n`` bytes can be appended without growing the file
+        (a record that must not fail for want of space)."""
+        if self.end + n + 16 > self._maplen:
+            self._grow(n)
+
+    def mark_moved(self) -> None:
+        """Append a Moved record in space reserved before (see reserve): the
+        file was replaced at its path, and handles following it must reopen.
+        Not synced: nobody opens this file after a crash, since the path
+        names the new one; live handles read it from the page cache."""
+        self._mm.seek(self.end)
+        self._mm.write(encode(T_MOVED, b"", b"", self.salt, self.end, self.pmask))
+        self.end = self._mm.tell()
+
+    def follow(self) -> None:
+        """Reopen the path (after compaction replaced the file); see _reopen."""
+        self._reopen()
+
     def read_value(self, off: int) -> tuple[int, bytes]:
         """(flags|type, value bytes) of the record at off, CRC-checked."""
-        rec = self._parse(off, self._maplen)
+        rec = self.parse(off, self._maplen)
         if rec is None or rec[4]:
             raise errors.ChecksumError(
                 f"damaged record at offset {off} of {self.path!r}", path=self.path,
@@ -742,13 +973,61 @@ class Log(Scanner):
         tf, vstart, vend = rec[1], rec[2], rec[3]
         raw = self._mm[vstart:vend]
         if tf & F_LZ4:
-            raw = decompress(raw)
+            try:
+                raw = decompress(raw)
+            except Exception as e:
+                raise errors.ChecksumError(
+                    f"the record at offset {off} of {self.path!r} passes its CRC but does "
+                    f"not decompress ({e})", path=self.path, offset=off) from e
         return tf, raw
 
     # ------------------------------------------------------------- durable
+    def _sync(self, data_only: bool = False) -> None:
+        """fsync (or fdatasync) the file; then, holding the lease, record the
+        new synced end in the header slot.
+
+        The slot is not fsynced itself: until the next sync it may be lost,
+        which only makes recovery treat more of the file as an unsynced tail
+        (a shorter guaranteed prefix, never a wrong one).
+        """
+        end = self.end
+        try:
+            if data_only:
+                os.fdatasync(self._fd)
+            else:
+                os.fsync(self._fd)
+        except OSError as e:
+            self._fail(e)
+        if self.leased and self.header.seeded:
+            self._durable_bound()  # the slot as the last writer left it
+            h = self.header
+            if end > h.synced_end:
+                h.synced_end = end
+                self._mm[CKPT_AT:CKPT_AT + 24] = h.slot_bytes()
+
+    def _fail(self, e: OSError) -> None:
+        """An fsync failed: from now on this handle refuses writes."""
+        err = errors.DurabilityError(
+            e.errno, f"fsync of {self.path!r} failed ({e.strerror or e}); only what came "
+            f"before offset {self.header.synced_end} is known to be on disk. This handle "
+            "refuses further writes: open the database again", self.path)
+        err.durable_end = self.header.synced_end
+        self.failed = err
+        self._pinned = 0
+        self._drop_lease()
+        raise err from e
+
     def sync(self) -> None:
-        if not self.read_only and self._mm is not None:
-            os.fsync(self._fd)
+        if self.read_only or self._mm is None:
+            return
+        if self.failed is not None:
+            raise self._refuse()
+        if not self.leased and self.header.seeded and self.end > self.header.synced_end:
+            try:  # the lease lets us record the synced end; not worth waiting for
+                self.acquire(timeout_s=0.0)
+            except errors.LockTimeout:
+                pass
+        self._sync()
 
     def checkpoint(self) -> None:
         """Write a snapshot of the index and point the header at it."""
@@ -760,34 +1039,49 @@ class Log(Scanner):
         try:
             off = self.end
             body = self.index.snapshot(off)
-            rec = self.encode(T_CHECKPOINT, b"", body)
-            self.append(rec)
-            os.fsync(self._fd)  # the snapshot must be durable before the header names it
-            seq = self.header.checkpoint_seq + 1
-            self._mm[CKPT_AT:CKPT_AT + 24] = checkpoint_slot(off, seq)
-            self.header.checkpoint_offset = off
-            self.header.checkpoint_seq = seq
-            os.fsync(self._fd)
+            self.append(T_CHECKPOINT, b"", body)
+            self._sync()  # the snapshot must be durable before the header names it
+            h = self.header
+            h.checkpoint_offset = off
+            h.checkpoint_seq += 1
+            h.synced_end = max(h.synced_end, self.end)
+            self._mm[CKPT_AT:CKPT_AT + 24] = h.slot_bytes()
+            self._sync()
             self._tail_start = self.end
         finally:
             self.unpin()
 
     def close(self, *, checkpoint_min_bytes: int = 256 << 10) -> None:
+        """Checkpoint if worthwhile, fsync, and free everything.
+
+        The checkpoint is a cache: if it cannot be written (a full disk, a
+        busy writer) the next open replays a longer tail, so close goes on.
+        A handle whose fsync failed earlier closes without syncing again
+        (that failure was raised already; a retry could falsely succeed).
+        A failure of close's own fsync is raised, after everything is freed.
+        """
         if self.closed:
             return
+        err: BaseException | None = None
         try:
-            if not self.read_only and self._mm is not None:
+            if (not self.read_only and self._mm is not None and self.failed is None
+                    and self.broken is None):
                 if (self.end - self._tail_start >= checkpoint_min_bytes and not self._pending
                         and self.index.journal is None):
                     try:
-                        # Never make close wait on a busy writer: the next
-                        # open just replays a longer tail.
+                        # Never make close wait on a busy writer.
                         self.acquire(timeout_s=0.0)
                         self.checkpoint()
-                    except errors.LockTimeout:
-                        pass  # another writer is busy; the next open replays more
-                # Always: the keeper may have given up our lease after writes.
-                os.fsync(self._fd)
+                    except errors.DurabilityError as e:
+                        err = e
+                    except (errors.LockTimeout, errors.StorageError):
+                        pass
+                if err is None:
+                    # Always: the keeper may have given up our lease after writes.
+                    try:
+                        self._sync()
+                    except errors.DurabilityError as e:
+                        err = e
         finally:
             self.closed = True
             self._drop_lease()
@@ -801,9 +1095,11 @@ class Log(Scanner):
                 os.close(self._fd)
                 self._fd = -1
             _OPEN_LOGS.discard(self)
+        if err is not None:
+            raise err
 
     def _forked(self) -> None:
-        self._lease = False
+        self.leased = False
         self._pinned = 0
         self.mutex = threading.RLock()
         if self._fd < 0 or self.closed:
@@ -839,6 +1135,23 @@ class Log(Scanner):
 
     def stat_size(self) -> int:
         return os.fstat(self._fd).st_size
+
+
+def check_timeout(value: object, what: str = "lock_timeout_s") -> float:
+    """A timeout in seconds: a finite number >= 0 (NaN or infinity would
+    make a wait loop spin forever)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise errors.InvalidType(f"{what} must be a number of seconds, not {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0:
+        raise errors.InvalidArgument(f"{what} must be finite and >= 0, not {value!r}")
+    return v
+
+
+def _pwrite_all(fd: int, data, at: int) -> None:
+    done = os.pwrite(fd, data, at)
+    while done < len(data):  # a short write: finish it
+        done += os.pwrite(fd, data[done:], at + done)
 
 
 _CRC_POOL = None
@@ -877,9 +1190,4 @@ def _nonzero(mm: mmap.mmap, start: int, end: int) -> bool:
     return False
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_fsync_dir = fsync_dir  # for callers of the older name
