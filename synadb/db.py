@@ -63,7 +63,7 @@ _TYPE_WORDS = {T_NULL: "null", T_FLOAT: "float", T_INT: "int", T_TEXT: "text",
 
 def _check_read_key(key: object) -> None:
     if type(key) is not str:
-        raise errors.InvalidKey(f"keys are str, not {type(key).__name__}: {key!r}")
+        raise errors.InvalidKeyType(f"keys are str, not {type(key).__name__}: {key!r:.80}")
 
 
 @dataclass
@@ -119,13 +119,15 @@ class SynaDB:
     def __init__(self, path: str | os.PathLike[str], sync_on_write: bool | None = None, *,
                  read_only: bool | None = None, config: DbConfig | None = None,
                  lock_timeout_s: float | None = None) -> None:
+        if config is not None and not isinstance(config, DbConfig):
+            raise errors.InvalidType(f"config must be a DbConfig, not {config!r:.80}")
         cfg = DbConfig(**vars(config)) if config is not None else DbConfig()
         if sync_on_write is not None:
             cfg.sync_on_write = bool(sync_on_write)
         if read_only is not None:
             cfg.read_only = bool(read_only)
         if lock_timeout_s is not None:
-            cfg.lock_timeout_s = float(lock_timeout_s)
+            cfg.lock_timeout_s = check_timeout(lock_timeout_s)
         if not isinstance(path, (str, os.PathLike)):
             raise errors.InvalidPath(f"path must be a str or os.PathLike, not {path!r}")
         self.config = cfg
@@ -149,8 +151,10 @@ class SynaDB:
         if log is None:
             return
         with log.mutex:
-            log.close(checkpoint_min_bytes=self.config.checkpoint_min_bytes)
-            self._log = None
+            try:
+                log.close(checkpoint_min_bytes=self.config.checkpoint_min_bytes)
+            finally:
+                self._log = None
 
     @property
     def closed(self) -> bool:
@@ -204,7 +208,7 @@ class SynaDB:
     @staticmethod
     def _key(key: object) -> bytes:
         if not isinstance(key, str):
-            raise errors.InvalidKey(f"keys are str, not {type(key).__name__}: {key!r}")
+            raise errors.InvalidKeyType(f"keys are str, not {type(key).__name__}: {key!r:.80}")
         try:
             kb = key.encode("utf-8")
         except UnicodeEncodeError as e:
@@ -494,7 +498,12 @@ class SynaDB:
         if typ == T_INT:
             return struct.unpack("<q", raw)[0]
         if typ == T_TEXT:
-            return raw.decode("utf-8")
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise errors.CorruptDatabase(
+                    f"{key!r}: the text at offset {off} of {self.path!r} passes its CRC but "
+                    f"is not UTF-8 ({e.reason})") from None
         if typ == T_BYTES:
             return raw
         if typ == T_VECTOR:
@@ -520,18 +529,39 @@ class SynaDB:
                 return default
             return self._value(log, key, typ, off, num)
 
+    def types(self, keys: list[str]) -> list[str | None]:
+        """The type name of each key's latest value ("float", "int", "text",
+        "bytes", "vector", "null", or "damaged"), None where the key is
+        absent.  Reads the index only, never a value."""
+        if isinstance(keys, (str, bytes)) or not hasattr(keys, "__iter__"):
+            raise errors.InvalidType(f"types takes a list of keys, not {keys!r:.80}")
+        keys = list(keys)
+        for key in keys:
+            _check_read_key(key)
+        log = self._log
+        if log is None:
+            raise errors.ClosedError(f"{self.path!r} is closed")
+        with log.mutex:
+            latest = self._r().index.latest
+            return [None if (got := latest(k)) is None else _TYPE_WORDS.get(got[0], "unknown")
+                    for k in keys]
+
     def get_many(self, keys: list[str], default: Any = None) -> list[Any]:
         """The latest value of each key (``default`` where absent), in one go."""
         log = self._log
         if log is None:
             raise errors.ClosedError(f"{self.path!r} is closed")
+        if isinstance(keys, (str, bytes)) or not hasattr(keys, "__iter__"):
+            raise errors.InvalidType(f"get_many takes a list of keys, not {keys!r:.80}")
+        keys = list(keys)
+        for key in keys:
+            _check_read_key(key)
         out = []
         with log.mutex:
             log = self._r()
             latest = log.index.latest
             value = self._value
             for key in keys:
-                _check_read_key(key)
                 got = latest(key)
                 out.append(default if got is None else value(log, key, got[0], got[1], got[2]))
         return out
@@ -658,6 +688,8 @@ class SynaDB:
         log = self._log
         if log is None:
             raise errors.ClosedError(f"{self.path!r} is closed")
+        if pattern is not None and not isinstance(pattern, str):
+            raise errors.InvalidType(f"keys(pattern) takes a glob str, not {pattern!r:.80}")
         with log.mutex:
             names = self._r().index.live_keys()
         if pattern is None:

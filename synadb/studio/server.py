@@ -217,19 +217,7 @@ class Studio:
 
     def key_types(self, keys: list[str]) -> list[str]:
         """Each key's latest value type, from the index (no value is read)."""
-        from ..db import _TYPE_WORDS
-
-        log = self.db._log
-        if log is None:
-            raise errors.ClosedError(f"{self.path!r} is closed")
-        with log.mutex:
-            log.refresh()
-            latest = log.index.latest
-            out = []
-            for k in keys:
-                got = latest(k)
-                out.append("deleted" if got is None else _TYPE_WORDS.get(got[0], "unknown"))
-            return out
+        return ["deleted" if t is None else t for t in self.db.types(keys)]
 
     def writer(self, kind: Callable[..., Any]) -> Any:
         if not self.allow_writes:
