@@ -20,7 +20,7 @@ import re
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,8 +49,6 @@ from .engine.log import T_DAMAGED, Log, check_timeout, encode_floats
 __all__ = ["SynaDB", "DbConfig", "VerifyReport"]
 
 _pack_d = struct.Struct("<d").pack
-_pack_u32 = fmt.U32.pack
-_crc32 = fmt.crc32
 _ROW_PACKERS: dict[int, Any] = {}
 _pack_3d = struct.Struct("<3d").pack
 _FLOAT_TYPES = bytes([T_FLOAT]) * 64

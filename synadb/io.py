@@ -49,17 +49,36 @@ import json
 import math
 import os
 import re
-import secrets
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import numpy as np
 
 from . import errors
+from .engine.files import atomic_path
 
-if TYPE_CHECKING:
-    from .db import SynaDB
+
+class SynaDB(Protocol):
+    """What these functions need of a database (``synadb.SynaDB`` has it).
+
+    A protocol rather than an import: db.py imports this module for its
+    export methods, so this module must not import db.py back.
+    """
+
+    config: Any
+
+    def keys(self, pattern: str | None = None) -> list[str]: ...
+    def get_history(self, key: str) -> list[Any]: ...
+    def history_entries(self, key: str) -> list[tuple[str, Any]]: ...
+    def batch(self, sync: bool = True) -> AbstractContextManager[Any]: ...
+    def put(self, key: str, value: Any) -> None: ...
+    def put_float(self, key: str, value: float) -> None: ...
+    def put_int(self, key: str, value: int) -> None: ...
+    def put_text(self, key: str, value: str) -> None: ...
+    def put_bytes(self, key: str, value: bytes) -> None: ...
+    def put_null(self, key: str) -> None: ...
+    def put_vector(self, key: str, vector: Any) -> None: ...
 
 __all__ = [
     "export_json",
@@ -128,37 +147,11 @@ def _need(package: str, feature: str) -> Any:
         raise errors.MissingDependency(top, "arrow", feature) from e
 
 
-@contextmanager
-def _atomic_target(path: str | os.PathLike[str]) -> Iterator[str]:
-    """Yield a temp path next to ``path``; on success it replaces ``path``.
-
-    A failed or interrupted export leaves whatever was at ``path`` before,
-    never half a file.  The temp file sits in the same folder so that
-    os.replace is a rename, atomic on POSIX and Windows.
-    """
-    target = os.fspath(path)
-    if not isinstance(target, str):
-        raise errors.InvalidPath(f"export paths are str or os.PathLike[str], not {path!r}")
-    if os.path.isdir(target):
-        raise errors.InvalidPath(f"{target!r} is a directory")
-    folder, name = os.path.split(os.path.abspath(target))
-    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
-    try:
-        yield tmp
-        # fsync before the rename: otherwise a power cut can leave the new
-        # name pointing at an empty file on some filesystems.
-        fd = os.open(tmp, os.O_RDWR)  # Windows fsyncs only writable handles
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def _atomic_target(path: str | os.PathLike[str]) -> AbstractContextManager[str]:
+    """A temp path next to ``path`` that replaces it when the block succeeds
+    (fsynced, renamed, folder fsynced; see engine.files.atomic_path): a
+    failed or interrupted export leaves whatever was at ``path`` before."""
+    return atomic_path(path)
 
 
 def _json_float(x: float) -> float | str:

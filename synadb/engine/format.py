@@ -60,8 +60,6 @@ MARKER = 0xA7
 REC_HEAD = struct.Struct("<BBHI")  # marker, type|flags, key_len, value_len
 REC_PREFIX = struct.Struct("<BBHII")  # ... and the head CRC
 U32 = struct.Struct("<I")
-RECORD_HEADER_SIZE = 12
-RECORD_OVERHEAD = 16  # header + trailing body CRC
 
 MAX_KEY_BYTES = 1024
 MAX_VALUE_BYTES = 0xFFFF_FFFF

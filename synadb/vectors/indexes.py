@@ -429,10 +429,6 @@ class IndexFile:
             raise errors.ClosedError(f"{self.path!r} is closed")
         return self.db
 
-    def put_meta(self, **changes: Any) -> None:
-        self.meta.update(changes)
-        self.live().put_text(META_KEY, json.dumps(self.meta, sort_keys=True))
-
     def segments(self) -> list[tuple[list[str], dict[str, np.ndarray]]]:
         hist = self.live().get_history(SEGMENT_KEY)
         return [unpack_segment(b, self.path) for b in hist]
