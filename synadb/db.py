@@ -46,7 +46,7 @@ from .engine.format import (
 from .engine.compact import VerifyReport, compact, verify_file
 from .engine.log import T_DAMAGED, Log, check_timeout, encode_floats
 
-__all__ = ["SynaDB", "DbConfig", "VerifyReport"]
+__all__ = ["SynaDB", "DbConfig", "VerifyReport", "Storage"]
 
 _pack_d = struct.Struct("<d").pack
 _ROW_PACKERS: dict[int, Any] = {}
@@ -847,9 +847,17 @@ class SynaDB:
 
         return io.from_dataframe(self, df, key_prefix=key_prefix)
 
+    @property
+    def storage(self) -> "Storage":
+        """The engine interface that synadb's components build on (see
+        :class:`Storage`); not needed for ordinary use."""
+        st = self.__dict__.get("_storage")
+        if st is None:
+            st = self.__dict__["_storage"] = Storage(self)
+        return st
+
     # ------------------------------------------------------------- internals
-    # For components built on SynaDB (the vector store): not part of the
-    # public contract.
+    # Behind Storage (below): the one way components reach them.
     def _log_end(self) -> int:
         """The log offset up to which every record is committed (or aborted)."""
         log = self._log
@@ -987,3 +995,82 @@ class SynaDB:
     def history_entries(self, key: str) -> list[tuple[str, Any]]:
         """(type name, value) of every history entry; for exporters."""
         return [(_TYPE_WORDS[t], v) for t, v in self._history_items(key)]
+
+
+class Storage:
+    """The named interface between the engine and the components built on a
+    :class:`SynaDB` (VectorStore, TensorEngine, the tracker, the registry).
+
+    Components reach the file only through these methods: zero-copy reads
+    of large values, appends of values given as buffers, the log positions
+    that let a component catch up with other handles' writes, and a few
+    index reads.  Everything else they need is SynaDB's public API.
+    """
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: SynaDB) -> None:
+        self._db = db
+
+    @staticmethod
+    def check_key(key: object) -> bytes:
+        """The UTF-8 bytes of a valid key, or InvalidKey/InvalidKeyType."""
+        return SynaDB._key(key)
+
+    def locked(self) -> Any:
+        """The handle's lock, as a context manager: reads inside it see one
+        version of the file (no other thread of this handle writes)."""
+        log = self._db._log
+        if log is None:
+            raise errors.ClosedError(f"{self._db.path!r} is closed")
+        return log.mutex
+
+    def salt(self) -> int:
+        """The file's salt: it changes when compaction replaces the file, so
+        a component's cached log positions are then void."""
+        return self._db._salt()
+
+    def log_end(self) -> int:
+        """The log offset up to which every record is committed (or aborted)."""
+        return self._db._log_end()
+
+    def keys_written_since(self, offset: int) -> tuple[set[str], int]:
+        """Keys put or deleted after ``offset``, and the offset this covers to."""
+        return self._db._keys_written_since(offset)
+
+    def value_view(self, key: str, refresh: bool = True,
+                   check: bool = True) -> memoryview | None:
+        """A zero-copy, CRC-checked, read-only view of ``key``'s latest bytes."""
+        return self._db._value_view(key, refresh, check)
+
+    def put_blob_parts(self, key: str, parts: list[Any]) -> None:
+        """Append one bytes value given as buffers, with a single copy."""
+        self._db._put_blob_parts(key, parts)
+
+    def put_blobs(self, items: list[tuple[str, Any]], keys_checked: bool = False) -> None:
+        """Append many bytes values, all or nothing."""
+        self._db._put_blobs(items, keys_checked)
+
+    def history_len(self, key: str) -> int:
+        """How many values ``key``'s live history holds (0 if absent)."""
+        return self._db._history_len(key)
+
+    def history_slice(self, key: str, start: int, stop: int) -> list[Any]:
+        """Values ``start:stop`` of ``key``'s history, reading only those."""
+        return self._db._history_slice(key, start, stop)
+
+    def float_tails(self, keys: list[str], n: int) -> list[list[float] | None]:
+        """The last ``n`` numeric values of each key (None where fewer), from
+        the index."""
+        return self._db._float_tails(keys, n)
+
+    def drop_cached(self, keys: list[str], min_bytes: int) -> None:
+        """Hint that the latest values of ``keys`` (those of at least
+        ``min_bytes``) will not be read soon: drop their pages from the
+        cache.  Only a hint; readers of those bytes still read them."""
+        log = self._db._log
+        if log is None:
+            return
+        with log.mutex:
+            offs = [got[1] for key in keys if (got := log.index.latest(key)) is not None]
+            log.drop_cached(offs, min_bytes)

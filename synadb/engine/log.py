@@ -935,6 +935,32 @@ class Log(Scanner):
         self.verified.add(off)
         return memoryview(mm)[rec[2]:rec[3]].toreadonly()
 
+    def drop_cached(self, offsets: list[int], min_bytes: int) -> None:
+        """Drop the whole pages of the records at ``offsets`` (of at least
+        ``min_bytes``) from this map and from the page cache: a hint."""
+        mm = self._mm
+        if mm is None or not hasattr(os, "posix_fadvise"):
+            return
+        page = mmap.PAGESIZE
+        for off in offsets:
+            if off + 8 > self._maplen:
+                continue
+            marker, _, klen, vlen = REC_HEAD.unpack_from(mm, off)
+            end = off + 12 + klen + vlen + 4
+            if marker != MARKER or vlen < min_bytes or end > self._maplen:
+                continue
+            lo, hi = -(-off // page) * page, end // page * page  # whole pages only
+            if hi <= lo:
+                continue
+            try:
+                # Our own map's page-table entries first: the cache keeps
+                # mapped pages.  For a shared file map this only unmaps; the
+                # next access maps the file's bytes again.
+                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+                os.posix_fadvise(self._fd, lo, hi - lo, os.POSIX_FADV_DONTNEED)
+            except (OSError, ValueError):
+                return
+
     def stored_value(self, off: int) -> tuple[int, bytes] | None:
         """(type|flags, value bytes as stored, still compressed) of the good
         record at ``off``, or None if it is damaged.  For compaction."""

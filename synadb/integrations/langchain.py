@@ -48,7 +48,7 @@ from typing_extensions import Self  # typing.Self is 3.11+; we support 3.10
 import numpy as np
 
 from .. import errors
-from ..db import SynaDB
+from ..db import Storage, SynaDB
 from ..vectors.store import VectorStore as _VectorStore
 
 try:
@@ -391,7 +391,7 @@ class SynaChatMessageHistory(BaseChatMessageHistory):
             raise errors.InvalidArgument(f"session_id must be a non-empty str, not {session_id!r}")
         self.session_id = session_id
         self.key = CHAT_KEY_PREFIX + session_id
-        SynaDB._key(self.key)
+        Storage.check_key(self.key)
         self._db = SynaDB(path)
         self.path = self._db.path
 
