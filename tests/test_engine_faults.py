@@ -436,3 +436,39 @@ def test_crc_valid_records_that_do_not_decode_are_reported(tmp_path):
             db.get("z")
         with pytest.raises(synadb.CorruptDatabase):
             db.get_history("t")
+
+
+# -- format 1 files still open, take writes in format 1, and compact to 2 ------------
+
+def _format1_file(path: str, records: list[tuple[int, bytes, bytes]]) -> None:
+    import struct
+    import zlib
+
+    salt = 0x1234567
+    static = struct.pack("<8sHHIQI", fmt.MAGIC, 1, 1, salt, 0, 0)
+    head = bytearray(static + struct.pack("<I", zlib.crc32(static)))
+    head += fmt.slot_v1(0, 0) + bytes(8)
+    body = b"".join(fmt.encode(t, k, v, salt, 0, 0) for t, k, v in records)
+    Path(path).write_bytes(bytes(head) + body)
+
+
+def test_a_format1_file_reads_appends_and_compacts_to_format2(tmp_path):
+    import struct
+
+    path = str(tmp_path / "v1.db")
+    _format1_file(path, [(fmt.T_INT, b"a", struct.pack("<q", 1)),
+                         (fmt.T_TEXT, b"t", b"hello"),
+                         (fmt.T_INT, b"a", struct.pack("<q", 2))])
+    assert _read_all(path) == {"a": [1, 2], "t": ["hello"]}
+    with SynaDB(path) as db:
+        db.put_int("a", 3)
+        with db.batch():
+            db.put_text("t", "again")
+        assert db.info()["format_version"] == 1
+    assert _read_all(path) == {"a": [1, 2, 3], "t": ["hello", "again"]}
+    with SynaDB(path) as db:
+        assert db.verify().ok
+        db.compact(progress=False)
+        assert db.info()["format_version"] == 2
+        db.put_int("a", 4)
+    assert _read_all(path) == {"a": [1, 2, 3, 4], "t": ["hello", "again"]}

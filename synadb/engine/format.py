@@ -132,9 +132,9 @@ class Header:
     ``seeded``: records' body CRCs are seeded with their offset (format 2).
     ``synced_end``: before this offset every record was fsynced, so damage
     there is corruption to report; after it a bad record is a torn tail.
-    Format 1 has no such field: the checkpoint offset (always fsynced) is
-    the best known bound.  A torn slot gives 0/HEADER_SIZE: a longer replay
-    and a more cautious recovery, never lost data.
+    Format 1 has no such field (UNKNOWN_END: the whole file is read as
+    synced, format 1's own rule).  A torn slot gives HEADER_SIZE: a longer
+    replay and a more cautious recovery.
     """
 
     __slots__ = ("write_version", "read_version", "salt", "created_ms",
@@ -160,7 +160,10 @@ class Header:
             self.synced_end = max(second, off, HEADER_SIZE)
             self.checkpoint_seq = third
         else:
-            self.synced_end = max(off, HEADER_SIZE)
+            # No synced end in format 1: recovery keeps format 1's rule (a
+            # bad record followed by good ones is damage, skipped and
+            # reported), never zeroing good records it cannot place.
+            self.synced_end = UNKNOWN_END
             self.checkpoint_seq = second
 
     def slot_bytes(self) -> bytes:
@@ -190,6 +193,7 @@ def encode(typ: int, key: bytes, value: bytes, salt: int, pos: int, pmask: int) 
 
 
 POS_MASK = 0xFFFF_FFFF
+UNKNOWN_END = 1 << 62  # the synced end of a format-1 file
 
 
 def prefix(typ: int, key: bytes, vlen: int, salt: int) -> tuple[bytes, int]:

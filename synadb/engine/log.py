@@ -407,7 +407,8 @@ class Log(Scanner):
                     f"{self.path!r} says it was replaced by compaction, but it is the "
                     "file at that path; copy its data out with export_jsonl()")
             self._reopen()
-        elif (self._garbage or self.header.synced_end > self.end) and not self.read_only:
+        elif (self._garbage or self.header.seeded and self.header.synced_end > self.end) \
+                and not self.read_only:
             # A torn tail from a crash: cut it now if no writer is busy (if
             # one is, whoever writes next cuts it under the lock).
             try:
@@ -627,7 +628,7 @@ class Log(Scanner):
             if self.leased:
                 break
         if (self._garbage or self._mm[self.end:self.end + 1] not in (b"", b"\0")
-                or self.header.synced_end > self.end):
+                or self.header.seeded and self.header.synced_end > self.end):
             self._recover_tail()
         if self._pending:
             # Batch records with no commit after them, seen while we hold the
