@@ -472,3 +472,33 @@ def test_a_format1_file_reads_appends_and_compacts_to_format2(tmp_path):
         assert db.info()["format_version"] == 2
         db.put_int("a", 4)
     assert _read_all(path) == {"a": [1, 2, 3, 4], "t": ["hello", "again"]}
+
+
+# -- 7. the engine's own derived record: a bad checkpoint is a cache miss -----------
+
+@pytest.mark.parametrize("how", ["crc", "garbage"])
+def test_a_bad_checkpoint_is_reported_and_replayed(tmp_path, how):
+    path = str(tmp_path / "c.db")
+    with SynaDB(path) as db:
+        for i in range(100):
+            db.put_float(f"k{i % 10}", float(i))
+        db.checkpoint()
+        db.put_int("after", 1)
+        off = db._log.header.checkpoint_offset
+    data = bytearray(Path(path).read_bytes())
+    if how == "crc":
+        data[off + 40] ^= 0xFF  # inside the snapshot: its CRC fails
+    else:  # a CRC-valid record that is not a snapshot
+        salt = fmt.Header(bytes(data[:64])).salt
+        rec = fmt.encode(fmt.T_CHECKPOINT, b"", b"\x07" * 40, salt, off, fmt.POS_MASK)
+        old_len = 16 + len(data[off + 8:off + 12]) * 0 + int.from_bytes(data[off + 4:off + 8],
+                                                                         "little")
+        assert len(rec) <= old_len
+        data[off:off + len(rec)] = rec
+        data[off + len(rec):off + old_len] = bytes(old_len - len(rec))
+    Path(path).write_bytes(bytes(data))
+    with SynaDB(path, read_only=True) as db:
+        assert db.get_history("k3") == [float(i) for i in range(3, 100, 10)]
+        assert db.get_int("after") == 1
+        report = db.verify()
+        assert not report.ok and ("checkpoint" in str(report) or report.damaged)

@@ -195,10 +195,13 @@ class VerifyReport:
     end_offset: int
     damaged: list[Damage] = field(default_factory=list)
     torn_tail_bytes: int = 0
+    # Problems with derived records (the checkpoint, a component's cache):
+    # opening works around them by replaying the log, but they are damage.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.damaged and not self.torn_tail_bytes
+        return not self.damaged and not self.torn_tail_bytes and not self.notes
 
     def __bool__(self) -> bool:
         return self.ok
@@ -208,6 +211,7 @@ class VerifyReport:
         for d in self.damaged:
             who = f" (key {d.key!r})" if d.key else ""
             lines.append(f"  offset {d.offset}, {d.length} bytes: {d.reason}{who}")
+        lines += [f"  {note}" for note in self.notes]
         if self.torn_tail_bytes:
             lines.append(f"  torn tail: {self.torn_tail_bytes} bytes after offset "
                          f"{self.end_offset} are not records")
@@ -232,6 +236,7 @@ def verify_file(path: str) -> VerifyReport:
             sc = Scanner(mm, head.salt, POS_MASK if head.seeded else 0)
             st = sc.scan(HEADER_SIZE, size, lambda pos, rec: None,
                          min(head.synced_end, size), tail=True)
+            notes = _checkpoint_notes(sc, head, size)
         finally:
             mm.close()
     except OSError as e:
@@ -239,4 +244,15 @@ def verify_file(path: str) -> VerifyReport:
     finally:
         os.close(fd)
     return VerifyReport(path=path, records=st.records, file_size=size, end_offset=st.end,
-                        damaged=st.damaged, torn_tail_bytes=st.garbage_bytes)
+                        damaged=st.damaged, torn_tail_bytes=st.garbage_bytes, notes=notes)
+
+
+def _checkpoint_notes(sc: Scanner, head: Header, size: int) -> list[str]:
+    """Why the checkpoint the header names cannot be used, if it cannot."""
+    if not head.slot_ok:
+        return ["the header's checkpoint slot is damaged (opens replay the whole log)"]
+    try:
+        sc.load_checkpoint(head.checkpoint_offset, size)
+    except ValueError as e:
+        return [f"{e}; opens replay the whole log"]
+    return []

@@ -256,6 +256,30 @@ class Scanner:
         st.end = pos
         return st
 
+    def load_checkpoint(self, off: int, limit: int) -> tuple[Index, int]:
+        """The index snapshot in the checkpoint record at ``off`` and the
+        offset after it; ValueError saying why it cannot be used (the
+        checkpoint is a cache: the caller replays the log instead)."""
+        if not off:
+            return Index(), HEADER_SIZE
+        rec = self.parse(off, limit) if HEADER_SIZE <= off < limit else None
+        if rec is None or rec[4] or rec[1] & TYPE_MASK != T_CHECKPOINT:
+            raise ValueError(f"the checkpoint at offset {off} is damaged")
+        try:
+            value = self._mm[rec[2]:rec[3]]
+            if rec[1] & F_LZ4:
+                value = decompress(value)
+            index, covered = Index.from_snapshot(value)
+        except (ValueError, struct.error, UnicodeDecodeError, MemoryError) as e:
+            raise ValueError(f"the checkpoint at offset {off} does not load ({e})") from e
+        except Exception as e:  # lz4's own error type
+            if type(e).__module__.split(".")[0] != "lz4":
+                raise
+            raise ValueError(f"the checkpoint at offset {off} does not decompress") from e
+        if covered != off:
+            raise ValueError(f"the checkpoint at offset {off} covers offset {covered}")
+        return index, rec[5]
+
     def _resync(self, pos: int, limit: int) -> int:
         """The next offset in [pos, limit) where a wholly good record starts.
 
@@ -445,24 +469,10 @@ class Log(Scanner):
         self._mm.seek(end)
 
     def _load_checkpoint(self) -> tuple[Index, int]:
-        off = self.header.checkpoint_offset
-        if off and HEADER_SIZE <= off < self._maplen:
-            rec = self.parse(off, self._maplen)
-            if rec is not None and rec[1] & TYPE_MASK == T_CHECKPOINT and not rec[4]:
-                _, tf, vstart, vend, _, nxt = rec
-                try:
-                    value = self._mm[vstart:vend]
-                    if tf & F_LZ4:
-                        value = decompress(value)
-                    index, covered = Index.from_snapshot(value)
-                    if covered == off:
-                        return index, nxt
-                except (ValueError, struct.error, UnicodeDecodeError, MemoryError):
-                    pass  # a bad checkpoint only costs a full replay
-                except Exception as e:  # lz4's own error type
-                    if type(e).__module__.split(".")[0] != "lz4":
-                        raise
-        return Index(), HEADER_SIZE
+        try:
+            return self.load_checkpoint(self.header.checkpoint_offset, self._maplen)
+        except ValueError:
+            return Index(), HEADER_SIZE  # a bad checkpoint only costs a full replay
 
     # ---------------------------------------------------------------- apply
     def _apply(self, pos: int, rec) -> None:
