@@ -23,15 +23,18 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import errors
-from .db import DbConfig, SynaDB
+import numpy as np
 
-__all__ = ["ModelRegistry", "ModelVersion", "StageChange", "STAGES"]
+from . import _convert, errors
+from .db import DbConfig, SynaDB, VerifyReport
+from .engine.files import atomic_path, raise_storage
+
+__all__ = ["ModelRegistry", "ModelVersion", "StageChange", "RegistryReport", "STAGES"]
 
 STAGES = ("Development", "Staging", "Production", "Archived")
 _CANON = {s.lower(): s for s in STAGES}
@@ -57,8 +60,15 @@ def _unesc(part: str) -> str:
     return part.replace("%2F", "/").replace("%25", "%")
 
 
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally by a glob (model names may hold * ? [)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
 def _check_model_name(name: object) -> str:
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str):
+        raise errors.InvalidType(f"a model name is a str, got {name!r}")
+    if not name.strip():
         raise errors.InvalidArgument(f"a model name must be a non-empty str, got {name!r}")
     if len(name) > 200 or "\0" in name:
         raise errors.InvalidArgument(f"bad model name {name[:60]!r}: at most 200 characters, "
@@ -109,6 +119,113 @@ class ModelVersion:
                 "format": self.format, "stage_changed_at": self.stage_changed_at}
 
 
+@dataclass
+class RegistryReport:
+    """What :meth:`ModelRegistry.verify` (without a model name) found.
+
+    ``engine`` is the database's :class:`~synadb.VerifyReport`; ``problems``
+    lists registry records that cannot be read (naming their keys) and
+    versions whose bytes fail their SHA-256; ``rebuilt`` what this handle
+    worked around (a damaged model record's next version number, which is
+    recomputed from the versions and the stage history).
+    """
+
+    engine: VerifyReport
+    problems: list[str] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.engine.ok and not self.problems
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        lines = [str(self.engine)]
+        lines += [f"  registry: {p}" for p in self.problems]
+        lines += [f"  rebuilt: {r}" for r in self.rebuilt]
+        return "\n".join(lines)
+
+
+def _warn(path: str, message: str) -> None:
+    # logging is imported only when there is something to say: import synadb stays light.
+    import logging
+
+    logging.getLogger("synadb").warning("%s: %s", path, message)
+
+
+def _why(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+def _num(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float))
+
+
+def _int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _bad_model(m: Any) -> str:
+    if not isinstance(m, dict) or not _int(m.get("next")) or m["next"] < 1:
+        return "not a model record (a JSON object with a next version number)"
+    return ""
+
+
+def _bad_entry(e: Any) -> str:
+    """Why ``e`` is not a version entry, or ""."""
+    if not isinstance(e, dict):
+        return "not a JSON object"
+    if not _int(e.get("version")) or e["version"] < 1:
+        return "no version number"
+    sha = e.get("sha256")
+    if not isinstance(sha, str) or len(sha) != 64:
+        return "no SHA-256"
+    if not _int(e.get("size")) or not _int(e.get("chunks")) or e["size"] < 0 \
+            or e["chunks"] < 1:
+        return "no size or chunk count"
+    if e.get("stage") not in STAGES:
+        return f"unknown stage {e.get('stage')!r}"
+    if not _num(e.get("created")):
+        return "no creation time"
+    for name in ("metadata", "tags"):
+        if not isinstance(e.get(name, {}), dict):
+            return f"{name} is not a JSON object"
+    return ""
+
+
+def _bad_change(h: Any) -> str:
+    if not isinstance(h, dict) or not _int(h.get("version")) or h.get("to") not in STAGES \
+            or not _num(h.get("at")):
+        return "not a stage change"
+    return ""
+
+
+def _metadata(metadata: object) -> dict[str, Any]:
+    """``metadata`` as a JSON-able dict: str keys, and values that JSON
+    cannot hold stored as their str (as before)."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise errors.InvalidType(f"metadata must be a dict, got {type(metadata).__name__}")
+    out: dict[str, Any] = {}
+    for k, v in metadata.items():
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError):  # not JSON, or contains itself
+            try:
+                v = str(v)
+            except RecursionError:
+                raise errors.InvalidArgument(
+                    f"metadata {k!r} is nested too deeply to store") from None
+        except RecursionError:
+            raise errors.InvalidArgument(
+                f"metadata {k!r} is nested too deeply to store as JSON") from None
+        out[str(k)] = v
+    return out
+
+
 def _version(name: str, e: Mapping[str, Any]) -> ModelVersion:
     return ModelVersion(name=name, version=e["version"], checksum=e["sha256"], stage=e["stage"],
                         size_bytes=e["size"], metadata=dict(e.get("metadata", {})),
@@ -138,6 +255,7 @@ class ModelRegistry:
         self.path = self._db.path
         self._sync = sync
         self.progress = progress
+        self._rebuilt: list[str] = []  # what this handle worked around, for verify()
 
     # -- life ------------------------------------------------------------
     def close(self) -> None:
@@ -157,34 +275,109 @@ class ModelRegistry:
         return f"ModelRegistry({self.path!r})"
 
     # -- helpers ---------------------------------------------------------
-    def _json(self, key: str) -> dict[str, Any] | None:
-        text = self._db.get_text(key)
-        return None if text is None else json.loads(text)
+    def _json(self, key: str, check: Callable[[Any], str]) -> dict[str, Any] | None:
+        """The JSON record at ``key``, checked by ``check``; None if absent.
+
+        A record that passed its CRC but is not what the registry wrote
+        (invalid UTF-8 or JSON, missing fields, another type) raises
+        CorruptDatabase naming the key, never a decoding error.
+        """
+        try:
+            text = self._db.get_text(key)
+        except errors.TypeMismatch as e:
+            raise self._corrupt(key, f"not a text record ({e})") from e
+        except UnicodeDecodeError as e:
+            raise self._corrupt(key, "not valid UTF-8") from e
+        if text is None:
+            return None
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError) as e:
+            raise self._corrupt(key, f"not valid JSON ({_why(e)})") from None
+        bad = check(value)
+        if bad:
+            raise self._corrupt(key, bad)
+        return value
+
+    def _corrupt(self, key: str, why: str) -> errors.CorruptDatabase:
+        return errors.CorruptDatabase(f"registry record {key!r} in {self.path!r} is damaged: "
+                                      f"{why}")
+
+    def _note(self, message: str) -> None:
+        if message not in self._rebuilt:
+            self._rebuilt.append(message)
+            _warn(self.path, message)
 
     def _put_json(self, key: str, value: Mapping[str, Any]) -> None:
         self._db.put_text(key, json.dumps(value, separators=(",", ":")))
 
     def _model(self, name: str) -> dict[str, Any] | None:
-        return self._json("reg/" + _esc(_check_model_name(name)))
+        key = "reg/" + _esc(_check_model_name(name))
+        try:
+            return self._json(key, _bad_model)
+        except errors.CorruptDatabase as e:
+            # The model record holds only its name, creation time and the
+            # next version number, and that number can be recomputed: one
+            # above every version still here or ever staged (numbers of
+            # deleted versions live on in the stage history).
+            if not self._db.exists(key):
+                raise
+            top = self._highest_version(name)
+            self._note(f"{key!r} is damaged ({e}); its next version number was "
+                       f"recomputed as {top + 1}")
+            return {"name": name, "created": None, "next": top + 1}
+
+    def _highest_version(self, name: str) -> int:
+        esc = _esc(name)
+        top = 0
+        for key in self._db.keys(f"reg/{_glob_escape(esc)}/*"):
+            part = key[len(esc) + 5:].split("/", 1)[0]
+            if part.isdigit():
+                top = max(top, int(part))
+        try:
+            history = self._db.get_history(f"reg/{esc}/stages")
+        except (errors.SynaError, UnicodeDecodeError):
+            history = []
+        for text in history:
+            try:
+                h = json.loads(text) if isinstance(text, str) else None
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(h, dict) and _int(h.get("version")):
+                top = max(top, h["version"])
+        return top
 
     def _entry(self, name: str, version: int) -> dict[str, Any]:
-        if isinstance(version, bool) or not isinstance(version, int):
-            raise errors.InvalidArgument(f"a version is an int, got {version!r}")
-        e = self._json(f"reg/{_esc(_check_model_name(name))}/{version}")
+        if isinstance(version, bool) or not isinstance(version, (int, np.integer)):
+            raise errors.InvalidType(f"a version is an int, got {version!r}")
+        version = int(version)
+        key = f"reg/{_esc(_check_model_name(name))}/{version}"
+        e = self._json(key, _bad_entry)
         if e is None:
             if self._model(name) is None:
                 raise errors.KeyNotFound(f"no model {name!r} in {self.path!r}")
             raise errors.KeyNotFound(f"model {name!r} has no version {version}")
+        if e["version"] != version:
+            raise self._corrupt(key, f"it holds the entry of version {e['version']}")
         return e
 
-    def _entries(self, name: str) -> list[dict[str, Any]]:
+    def _entries(self, name: str, strict: bool = True) -> list[dict[str, Any]]:
+        """Every version's entry, oldest first.  A damaged entry raises
+        CorruptDatabase (naming its key) when ``strict``; otherwise it is
+        left out and logged (listings and searches go on past it)."""
         model = self._model(name)
         if model is None:
             return []
         esc = _esc(name)
         out = []
         for v in range(1, model["next"]):
-            e = self._json(f"reg/{esc}/{v}")
+            try:
+                e = self._json(f"reg/{esc}/{v}", _bad_entry)
+            except errors.CorruptDatabase as err:
+                if strict:
+                    raise
+                self._note(f"left out of a listing: {err}")
+                continue
             if e is not None:
                 out.append(e)
         return out
@@ -208,17 +401,12 @@ class ModelRegistry:
         state_dict (saved with ``torch.save``; a module keeps its weights).
         """
         _check_model_name(name)
-        if metadata is not None and not isinstance(metadata, Mapping):
-            raise errors.InvalidArgument(f"metadata must be a dict, got {type(metadata).__name__}")
-        meta = dict(metadata or {})
-        try:
-            json.dumps(meta)
-        except (TypeError, ValueError):
-            meta = {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v)
-                    for k, v in meta.items()}
+        meta = _metadata(metadata)
         if tags is not None and not isinstance(tags, Mapping):
-            raise errors.InvalidArgument(f"tags must be a dict, got {type(tags).__name__}")
+            raise errors.InvalidType(f"tags must be a dict, got {type(tags).__name__}")
         tag_map = {str(k): str(v) for k, v in (tags or {}).items()}
+        if not isinstance(description, str) and description is not None:
+            raise errors.InvalidType(f"a description is a str, got {description!r}")
         stage = canonical_stage(stage)
         fmt, source, size = _source(model)
         esc = _esc(name)
@@ -231,6 +419,8 @@ class ModelRegistry:
                 now = time.time()
                 if m is None:
                     m = {"name": name, "created": now, "next": 1}
+                elif not _num(m.get("created")):
+                    m["created"] = now  # a rebuilt record (see _model)
                 version = m["next"]
                 n = 0
                 for n, piece in enumerate(source, 1):
@@ -338,51 +528,103 @@ class ModelRegistry:
     def load_to_file(self, name: str, path: str | os.PathLike[str], version: int | None = None,
                      *, stage: str | None = None) -> ModelVersion:
         """Stream a version into a file (never all of it in RAM).  The file is
-        written next to ``path`` and renamed into place only once the SHA-256
-        has matched."""
+        written next to ``path`` and renamed into place (durably: see
+        :func:`synadb.engine.files.atomic_path`) only once the SHA-256 has
+        matched; on any error ``path`` is as it was.
+
+        Raises:
+            InvalidPath: ``path`` is a directory, or its folder is missing.
+            ChecksumError: the stored bytes are damaged.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise errors.InvalidType(f"path must be a str or os.PathLike, not {path!r}")
         e = self._pick(_check_model_name(name), version, stage)
-        tmp = f"{os.fspath(path)}.synadb-tmp"
         bar = self._bar(e["size"], f"load {name}")
         try:
-            with open(tmp, "wb") as f:
-                for view in self._pieces(name, e):
-                    f.write(view)
-                    if bar is not None:
-                        bar.update(len(view))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as f:
+                    for view in self._pieces(name, e):  # raises before the rename if damaged
+                        f.write(view)
+                        if bar is not None:
+                            bar.update(len(view))
         finally:
             if bar is not None:
                 bar.close()
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return _version(name, e)
 
     def load_torch(self, name: str, version: int | None = None, *, stage: str | None = None,
                    map_location: Any = "cpu") -> Any:
         """A torch-saved version, loaded with ``weights_only=True``."""
-        from .integrations._torch_io import from_bytes
-
+        # The torch adapter lends torch.load (synadb/_convert.py): the
+        # registry never imports an integration.
+        from_bytes = _convert.get("torch_load", "ModelRegistry.load_torch")
         data, _ = self.load_model(name, version, stage=stage)
         return from_bytes(data, map_location=map_location)
 
-    def verify(self, name: str, version: int | None = None) -> bool:
-        """Re-hash a version (or all versions) against the stored SHA-256."""
+    def verify(self, name: str | None = None, version: int | None = None
+               ) -> "bool | RegistryReport":
+        """Re-hash a version (or all versions of ``name``) against the stored
+        SHA-256: True if they match.
+
+        Without a ``name``: check the whole file and return a
+        :class:`RegistryReport` (true when nothing is wrong): the engine's
+        ``db.verify()`` report, every registry record that cannot be read and
+        every version whose bytes fail their SHA-256.  Changes nothing.
+        """
+        if name is None:
+            if version is not None:
+                raise errors.InvalidArgument("verify(version=...) needs the model's name")
+            return self._verify_all()
         entries = ([self._entry(name, version)] if version is not None
-                   else self._entries(name))
+                   else self._entries(_check_model_name(name)))
         for e in entries:
-            try:
-                for _ in self._pieces(name, e):
-                    pass
-            except errors.ChecksumError:
+            if not self._intact(name, e):
                 return False
         return True
 
+    def _intact(self, name: str, e: Mapping[str, Any]) -> bool:
+        try:
+            for _ in self._pieces(name, e):
+                pass
+        except errors.ChecksumError:
+            return False
+        return True
+
+    def _verify_all(self) -> RegistryReport:
+        db = self._db
+        engine = db.verify()
+        problems: list[str] = []
+        names = []
+        for key in db.keys("reg/*"):
+            if key.count("/") == 1:
+                names.append(_unesc(key[4:]))
+        for name in names:
+            esc = _esc(name)
+            try:
+                model = self._json("reg/" + esc, _bad_model)
+            except errors.CorruptDatabase as e:
+                problems.append(str(e))
+                model = {"next": self._highest_version(name) + 1}
+            for v in range(1, model["next"]):
+                try:
+                    entry = self._json(f"reg/{esc}/{v}", _bad_entry)
+                except errors.SynaError as e:
+                    problems.append(str(e))
+                    continue
+                if entry is not None and not self._intact(name, entry):
+                    problems.append(f"model {name!r} version {v}: its bytes do not match "
+                                    "their SHA-256")
+            try:
+                self._stage_changes(name)
+            except errors.SynaError as e:
+                problems.append(str(e))
+        return RegistryReport(engine=engine, problems=problems, rebuilt=list(self._rebuilt))
+
     # -- listing ---------------------------------------------------------
     def list_versions(self, name: str) -> list[ModelVersion]:
-        """Every version of ``name``, oldest first."""
-        return [_version(name, e) for e in self._entries(_check_model_name(name))]
+        """Every version of ``name``, oldest first (a version whose entry is
+        damaged is left out and logged; ``verify()`` lists it)."""
+        return [_version(name, e) for e in self._entries(_check_model_name(name), strict=False)]
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         return _version(name, self._entry(name, version))
@@ -397,7 +639,7 @@ class ModelRegistry:
         for key in self._db.keys("reg/*"):
             if key.count("/") == 1 and self._model(_unesc(key[4:])) is not None:
                 names.append(_unesc(key[4:]))
-        return [n for n in names if self._entries(n)]
+        return [n for n in names if self._entries(n, strict=False)]
 
     def list(self, name: str | None = None) -> list[Any]:
         """The published wheel's ``list``: versions of ``name``, or all model names."""
@@ -407,7 +649,11 @@ class ModelRegistry:
         """The latest version of every model."""
         out = {}
         for name in self.list_models():
-            v = self.latest_version(name)
+            try:
+                v = self.latest_version(name)
+            except errors.CorruptDatabase as e:
+                self._note(f"left out of latest_versions: {e}")
+                continue
             if v is not None:
                 out[name] = v
         return out
@@ -416,10 +662,15 @@ class ModelRegistry:
              metadata: Mapping[str, Any] | None = None) -> list[ModelVersion]:
         """Versions of any model whose tags (and metadata) contain the given
         key-values, optionally in one stage."""
+        if tags is not None and not isinstance(tags, Mapping):
+            raise errors.InvalidType(f"tags must be a dict such as {{'team': 'vision'}}, "
+                                     f"got {tags!r}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise errors.InvalidType(f"metadata must be a dict, got {metadata!r}")
         want_stage = canonical_stage(stage) if stage is not None else None
         found = []
         for name in self.list_models():
-            for e in self._entries(name):
+            for e in self._entries(name, strict=False):
                 if want_stage is not None and e["stage"] != want_stage:
                     continue
                 if tags and any(e.get("tags", {}).get(k) != str(v) for k, v in tags.items()):
@@ -437,7 +688,7 @@ class ModelRegistry:
         models = versions = total = 0
         by_stage = {s: 0 for s in STAGES}
         for name in self.list_models():
-            entries = self._entries(name)
+            entries = self._entries(name, strict=False)
             models += 1
             versions += len(entries)
             for e in entries:
@@ -491,14 +742,36 @@ class ModelRegistry:
 
     def stage_history(self, name: str, version: int | None = None) -> list[StageChange]:
         """Every stage change of ``name`` (or of one version), oldest first."""
+        if version is not None and (isinstance(version, bool)
+                                    or not isinstance(version, (int, np.integer))):
+            raise errors.InvalidType(f"a version is an int, got {version!r}")
         out = []
-        for text in self._db.get_history(f"reg/{_esc(_check_model_name(name))}/stages"):
-            if not isinstance(text, str):
-                continue
-            h = json.loads(text)
+        for h in self._stage_changes(_check_model_name(name)):
             if version is None or h["version"] == version:
-                out.append(StageChange(name, h["version"], h["from"] or "", h["to"], h["at"],
-                                       h.get("user"), h.get("comment")))
+                out.append(StageChange(name, h["version"], h.get("from") or "", h["to"],
+                                       h["at"], h.get("user"), h.get("comment")))
+        return out
+
+    def _stage_changes(self, name: str) -> list[dict[str, Any]]:
+        """The stage-change records of ``name``, checked (CorruptDatabase naming
+        the key if one is not what the registry wrote)."""
+        key = f"reg/{_esc(name)}/stages"
+        try:
+            history = self._db.get_history(key)
+        except UnicodeDecodeError as e:
+            raise self._corrupt(key, "a record is not valid UTF-8") from e
+        out = []
+        for i, text in enumerate(history):
+            if not isinstance(text, str):
+                continue  # not ours (and never was): skipped, as before
+            try:
+                h = json.loads(text)
+            except (ValueError, RecursionError) as e:
+                raise self._corrupt(key, f"record {i} is not valid JSON ({_why(e)})") from None
+            bad = _bad_change(h)
+            if bad:
+                raise self._corrupt(key, f"record {i} is {bad}")
+            out.append(h)
         return out
 
     def rollback(self, name: str, *, user: str | None = None,
@@ -526,14 +799,15 @@ class ModelRegistry:
         with self._db.batch(sync=self._sync):
             e = self._entry(name, version)
             fn(e)
-            self._put_json(f"reg/{esc}/{version}", e)
+            self._put_json(f"reg/{esc}/{e['version']}", e)
         return _version(name, e)
 
     def set_tag(self, name: str, version: int, key: str, value: Any) -> ModelVersion:
-        return self._update(name, version, lambda e: e["tags"].__setitem__(str(key), str(value)))
+        return self._update(name, version,
+                            lambda e: e.setdefault("tags", {}).__setitem__(str(key), str(value)))
 
     def delete_tag(self, name: str, version: int, key: str) -> ModelVersion:
-        return self._update(name, version, lambda e: e["tags"].pop(key, None))
+        return self._update(name, version, lambda e: e.setdefault("tags", {}).pop(str(key), None))
 
     def set_description(self, name: str, version: int, description: str) -> ModelVersion:
         return self._update(name, version,
@@ -621,8 +895,9 @@ def _source(model: Any) -> tuple[str, Iterator[Any], int]:
     mod = type(model).__module__ or ""
     if mod.startswith("torch") or (isinstance(model, Mapping) and model and all(
             (type(v).__module__ or "").startswith("torch") for v in model.values())):
-        from .integrations._torch_io import to_bytes  # the caller has torch loaded
-
+        # A torch object means the caller has torch loaded; the adapter lends
+        # torch.save (synadb/_convert.py), the registry never imports it.
+        to_bytes = _convert.get("torch_save", "saving a torch model")
         data = memoryview(to_bytes(model))
         return "torch", (data[i:i + CHUNK] for i in range(0, max(len(data), 1), CHUNK)), len(data)
     raise errors.InvalidArgument(
@@ -631,10 +906,17 @@ def _source(model: Any) -> tuple[str, Iterator[Any], int]:
 
 
 def _read_chunks(path: str) -> Iterator[bytes]:
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise_storage(e, "read the model file", path)
+    with f:
         first = True
         while True:
-            piece = f.read(CHUNK)
+            try:
+                piece = f.read(CHUNK)
+            except OSError as e:
+                raise_storage(e, "read the model file", path)
             if not piece and not first:
                 return
             first = False

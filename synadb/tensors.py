@@ -31,15 +31,16 @@ import mmap
 import os
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from . import errors
+from . import _convert, errors
 from .db import DbConfig, SynaDB
+from .engine.files import atomic_path
 
-__all__ = ["TensorEngine", "DTYPES"]
+__all__ = ["TensorEngine", "RowView", "RowIndexError", "DTYPES"]
 
 DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
           "uint16", "uint32", "uint64", "bool")
@@ -61,8 +62,8 @@ _REC_MARKER = 0xA7
 def _dtype(value: Any, what: str) -> np.dtype:
     try:
         dt = np.dtype(value)
-    except TypeError as e:
-        raise errors.InvalidArgument(f"{what}: {value!r} is not a dtype") from e
+    except (TypeError, ValueError) as e:
+        raise errors.InvalidType(f"{what}: {value!r} is not a numpy dtype") from e
     if dt.name not in _CODES:
         raise errors.InvalidArgument(
             f"{what}: dtype {dt.name} is not supported; use one of {', '.join(DTYPES)}")
@@ -104,14 +105,44 @@ class TensorEngine:
         for key in self.db.keys(_MANIFEST + "*"):
             if "#" in key:
                 continue
-            raw = self.db.get_text(key)
-            if raw is not None:
-                out[key[len(_MANIFEST):]] = json.loads(raw)
+            m = self._read_manifest(key)
+            if m is not None:
+                out[key[len(_MANIFEST):]] = m
         return out
 
     def _manifest(self, prefix: str) -> dict[str, Any] | None:
-        raw = self.db.get_text(_MANIFEST + prefix)
-        return None if raw is None else json.loads(raw)
+        return self._read_manifest(_MANIFEST + prefix)
+
+    def _read_manifest(self, key: str) -> dict[str, Any] | None:
+        """A manifest, checked: a record that passed its CRC but does not hold
+        one (invalid UTF-8 or JSON, missing fields) is CorruptDatabase naming
+        the key, never a raw decoding error."""
+        try:
+            raw = self.db.get_text(key)
+        except errors.TypeMismatch as e:
+            raise errors.CorruptDatabase(f"tensor manifest {key!r} in {self.path!r} is not "
+                                         f"text: {e}") from e
+        except UnicodeDecodeError as e:
+            raise errors.CorruptDatabase(f"tensor manifest {key!r} in {self.path!r} is not "
+                                         "valid UTF-8") from e
+        if raw is None:
+            return None
+        try:
+            m = json.loads(raw)
+            ok = (isinstance(m, dict) and m.get("kind") in ("rows", "chunks")
+                  and m.get("dtype") in _CODES and isinstance(m.get("shape"), list)
+                  and len(m["shape"]) >= 1
+                  and all(type(d) is int and d >= 0 for d in m["shape"])
+                  and type(m.get("width")) is int and isinstance(m.get("blocks"), list)
+                  and all(isinstance(b, list) and len(b) == 3 and isinstance(b[0], str)
+                          and type(b[1]) is int and type(b[2]) is int for b in m["blocks"])
+                  and (m["kind"] == "rows" or type(m.get("chunk_size")) is int))
+        except (ValueError, RecursionError):
+            ok = False
+        if not ok:
+            raise errors.CorruptDatabase(f"tensor manifest {key!r} in {self.path!r} is "
+                                         "damaged (not a manifest's JSON)")
+        return m
 
     @staticmethod
     def _names(prefix: str, m: dict[str, Any]) -> list[str]:
@@ -122,9 +153,7 @@ class TensorEngine:
 
     def _select(self, pattern: str, kind: str) -> list[tuple[str, dict[str, Any], np.ndarray]]:
         """(prefix, manifest, indices) of the rows/chunks matching, in key order."""
-        if not isinstance(pattern, str) or not pattern:
-            raise errors.InvalidArgument("the pattern is empty; use e.g. 'train/*'")
-        match = re.compile(fnmatch.translate(pattern), re.S).match
+        match = _glob(pattern)
         found: list[tuple[str, dict[str, Any], np.ndarray]] = []
         for prefix, m in sorted(self._manifests().items()):
             if m["kind"] != kind:
@@ -213,23 +242,19 @@ class TensorEngine:
 
         Returns the number of chunks.
         """
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) \
-                or chunk_size < 1:
-            raise errors.InvalidArgument(f"chunk_size must be a positive int, got {chunk_size!r}")
-        self._put(prefix, tensor, "chunks", int(chunk_size))
+        self._put(prefix, tensor, "chunks", _positive_int("chunk_size", chunk_size))
         m = self._manifest(prefix)
         return len(m["blocks"]) if m else 0
 
     def _put(self, prefix: str, tensor: Any, kind: str, rows_per_block: int | None) -> int:
-        if not isinstance(prefix, str) or not prefix or "#" in prefix or any(
+        if not isinstance(prefix, str):
+            raise errors.InvalidType(f"a tensor prefix is a str such as 'train/', got {prefix!r}")
+        if not prefix or "#" in prefix or any(
                 c in prefix for c in "*?["):
             raise errors.InvalidArgument(
                 f"a tensor prefix is a non-empty str without '#' or glob characters: {prefix!r}")
-        if rows_per_block is not None and (
-                isinstance(rows_per_block, bool) or not isinstance(rows_per_block, (int, np.integer))
-                or rows_per_block < 1):
-            raise errors.InvalidArgument(
-                f"rows_per_block must be a positive int, got {rows_per_block!r}")
+        if rows_per_block is not None:
+            rows_per_block = _positive_int("rows_per_block", rows_per_block)
         try:
             arr = np.asarray(tensor)
         except ValueError as e:  # ragged rows
@@ -348,7 +373,7 @@ class TensorEngine:
                 arr = arr.reshape(shape)
             except (ValueError, TypeError) as e:
                 raise errors.DimensionMismatch(
-                    f"cannot reshape {arr.shape} into {tuple(shape)}") from e
+                    f"cannot reshape {arr.shape} into {shape!r}") from e
         return arr
 
     def _consistent(self):
@@ -387,9 +412,7 @@ class TensorEngine:
 
     def stream(self, pattern: str, batch_size: int = 32) -> Iterator[np.ndarray]:
         """Batches of ``batch_size`` rows (the last may be shorter), without loading all."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise errors.InvalidArgument(f"batch_size must be a positive int, got {batch_size!r}")
+        batch_size = _positive_int("batch_size", batch_size)
         view = self.rows(pattern)
         for s in range(0, len(view), batch_size):
             yield view.batch(range(s, min(len(view), s + batch_size)))
@@ -397,17 +420,19 @@ class TensorEngine:
     # ----------------------------------------------------------- inspect
     def keys(self, pattern: str | None = None) -> list[str]:
         """Names of rows and chunks, sorted; ``pattern`` is a glob."""
+        match = _glob(pattern) if pattern is not None else None
         names = []
         for prefix, m in self._manifests().items():
             names.extend(self._names(prefix, m))
-        if pattern is not None:
-            match = re.compile(fnmatch.translate(pattern), re.S).match
+        if match is not None:
             names = [n for n in names if match(n)]
         return sorted(names)
 
     def info(self, prefix: str) -> dict[str, Any]:
         """Shape, dtype and layout of the tensor stored under ``prefix``."""
-        m = self._manifest(prefix)
+        if not isinstance(prefix, str):
+            raise errors.InvalidType(f"a tensor prefix is a str, got {prefix!r}")
+        m = self._manifest(prefix) if prefix else None
         if m is None:
             raise errors.KeyNotFound(f"no tensor {prefix!r} in {self.path!r}")
         dt = np.dtype(m["dtype"])
@@ -426,9 +451,7 @@ class TensorEngine:
 
         A tensor that loses only some rows is rewritten without them.
         """
-        if not isinstance(pattern, str) or not pattern:
-            raise errors.InvalidArgument("the pattern is empty; use e.g. 'train/*'")
-        match = re.compile(fnmatch.translate(pattern), re.S).match
+        match = _glob(pattern)
         removed = 0
         db = self.db
         with db.batch():
@@ -464,6 +487,11 @@ class TensorEngine:
         fixed-size list) and, with ``label_pattern``, ``y``.  DuckDB, Spark
         and Ray read it directly: the way out when data outgrows one machine.
         """
+        if not isinstance(path, (str, os.PathLike)):
+            raise errors.InvalidType(f"path must be a str or os.PathLike, not {path!r}")
+        batch_rows = _positive_int("batch_rows", batch_rows)
+        if label_pattern is not None and not isinstance(label_pattern, str):
+            raise errors.InvalidType(f"label_pattern must be a str glob, got {label_pattern!r}")
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -475,45 +503,47 @@ class TensorEngine:
             raise errors.DimensionMismatch(
                 f"{len(view)} rows match {pattern!r} but {len(labels)} match {label_pattern!r}")
         width = int(np.prod(view.row_shape)) if view.row_shape else 1
-        tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
-        writer = None
-        try:
-            for s in range(0, len(view), batch_rows):
-                idx = range(s, min(len(view), s + batch_rows))
-                x = view.batch(idx).reshape(len(idx), width)
-                cols = {"key": pa.array([view.names[i] for i in idx]),
-                        "x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), width)}
-                if labels is not None:
-                    y = labels.batch(idx)
-                    cols["y"] = (pa.array(y.reshape(len(idx))) if y.size == len(idx) else
-                                 pa.FixedSizeListArray.from_arrays(
-                                     pa.array(y.reshape(-1)), y.size // len(idx)))
-                table = pa.table(cols)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
-            if writer is not None:
-                writer.close()
-                writer = None
-                os.replace(tmp, path)
-        finally:
-            if writer is not None:
-                writer.close()
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return len(view)
+        label_width = int(np.prod(labels.row_shape)) if labels is not None else 0
+        names = view.names
+        n = len(view)
+        # Written beside ``path`` and renamed over it only when complete and
+        # fsynced (atomic_path): a crash leaves the old file or the new one.
+        with atomic_path(path) as tmp:
+            writer = None
+            try:
+                # At least one (maybe empty) batch, so zero rows still make a file.
+                for s in range(0, max(n, 1), batch_rows):
+                    idx = range(s, min(n, s + batch_rows))
+                    k = len(idx)
+                    x = view.batch(idx).reshape(k, width)
+                    cols = {"key": pa.array([names[i] for i in idx], type=pa.string()),
+                            "x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)),
+                                                                   width)}
+                    if labels is not None:
+                        y = labels.batch(idx)
+                        cols["y"] = (pa.array(y.reshape(k)) if label_width == 1 else
+                                     pa.FixedSizeListArray.from_arrays(
+                                         pa.array(y.reshape(-1)), label_width))
+                    table = pa.table(cols)
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+            finally:
+                if writer is not None:
+                    writer.close()
+        return n
 
     def get_tensor_torch(self, pattern: str, device: str = "cpu", dtype: Any = None) -> Any:
-        """``get_tensor`` as a ``torch.Tensor`` on ``device`` (needs ``synadb[torch]``)."""
-        from .integrations.torch import to_torch
-
-        return to_torch(self.get_tensor(pattern, dtype=dtype), device)
+        """``get_tensor`` as a ``torch.Tensor`` on ``device`` (needs ``synadb[torch]``);
+        ``dtype`` may be a torch dtype (``torch.float16``) or a numpy one."""
+        # The torch adapter lends the conversion (synadb/_convert.py): this
+        # layer never imports an integration.
+        return _convert.get("torch_tensor", "get_tensor_torch")(self, pattern, device, dtype)
 
     def get_tensor_tf(self, pattern: str, dtype: Any = None) -> Any:
-        """``get_tensor`` as a ``tf.Tensor`` (needs ``synadb[tensorflow]``)."""
-        from .integrations.tensorflow import to_tf
-
-        return to_tf(self.get_tensor(pattern, dtype=dtype))
+        """``get_tensor`` as a ``tf.Tensor`` (needs ``synadb[tensorflow]``);
+        ``dtype`` may be a TensorFlow dtype or a numpy one."""
+        return _convert.get("tf_tensor", "get_tensor_tf")(self, pattern, dtype)
 
 
 class RowView:
@@ -569,14 +599,52 @@ class RowView:
 
     def __getitem__(self, i: int) -> np.ndarray:
         n = len(self)
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise errors.InvalidType(f"a row index is an int, got {i!r}; use batch() for "
+                                     "several rows")
         if not -n <= i < n:
-            raise IndexError(f"row {i} of {n}")
+            raise RowIndexError(f"row {i} is out of range: the view has {n} rows")
         return self._blk(int(self._block_of[i]))[int(self._row_in[i])]  # a read-only view
 
+    def _indices(self, indices: Any) -> np.ndarray:
+        """``indices`` as int64 row numbers, each in ``0 <= i < len(self)``."""
+        if isinstance(indices, np.ndarray):
+            raw = indices
+        elif isinstance(indices, range):
+            raw = np.arange(indices.start, indices.stop, indices.step, dtype=np.int64)
+        else:
+            if isinstance(indices, (str, bytes, Mapping)) or not isinstance(indices, Iterable):
+                raise errors.InvalidType(f"row indices are a sequence of ints, got {indices!r}")
+            try:
+                raw = np.asarray(list(indices))
+            except (TypeError, ValueError) as e:  # ragged, or an iterator that raised so
+                raise errors.InvalidType(f"row indices are a sequence of ints: {e}") from None
+        if raw.size == 0:
+            return np.empty(0, dtype=np.int64)
+        if raw.ndim != 1:
+            raise errors.InvalidArgument(f"row indices must be one-dimensional, got shape "
+                                         f"{raw.shape}")
+        if raw.dtype.kind not in "iu":
+            # Floats would be truncated and bools taken as 0/1: refuse both.
+            raise errors.InvalidType(f"row indices must be ints, got {raw.dtype} "
+                                     f"({raw[:3].tolist()}...)")
+        n = len(self)
+        lo, hi = raw.min(), raw.max()
+        if lo < 0 or hi >= n:
+            bad = lo if lo < 0 else hi
+            raise RowIndexError(f"row index {int(bad)} is out of range: the view has {n} "
+                                "rows (0 to n-1; negative indices are not taken here)")
+        return raw.astype(np.int64, copy=False)
+
     def batch(self, indices: Any) -> np.ndarray:
-        """Rows at ``indices``, copied into one new array."""
-        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices,
-                         dtype=np.int64)
+        """Rows at ``indices``, copied into one new array.
+
+        Raises:
+            InvalidType: the indices are not ints (floats are never truncated).
+            RowIndexError: an index is negative or not below ``len(self)``
+                (an InvalidArgument that is also an IndexError).
+        """
+        idx = self._indices(indices)
         out = np.empty((len(idx), *self.row_shape), dtype=self.dtype)
         blocks = self._block_of[idx]
         rows = self._row_in[idx]
@@ -586,6 +654,27 @@ class RowView:
             sel = np.flatnonzero(blocks == b)
             out[sel] = self._blk(b)[rows[sel]]
         return out
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise errors.InvalidType(f"{name} must be a positive int, got {value!r}")
+    if value < 1:
+        raise errors.InvalidArgument(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _glob(pattern: object) -> Any:
+    """The match function of a glob pattern (InvalidType/InvalidArgument if bad)."""
+    if not isinstance(pattern, str):
+        raise errors.InvalidType(f"a pattern is a str glob such as 'train/*', got {pattern!r}")
+    if not pattern:
+        raise errors.InvalidArgument("the pattern is empty; use e.g. 'train/*'")
+    return re.compile(fnmatch.translate(pattern), re.S).match
+
+
+class RowIndexError(errors.InvalidArgument, IndexError):
+    "A row index outside a RowView (an InvalidArgument, and an IndexError as Python's)."
 
 
 def _sorted(idx: np.ndarray) -> bool:

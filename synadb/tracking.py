@@ -32,22 +32,26 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import errors
-from .db import DbConfig, SynaDB
+from . import _convert, errors
+from .db import DbConfig, SynaDB, VerifyReport
+from .engine.files import storage_error
 
-__all__ = ["ExperimentTracker", "Experiment", "Run", "RunStatus", "flatten_params"]
+__all__ = ["ExperimentTracker", "Experiment", "Run", "RunStatus", "TrackerReport",
+           "flatten_params"]
 
 _CHANGES = "trk/changes"
 _CATALOG = "trk/catalog"
 _CATALOG_MAGIC = b"SYNTRK1\n"
 _now = time.time
 _ROW = 3  # (value, step, unix time) per metric record
+_UNREAD = object()  # a value get_many could not read (read it alone to learn why)
 
 
 class RunStatus(str, enum.Enum):
@@ -80,18 +84,197 @@ class RunStatus(str, enum.Enum):
 _STATUS = {s.value: s for s in RunStatus}
 
 
+@dataclass
+class TrackerReport:
+    """What :meth:`ExperimentTracker.verify` found.
+
+    ``engine`` is the database's own :class:`~synadb.VerifyReport`;
+    ``problems`` are the tracker's records that cannot be read now;
+    ``rebuilt`` is what this handle worked around since it opened (a damaged
+    ``trk/catalog`` snapshot is only a cache, rebuilt from the run keys).
+    """
+
+    engine: VerifyReport
+    problems: list[str] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.engine.ok and not self.problems
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        lines = [str(self.engine)]
+        lines += [f"  tracker: {p}" for p in self.problems]
+        lines += [f"  rebuilt: {r}" for r in self.rebuilt]
+        return "\n".join(lines)
+
+
+def _warn(path: str, message: str) -> None:
+    # logging is imported only when there is something to say: import synadb stays light.
+    import logging
+
+    logging.getLogger("synadb").warning("%s: %s", path, message)
+
+
+def _why(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+def _valid_entry(e: Any) -> str:
+    """Why ``e`` is not a run's catalog entry, or "" if it is one."""
+    if not isinstance(e, dict):
+        return f"a run entry is a JSON object, found {type(e).__name__}"
+    exp = e.get("experiment")
+    if not isinstance(exp, str) or not exp:
+        return "no experiment name"
+    if e.get("status") not in _STATUS:
+        return f"unknown status {e.get('status')!r}"
+    for name, kind in (("params", dict), ("metrics", list), ("artifacts", dict),
+                       ("tags", list), ("tag_values", dict)):
+        if not isinstance(e.get(name, kind()), kind):
+            return f"{name!r} is not a JSON {'object' if kind is dict else 'array'}"
+    for name in ("params", "metrics", "artifacts"):
+        if name not in e:
+            return f"no {name!r}"
+    if not all(isinstance(a, dict) and isinstance(a.get("type"), str)
+               for a in e["artifacts"].values()):
+        return "an artifact has no type"
+    if not all(isinstance(m, str) for m in e["metrics"]):
+        return "a metric name is not a string"
+    start = e.get("start", 0.0)
+    if isinstance(start, bool) or not isinstance(start, (int, float)):
+        return "the start time is not a number"
+    return ""
+
+
+def _valid_experiment(e: Any) -> str:
+    if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not e["name"]:
+        return "an experiment entry is a JSON object with a name"
+    return ""
+
+
+class _BadSnapshot(Exception):
+    "trk/catalog does not hold a snapshot (an internal signal: the catalog is rebuilt)."
+
+
+def _parse_snapshot(raw: bytes, deep: bool = False
+                    ) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """The header and (run id, experiment, entry JSON) triples of a
+    ``trk/catalog`` value; :class:`_BadSnapshot` if it is not one.
+
+    Everything a reader would trust is checked here, so that a value that
+    passed its CRC but holds garbage (another writer's bytes, a bug) makes
+    the catalog rebuild instead of failing the open or losing runs.  The
+    entries' JSON is parsed later, on first use (``deep`` parses it now).
+    """
+    if not raw.startswith(_CATALOG_MAGIC):
+        raise _BadSnapshot("it does not start with the snapshot magic")
+    nl = raw.find(b"\n", len(_CATALOG_MAGIC))
+    if nl < 0:
+        raise _BadSnapshot("its header line is cut off")
+    try:
+        head = json.loads(raw[len(_CATALOG_MAGIC):nl].decode("utf-8"))
+        body = raw[nl + 1:].decode("utf-8")
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise _BadSnapshot(f"its header or body is not UTF-8 JSON ({_why(e)})") from None
+    if not isinstance(head, dict) or any(type(head.get(k)) is not int
+                                         for k in ("salt", "covered")):
+        raise _BadSnapshot("its header lacks the salt or the covered count")
+    exps = head.get("experiments")
+    if not isinstance(exps, dict) or any(_valid_experiment(v) for v in exps.values()):
+        raise _BadSnapshot("its experiments are not experiment entries")
+    parts = body.split("\0") if body else []
+    if len(parts) % 3:
+        raise _BadSnapshot(f"its body has {len(parts)} fields, not run id/experiment/entry "
+                           "triples (truncated?)")
+    runs = head.get("runs")  # written since the field was added; older snapshots lack it
+    if runs is not None and runs != len(parts) // 3:
+        raise _BadSnapshot(f"it lists {len(parts) // 3} runs, its header says {runs}")
+    triples = [(parts[i], parts[i + 1], parts[i + 2]) for i in range(0, len(parts), 3)]
+    for rid, exp, text in triples:
+        if not rid or "/" in rid or len(rid) > 64 or not exp or not text.startswith("{"):
+            raise _BadSnapshot(f"run {rid[:64]!r} has a bad id, experiment or entry")
+        if deep:
+            try:
+                bad = _valid_entry(json.loads(text))
+            except (ValueError, RecursionError) as e:
+                bad = _why(e)
+            if bad:
+                raise _BadSnapshot(f"the entry of run {rid!r} is damaged: {bad}")
+    return head, triples
+
+
 def flatten_params(params: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, str]:
     """Nested dicts become dotted names, as MLflow's autologgers flatten a
     model's hyperparameters, and values become strings, as MLflow stores
     params: ``{"opt": {"lr": 0.1}}`` -> ``{"opt.lr": "0.1"}``.  (MLflow's own
     ``log_params`` would store ``opt`` as ``"{'lr': 0.1}"``.)"""
+    if not isinstance(params, Mapping):
+        raise errors.InvalidType(f"params must be a dict, got {type(params).__name__}")
     out: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{sep}{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and value:
-            out.update(flatten_params(value, name, sep))
-        else:
+    # Depth first with an explicit stack, not recursion: a dict nested a
+    # few thousand deep (or one that contains itself) is an InvalidArgument,
+    # never a RecursionError.
+    stack = [(prefix, iter(params.items()))]
+    path = [id(params)]
+    while stack:
+        base, items = stack[-1]
+        for key, value in items:
+            name = f"{base}{sep}{key}" if base else str(key)
+            if isinstance(value, Mapping) and value:
+                if id(value) in path:
+                    raise errors.InvalidArgument(f"params contain themselves at {name[:80]!r}")
+                if len(stack) >= _MAX_DEPTH:
+                    raise errors.InvalidArgument(
+                        f"params are nested more than {_MAX_DEPTH} levels deep "
+                        f"(at {name[:80]!r}...)")
+                stack.append((name, iter(value.items())))
+                path.append(id(value))
+                break
             out[name] = _param_str(value)
+        else:
+            stack.pop()
+            path.pop()
+    return out
+
+
+_MAX_DEPTH = 100  # nesting of params; a dotted name is at most 250 characters anyway
+
+
+def _labels(tags: object) -> list[str]:
+    """Run labels: a str or a sequence of str."""
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        tags = [tags]
+    if isinstance(tags, (Mapping, bytes)) or not isinstance(tags, Iterable):
+        raise errors.InvalidType(f"tags are a label or a list of labels, got {tags!r}")
+    return [_check_name("tag", t) for t in tags]
+
+
+def _str_map(what: str, values: object) -> dict[str, str]:
+    """A dict of names to values, as the strings they are stored as."""
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise errors.InvalidType(f"{what} must be a dict, got {type(values).__name__}")
+    return {_check_name(what, str(k) if isinstance(k, (int, float)) else k): _param_str(v)
+            for k, v in values.items()}
+
+
+def _seconds(what: str, value: object) -> float:
+    """A finite unix time in seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise errors.InvalidType(f"{what} is unix seconds (a number), got {value!r}")
+    try:
+        out = float(value)
+    except OverflowError:
+        out = math.inf
+    if not math.isfinite(out):
+        raise errors.InvalidArgument(f"{what} must be finite, got {value!r}")
     return out
 
 
@@ -102,11 +285,17 @@ def _param_str(value: Any) -> str:
         return str(bool(value))
     if isinstance(value, (np.integer, np.floating)):
         return str(value.item())
-    return str(value)
+    try:
+        return str(value)
+    except RecursionError:  # a list nested thousands deep
+        raise errors.InvalidArgument(
+            f"a {type(value).__name__} value is nested too deeply to store as text") from None
 
 
 def _check_name(kind: str, name: object, limit: int = 250) -> str:
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str):
+        raise errors.InvalidType(f"a {kind} name is a str, got {name!r}")
+    if not name:
         raise errors.InvalidArgument(f"a {kind} name must be a non-empty str, got {name!r}")
     if len(name) > limit or "\0" in name:
         raise errors.InvalidArgument(f"bad {kind} name {name[:60]!r}: at most {limit} "
@@ -116,7 +305,9 @@ def _check_name(kind: str, name: object, limit: int = 250) -> str:
 
 def check_artifact_name(name: object) -> str:
     """An artifact name is a relative POSIX path that stays inside the run."""
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str):
+        raise errors.InvalidType(f"an artifact name is a str, got {name!r}")
+    if not name:
         raise errors.InvalidArgument(f"an artifact name must be a non-empty str, got {name!r}")
     if "\0" in name or "\\" in name:
         raise errors.InvalidArgument(f"artifact name {name!r} contains NUL or a backslash")
@@ -306,6 +497,8 @@ class Run:
         self._refresh()
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if not isinstance(tags, Mapping):
+            raise errors.InvalidType(f"tags must be a dict, got {type(tags).__name__}")
         for key, value in tags.items():
             self.set_tag(key, value)
 
@@ -399,6 +592,9 @@ class ExperimentTracker:
         self._mkeys: dict[tuple[str, str], list[Any]] = {}  # (run, metric) -> [key, next step]
         self._seen = 0  # entries of trk/changes already applied
         self._salt = -1
+        self._damaged: dict[str, str] = {}  # run id -> why its run/<id> entry is unreadable
+        self._rebuilt: list[str] = []  # what this handle worked around, for verify()
+        self._snap_bad = False  # trk/catalog is damaged: close() rewrites it
         self._sync()
 
     # -- life ------------------------------------------------------------
@@ -406,7 +602,7 @@ class ExperimentTracker:
         """fsync and close (snapshotting the catalog first if it is stale)."""
         if not self._db.closed:
             if not self._db.config.read_only:
-                if self._snapshot_is_stale():
+                if self._snapshot_is_stale() or self._snap_bad:
                     self.checkpoint()
                 self._db.sync()
             self._db.close()
@@ -432,19 +628,21 @@ class ExperimentTracker:
     # -- catalog ---------------------------------------------------------
     # _entries maps run id -> catalog entry, either a dict or, until first
     # used, its JSON text (a snapshot loads 10K runs without parsing them).
+    #
+    # trk/catalog is a cache of the run/<id> and exp/<name> keys: if it is
+    # damaged (a CRC failure) or holds anything but a snapshot, the catalog
+    # is rebuilt from those keys, and the next checkpoint (close does one)
+    # writes a good snapshot.  A run/<id> or exp/<name> entry that is damaged
+    # is the one thing that cannot be rebuilt: that run is left out of
+    # listings, get_run raises CorruptDatabase naming its key, and verify()
+    # reports it; every other run loads.
     def _sync(self) -> None:
         """Take in catalog changes that any handle made since we last looked."""
         db = self._db
         salt = db._salt()
         if salt != self._salt:  # first look, or the file was compacted
             self._salt = salt
-            self._entries.clear()
-            self._by_exp.clear()
-            self._exp_of.clear()
-            self._experiments.clear()
-            self._mkeys.clear()
-            self._seen = 0
-            self._snap_covered = -1
+            self._clear()
         changes = db._history_len(_CHANGES)
         if changes == self._seen:
             return
@@ -455,11 +653,40 @@ class ExperimentTracker:
                 self._seen = changes
                 return
             self._seen = covered
-        for rid in dict.fromkeys(db._history_slice(_CHANGES, self._seen, changes)):
+        try:
+            changed = db._history_slice(_CHANGES, self._seen, changes)
+            if not all(type(c) is str for c in changed):
+                raise TypeError("a trk/changes record is not text")
+        except (errors.SynaError, UnicodeDecodeError, TypeError) as e:
+            # Which runs changed is unknown: read them all again.
+            self._note(f"{_CHANGES}: a record at or after #{self._seen} is unreadable "
+                       f"({_why(e)}); the catalog was rebuilt from the run/ keys")
+            self._clear()
+            self._load_all()
+            self._seen = changes
+            return
+        for rid in dict.fromkeys(changed):
             self._reload(rid)
         self._seen = changes
 
+    def _clear(self) -> None:
+        self._entries.clear()
+        self._by_exp.clear()
+        self._exp_of.clear()
+        self._experiments.clear()
+        self._mkeys.clear()
+        self._damaged.clear()
+        self._seen = 0
+        self._snap_covered = -1
+
+    def _note(self, message: str) -> None:
+        """Remember (for verify()) and log something this handle had to work around."""
+        if message not in self._rebuilt:
+            self._rebuilt.append(message)
+            _warn(self.path, message)
+
     def _load_all(self) -> None:
+        """The catalog from the run/<id> and exp/<name> keys (no snapshot)."""
         db = self._db
         runs = []
         for key in db.keys():
@@ -467,32 +694,46 @@ class ExperimentTracker:
                 if key.find("/", 4) < 0:
                     runs.append(key)
             elif key.startswith("exp/"):
-                entry = self._read_json(key)
-                if entry is not None:
-                    self._experiments[entry["name"]] = entry
-        loads = json.loads
-        for key, text in zip(runs, db.get_many(runs)):
-            if text is not None:
-                entry = loads(text)
-                self._put_entry(key[4:], entry, entry["experiment"])
+                self._reload(key)
+        try:
+            texts = db.get_many(runs)
+        except (errors.SynaError, UnicodeDecodeError):
+            texts = [_UNREAD] * len(runs)  # one is damaged: read them one by one below
+        for key, text in zip(runs, texts):
+            rid = key[4:]
+            entry = self._read_entry(key) if text is _UNREAD else self._parse_entry(key, text)
+            if isinstance(entry, dict):
+                self._put_entry(rid, entry, entry["experiment"])
 
     def _load_snapshot(self, salt: int, changes: int) -> int:
-        """Load the catalog snapshot; returns the changes it covers, or -1."""
-        raw = self._db.get_bytes(_CATALOG) if self._db.exists(_CATALOG) else None
-        if raw is None or not raw.startswith(_CATALOG_MAGIC):
+        """Load the catalog snapshot; returns the changes it covers, or -1
+        (no snapshot, one from before a compaction, or one that is damaged)."""
+        db = self._db
+        try:
+            raw = db.get_bytes(_CATALOG) if db.exists(_CATALOG) else None
+        except errors.SynaError as e:  # ChecksumError, or not a bytes value
+            self._snapshot_damaged(f"unreadable ({_why(e)})")
             return -1
-        nl = raw.index(b"\n", len(_CATALOG_MAGIC))
-        head = json.loads(raw[len(_CATALOG_MAGIC):nl])
-        if head.get("salt") != salt or not 0 < head.get("covered", 0) <= changes:
+        if raw is None:
             return -1
+        try:
+            head, triples = _parse_snapshot(raw)
+        except _BadSnapshot as e:
+            self._snapshot_damaged(str(e))
+            return -1
+        if head["salt"] != salt or not 0 < head["covered"] <= changes:
+            return -1  # taken before a compaction, or ahead of this file: stale, not damaged
         self._experiments.update(head["experiments"])
-        body = raw[nl + 1:].decode("utf-8")
-        parts = body.split("\0") if body else []
         put = self._put_entry
-        for i in range(0, len(parts) - 2, 3):
-            put(parts[i], parts[i + 2], parts[i + 1])
+        for rid, experiment, text in triples:
+            put(rid, text, experiment)
         self._snap_covered = head["covered"]
         return head["covered"]
+
+    def _snapshot_damaged(self, why: str) -> None:
+        self._snap_bad = True
+        self._note(f"{_CATALOG} (a cache of the run/ and exp/ keys) is damaged: {why}; "
+                   "rebuilt the catalog from the run/ and exp/ keys")
 
     def _put_entry(self, rid: str, entry: dict[str, Any] | str, experiment: str) -> None:
         old = self._exp_of.get(rid)
@@ -501,18 +742,9 @@ class ExperimentTracker:
         self._entries[rid] = entry  # in place: a run keeps its position
         self._exp_of[rid] = experiment
         self._by_exp.setdefault(experiment, {})[rid] = None
+        self._damaged.pop(rid, None)
 
-    def _reload(self, rid: str) -> None:
-        if rid.startswith("exp/"):
-            entry = self._read_json(rid)
-            if entry is not None:
-                self._experiments[entry["name"]] = entry
-            return
-        entry = self._read_json("run/" + rid)
-        if entry is not None:
-            self._put_entry(rid, entry, entry["experiment"])
-            return
-        # deleted
+    def _drop(self, rid: str) -> None:
         self._entries.pop(rid, None)
         old = self._exp_of.pop(rid, None)
         if old is not None:
@@ -520,16 +752,86 @@ class ExperimentTracker:
         for key in [k for k in self._mkeys if k[0] == rid]:
             del self._mkeys[key]
 
-    def _read_json(self, key: str) -> dict[str, Any] | None:
-        text = self._db.get_text(key)
-        return None if text is None else json.loads(text)
+    def _reload(self, rid: str) -> None:
+        if not isinstance(rid, str) or not rid:
+            return
+        if rid.startswith("exp/"):
+            entry = self._read_entry(rid, _valid_experiment)
+            if isinstance(entry, dict):
+                self._experiments[entry["name"]] = entry
+            return
+        if "/" in rid or "\0" in rid or len(rid) > 64:
+            return  # not a run id (a change record we did not write): nothing to reload
+        entry = self._read_entry("run/" + rid)
+        if isinstance(entry, dict):
+            self._put_entry(rid, entry, entry["experiment"])
+            return
+        if entry is None:
+            self._damaged.pop(rid, None)  # deleted
+        self._drop(rid)  # deleted, or damaged (then remembered in _damaged)
+
+    def _read_entry(self, key: str, check: Any = None) -> dict[str, Any] | str | None:
+        """The JSON entry at ``key``: a dict, None if absent, or the reason it
+        cannot be read (a str; the run is then listed in ``_damaged``)."""
+        try:
+            text = self._db.get_text(key)
+        except (errors.SynaError, UnicodeDecodeError) as e:
+            return self._damage(key, _why(e))
+        return None if text is None else self._parse_entry(key, text, check)
+
+    def _parse_entry(self, key: str, text: Any, check: Any = None) -> dict[str, Any] | str | None:
+        if text is None:
+            return None
+        if type(text) is not str:
+            return self._damage(key, f"holds {type(text).__name__}, not JSON text")
+        try:
+            entry = json.loads(text)
+        except (ValueError, RecursionError) as e:
+            return self._damage(key, f"not valid JSON ({_why(e)})")
+        problem = (check or _valid_entry)(entry)
+        if problem:
+            return self._damage(key, problem)
+        return entry
+
+    def _damage(self, key: str, why: str) -> str:
+        if key.startswith("run/"):
+            self._damaged[key[4:]] = why
+        self._note(f"{key!r} is damaged: {why}")
+        return why
+
+    def _missing(self, run_id: str) -> errors.SynaError:
+        why = self._damaged.get(run_id)
+        if why is not None:
+            return errors.CorruptDatabase(
+                f"run {run_id!r} in {self.path!r} cannot be read: its entry "
+                f"{'run/' + run_id!r} is damaged ({why}); its metrics and artifacts are "
+                "still in the file (delete_run removes them)")
+        return errors.KeyNotFound(f"no run {run_id!r} in {self.path!r}")
 
     def _decoded(self, rid: str, entry: dict[str, Any] | str) -> dict[str, Any]:
         """The entry as a dict, parsing (and keeping) it on first use."""
         if type(entry) is not str:
             return entry  # type: ignore[return-value]
-        parsed = json.loads(entry)
-        if self._entries.get(rid) is entry:
+        try:
+            parsed = json.loads(entry)
+            bad = _valid_entry(parsed)
+        except (ValueError, RecursionError) as e:
+            bad = _why(e)
+        if bad:
+            # Only a snapshot leaves text here: the snapshot is a cache, the
+            # run's own key is the record.
+            self._note(f"{_CATALOG}: the entry of run {rid!r} is damaged ({bad}); read "
+                       f"{'run/' + rid!r} instead")
+            self._snap_bad = True
+            got = self._read_entry("run/" + rid)
+            if not isinstance(got, dict):
+                self._drop(rid)
+                if got is None:
+                    raise errors.KeyNotFound(f"no run {rid!r} in {self.path!r}")
+                raise self._missing(rid)
+            parsed = got
+            self._put_entry(rid, parsed, parsed["experiment"])
+        elif self._entries.get(rid) is entry:
             self._entries[rid] = parsed
         return parsed
 
@@ -537,16 +839,63 @@ class ExperimentTracker:
         # Always follow other handles first (about a microsecond): a run's
         # status, params and artifacts change while a notebook reads them.
         if not isinstance(run_id, str):
-            raise errors.InvalidArgument(f"a run id is a str, got {run_id!r}")
+            raise errors.InvalidType(f"a run id is a str, got {run_id!r}")
         self._sync()
         entry = self._entries.get(run_id)
         if entry is None:
-            raise errors.KeyNotFound(f"no run {run_id!r} in {self.path!r}")
+            raise self._missing(run_id)
         return self._decoded(run_id, entry)
+
+    def verify(self) -> "TrackerReport":
+        """Check the file and the tracker's own records; changes nothing.
+
+        Returns a :class:`TrackerReport`: the engine's ``db.verify()`` report,
+        the ``problems`` found now (damaged run, experiment or snapshot
+        records, an unreadable change log), and what this handle has had to
+        rebuild since it opened (``rebuilt``).  ``report.ok`` is true when the
+        engine found no damage and there are no problems.
+        """
+        db = self._db
+        engine = db.verify()
+        problems: list[str] = []
+        try:
+            raw = db.get_bytes(_CATALOG) if db.exists(_CATALOG) else None
+            if raw is not None:
+                _parse_snapshot(raw, deep=True)
+        except (errors.SynaError, _BadSnapshot) as e:
+            why = str(e) if isinstance(e, _BadSnapshot) else _why(e)
+            problems.append(f"{_CATALOG} is damaged ({why}); it is a cache: the catalog is "
+                            "rebuilt without it, and checkpoint() rewrites it")
+        try:
+            n = db._history_len(_CHANGES)
+            for c in db._history_slice(_CHANGES, 0, n):
+                if type(c) is not str:
+                    raise TypeError("a record is not text")
+        except (errors.SynaError, UnicodeDecodeError, TypeError) as e:
+            problems.append(f"{_CHANGES} has an unreadable record ({_why(e)})")
+        for key in db.keys():
+            if key.startswith("exp/"):
+                check = _valid_experiment
+            elif key.startswith("run/") and key.find("/", 4) < 0:
+                check = _valid_entry
+            else:
+                continue
+            try:
+                text = db.get_text(key)
+                entry = json.loads(text)
+                bad = check(entry)
+            except (errors.SynaError, UnicodeDecodeError, ValueError, RecursionError,
+                    TypeError) as e:
+                bad = _why(e)
+            if bad:
+                problems.append(f"{key!r} is damaged: {bad}")
+        return TrackerReport(engine=engine, problems=problems, rebuilt=list(self._rebuilt))
 
     @contextmanager
     def _change(self, run_id: str) -> Iterator[dict[str, Any]]:
         """Read-modify-write one run's entry under the file lock, atomically."""
+        if not isinstance(run_id, str):
+            raise errors.InvalidType(f"a run id is a str, got {run_id!r}")
         db = self._db
         # Not fsynced: like every log call, a change reaches the OS before it
         # returns; end_run and close fsync (see the class docstring).
@@ -554,9 +903,9 @@ class ExperimentTracker:
             self._sync()
             entry = self._entries.get(run_id)
             if entry is None:
-                raise errors.KeyNotFound(f"no run {run_id!r} in {self.path!r}")
+                raise self._missing(run_id)
             # A private copy to change (entries are shared with Run objects).
-            entry = json.loads(entry if type(entry) is str else json.dumps(entry))
+            entry = json.loads(json.dumps(self._decoded(run_id, entry)))
             yield entry
             db.put_text("run/" + run_id, json.dumps(entry, separators=(",", ":")))
             db.put_text(_CHANGES, run_id)
@@ -571,7 +920,7 @@ class ExperimentTracker:
         with db.batch(sync=False):
             self._sync()
             head = {"salt": self._salt, "covered": self._seen,
-                    "experiments": self._experiments}
+                    "experiments": self._experiments, "runs": len(self._entries)}
             parts = []
             dumps = json.dumps
             for rid, entry in self._entries.items():
@@ -581,6 +930,7 @@ class ExperimentTracker:
                     + "\0".join(parts).encode("utf-8"))
             db.put_bytes(_CATALOG, blob)
         self._snap_covered = self._seen
+        self._snap_bad = False
         db.checkpoint()
 
     def _snapshot_is_stale(self) -> bool:
@@ -592,6 +942,7 @@ class ExperimentTracker:
                           tags: Mapping[str, Any] | None = None) -> str:
         """Register an experiment name (runs create theirs on first use)."""
         _check_name("experiment", name)
+        exp_tags = _str_map("tag", tags)
         db = self._db
         with db.batch(sync=self._sync_every):
             self._sync()
@@ -599,8 +950,7 @@ class ExperimentTracker:
                 if not exist_ok:
                     raise errors.InvalidArgument(f"experiment {name!r} already exists")
                 return name
-            entry = {"name": name, "created": time.time(),
-                     "tags": {k: _param_str(v) for k, v in (tags or {}).items()}}
+            entry = {"name": name, "created": time.time(), "tags": exp_tags}
             db.put_text("exp/" + name, json.dumps(entry))
             db.put_text(_CHANGES, "exp/" + name)
         self._experiments[name] = entry
@@ -615,6 +965,7 @@ class ExperimentTracker:
         return names
 
     def experiment_info(self, name: str) -> dict[str, Any]:
+        _check_name("experiment", name)
         self._sync()
         entry = dict(self._experiments.get(name) or {"name": name, "created": None, "tags": {}})
         entry["runs"] = len(self._by_exp.get(name, ()))
@@ -633,25 +984,34 @@ class ExperimentTracker:
         original run's.
         """
         _check_name("experiment", experiment)
-        if isinstance(tags, str):
-            tags = [tags]
-        labels = [_check_name("tag", t) for t in (tags or ())]
+        labels = _labels(tags)
         rid = run_id or uuid.uuid4().hex
-        if not isinstance(rid, str) or not rid.isalnum() or len(rid) > 64:
+        if not isinstance(rid, str):
+            raise errors.InvalidType(f"a run id is a str, got {rid!r}")
+        if not rid.isalnum() or len(rid) > 64:
             raise errors.InvalidArgument(f"bad run id {rid!r}: use up to 64 letters and digits")
-        now = time.time() if start_time is None else float(start_time)
+        now = time.time() if start_time is None else _seconds("start_time", start_time)
+        run_title = name or run_name or ""
+        if not isinstance(run_title, str):
+            raise errors.InvalidType(f"a run name is a str, got {run_title!r}")
+        if parent_id is not None and not isinstance(parent_id, str):
+            raise errors.InvalidType(f"parent_id is a run id (str), got {parent_id!r}")
+        values = _str_map("tag", tag_values)
+        if params is not None and not isinstance(params, Mapping):
+            raise errors.InvalidType(f"params must be a dict, got {type(params).__name__}")
+        flat = flatten_params(params) if params else {}
+        for key in flat:
+            _check_name("param", key)
         entry: dict[str, Any] = {
-            "experiment": experiment, "name": name or run_name or "", "status": "Running",
-            "tags": labels, "tag_values": {k: _param_str(v) for k, v in
-                                           (tag_values or {}).items()},
-            "params": flatten_params(params) if params else {}, "metrics": [],
+            "experiment": experiment, "name": run_title, "status": "Running",
+            "tags": labels, "tag_values": values, "params": flat, "metrics": [],
             "artifacts": {}, "start": now, "end": None, "error": None}
         if parent_id:
             entry["parent"] = parent_id
         db = self._db
         with db.batch(sync=self._sync_every):
             self._sync()
-            if rid in self._entries:
+            if rid in self._entries or rid in self._damaged:
                 raise errors.InvalidArgument(f"run id {rid!r} already exists")
             if experiment not in self._experiments:
                 exp = {"name": experiment, "created": now, "tags": {}}
@@ -669,9 +1029,10 @@ class ExperimentTracker:
                 error: str | None = None, end_time: float | None = None) -> None:
         """Mark a run finished (Completed, Failed or Killed) and fsync the file."""
         st = RunStatus.parse(status)
+        end = None if end_time is None else _seconds("end_time", end_time)
         with self._change(run_id) as entry:
             entry["status"] = st.value
-            entry["end"] = None if st is RunStatus.RUNNING else (end_time or time.time())
+            entry["end"] = None if st is RunStatus.RUNNING else (end or time.time())
             if error is not None:
                 entry["error"] = str(error)[:10000]
         self._db.sync()
@@ -682,17 +1043,25 @@ class ExperimentTracker:
     def delete_run(self, run_id: str) -> None:
         """Delete a run with its metrics and artifacts."""
         db = self._db
-        self._entry(run_id)
+        if not isinstance(run_id, str):
+            raise errors.InvalidType(f"a run id is a str, got {run_id!r}")
+        self._sync()
+        if run_id not in self._damaged:
+            self._entry(run_id)
         with db.batch():
             self._sync()
             entry = self._entries.get(run_id)
-            if entry is None:
-                raise errors.KeyNotFound(f"no run {run_id!r} in {self.path!r}")
-            entry = self._decoded(run_id, entry)
-            for m in entry["metrics"]:
-                db.delete(f"run/{run_id}/m/{m}")
-            for a in entry["artifacts"]:
-                db.delete(f"run/{run_id}/a/{a}")
+            if entry is not None:
+                entry = self._decoded(run_id, entry)
+                keys = ([f"run/{run_id}/m/{m}" for m in entry["metrics"]]
+                        + [f"run/{run_id}/a/{a}" for a in entry["artifacts"]])
+            elif run_id in self._damaged:
+                # Its entry cannot say what it holds: every key under the run goes.
+                keys = db.keys(f"run/{run_id}/*")  # ids are letters and digits
+            else:
+                raise self._missing(run_id)
+            for key in keys:
+                db.delete(key)
             db.delete("run/" + run_id)
             db.put_text(_CHANGES, run_id)
         self._reload(run_id)
@@ -703,12 +1072,17 @@ class ExperimentTracker:
 
     def list_runs(self, experiment: str | None = None) -> list[Run]:
         """Runs of ``experiment`` (or of all), oldest first."""
+        if experiment is not None:
+            _check_name("experiment", experiment)
         self._sync()
         if experiment is None:
             return [Run(self, rid, e) for rid, e in self._entries.items()]
         return [Run(self, rid, self._entries[rid]) for rid in self._by_exp.get(experiment, ())]
 
     def run_ids(self, experiment: str | None = None) -> list[str]:
+        """Run ids of ``experiment`` (or of all), oldest first."""
+        if experiment is not None:
+            _check_name("experiment", experiment)
         self._sync()
         if experiment is None:
             return list(self._entries)
@@ -722,7 +1096,7 @@ class ExperimentTracker:
         """Log params (nested dicts are flattened to dotted names); values are
         stored as strings.  Returns what was stored."""
         if not isinstance(params, Mapping):
-            raise errors.InvalidArgument(f"params must be a dict, got {type(params).__name__}")
+            raise errors.InvalidType(f"params must be a dict, got {type(params).__name__}")
         flat = flatten_params(params)
         for key in flat:
             _check_name("param", key)
@@ -742,24 +1116,27 @@ class ExperimentTracker:
             entry["tag_values"][key] = _param_str(value)
 
     def delete_tag(self, run_id: str, key: str) -> None:
+        _check_name("tag", key)
         with self._change(run_id) as entry:
             if entry["tag_values"].pop(key, None) is None:
                 raise errors.KeyNotFound(f"run {run_id!r} has no tag {key!r}")
 
     def add_tags(self, run_id: str, labels: Sequence[str]) -> None:
         """Add labels to the run's ``tags`` list."""
-        if isinstance(labels, str):
-            labels = [labels]
-        labels = [_check_name("tag", t) for t in labels]
+        labels = _labels(labels)
         with self._change(run_id) as entry:
             entry["tags"] += [t for t in labels if t not in entry["tags"]]
 
     def rename_run(self, run_id: str, name: str) -> None:
+        _check_name("run", name)
         with self._change(run_id) as entry:
-            entry["name"] = _check_name("run", name)
+            entry["name"] = name
 
     # -- metrics ---------------------------------------------------------
     def _metric_key(self, run_id: str, key: str) -> list[Any]:
+        if not isinstance(run_id, str):
+            raise errors.InvalidType(f"a run id is a str, got {run_id!r}")
+        _check_name("metric", key)
         mk = self._mkeys.get((run_id, key))
         if mk is not None:
             return mk
@@ -793,19 +1170,29 @@ class ExperimentTracker:
             value = _number(key, value)
         if step is not None and (type(step) is not int or not -_MAX_STEP <= step <= _MAX_STEP):
             step = _step(key, step)
-        mk = self._mkeys.get((run_id, key))
+        if timestamp is None:
+            ts = _now()
+        else:
+            ts = timestamp if type(timestamp) is float else _seconds("timestamp", timestamp)
+        try:
+            mk = self._mkeys.get((run_id, key))
+        except TypeError:  # an unhashable run id or name: _metric_key says which
+            mk = None
         if mk is None:
             mk = self._metric_key(run_id, key)
         if step is None:
             step = mk[1]
         mk[1] = step + 1
-        self._db.put_float_triple(mk[0], value, step,
-                                  _now() if timestamp is None else float(timestamp))
+        self._db.put_float_triple(mk[0], value, step, ts)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None,
                     timestamp: float | None = None) -> None:
         """Log several metrics at one step (one record each)."""
-        ts = time.time() if timestamp is None else float(timestamp)
+        if not isinstance(metrics, Mapping):
+            raise errors.InvalidType(f"metrics must be a dict, got {type(metrics).__name__}")
+        ts = time.time() if timestamp is None else _seconds("timestamp", timestamp)
+        if not isinstance(run_id, str):
+            raise errors.InvalidType(f"a run id is a str, got {run_id!r}")
         # All or nothing: check every value (and the step) before logging any.
         metrics = {k: v if type(v) is float else _number(k, v) for k, v in metrics.items()}
         if step is not None:
@@ -835,6 +1222,10 @@ class ExperimentTracker:
             raise errors.DimensionMismatch(
                 f"metric {key!r}: {n} values, {n if given is None else len(given)} steps, "
                 f"{len(ts)} timestamps")
+        if given is not None and not (np.isfinite(given).all() and (given == np.round(given)).all()
+                                      and (np.abs(given) <= _MAX_STEP).all()):
+            raise errors.InvalidArgument(f"metric {key!r}: steps must be whole numbers of at "
+                                         "most 2**53 in magnitude")
         mk = self._metric_key(run_id, key)
         st = np.arange(mk[1], mk[1] + n, dtype=np.float64) if given is None else given
         rows = np.empty((n, _ROW))
@@ -907,19 +1298,34 @@ class ExperimentTracker:
         return self._put_artifact(run_id, name, text.encode("utf-8"), "text", "text/plain")
 
     def log_dict(self, run_id: str, name: str, data: Mapping[str, Any]) -> str:
+        """A dict as a JSON artifact (YAML for names ending in .yaml or .yml,
+        as MLflow does, when PyYAML is installed)."""
         if not isinstance(data, Mapping):
-            raise errors.InvalidArgument(f"log_dict needs a dict, got {type(data).__name__}")
+            raise errors.InvalidType(f"log_dict needs a dict, got {type(data).__name__}")
         check_artifact_name(name)
         if name.endswith((".yaml", ".yml")):
             try:
-                import yaml  # noqa: F401  (MLflow writes YAML for these names)
-
-                text = yaml.safe_dump(dict(data), sort_keys=False)
+                import yaml  # (MLflow writes YAML for these names)
+            except ImportError:
+                yaml = None
+            if yaml is not None:
+                try:
+                    text = yaml.safe_dump(dict(data), sort_keys=False)
+                except RecursionError:
+                    raise errors.InvalidArgument(
+                        f"artifact {name!r}: the dict is nested too deeply") from None
+                except yaml.YAMLError as e:
+                    raise errors.InvalidArgument(
+                        f"artifact {name!r}: YAML cannot hold this dict ({e})") from None
                 return self._put_artifact(run_id, name, text.encode(), "yaml",
                                           "application/x-yaml")
-            except ImportError:
-                pass
-        raw = json.dumps(data, indent=2, default=_json_default).encode("utf-8")
+        try:
+            raw = json.dumps(data, indent=2, default=_json_default).encode("utf-8")
+        except RecursionError:
+            raise errors.InvalidArgument(
+                f"artifact {name!r}: the dict is nested too deeply for JSON") from None
+        except (TypeError, ValueError) as e:  # keys JSON cannot hold, or a cycle
+            raise errors.InvalidArgument(f"artifact {name!r}: not JSON ({e})") from None
         return self._put_artifact(run_id, name, raw, "json", "application/json")
 
     def log_image(self, run_id: str, name: str, image: Any) -> str:
@@ -930,6 +1336,7 @@ class ExperimentTracker:
     def log_figure(self, run_id: str, name: str, figure: Any) -> str:
         """A matplotlib (or anything with ``savefig``) figure as PNG; a name
         ending in .svg or .html keeps that format."""
+        check_artifact_name(name)
         if name.endswith(".svg") and hasattr(figure, "savefig"):
             buf = io.BytesIO()
             figure.savefig(buf, format="svg")
@@ -945,17 +1352,34 @@ class ExperimentTracker:
     def log_table(self, run_id: str, name: str, columns: Sequence[str],
                   rows: Sequence[Sequence[Any]]) -> str:
         """A table (column names and rows of values), stored as JSON."""
+        check_artifact_name(name)
+        if isinstance(columns, (str, bytes, Mapping)) or not isinstance(columns, Iterable):
+            raise errors.InvalidType(f"table {name!r}: columns are a list of names, "
+                                     f"got {columns!r}")
+        if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
+            raise errors.InvalidType(f"table {name!r}: rows are a list of rows, got {rows!r}")
         cols = [str(c) for c in columns]
-        data = [list(r) for r in rows]
+        data = []
+        for i, r in enumerate(rows):
+            if isinstance(r, (str, bytes, Mapping)) or not isinstance(r, Iterable):
+                raise errors.InvalidType(f"table {name!r}: row {i} is not a list of values")
+            data.append(list(r))
         for i, r in enumerate(data):
             if len(r) != len(cols):
                 raise errors.DimensionMismatch(
                     f"table {name!r}: row {i} has {len(r)} values for {len(cols)} columns")
-        raw = json.dumps({"columns": cols, "data": data}, default=_json_default).encode()
+        try:
+            raw = json.dumps({"columns": cols, "data": data}, default=_json_default).encode()
+        except RecursionError:
+            raise errors.InvalidArgument(f"table {name!r}: a value is nested too deeply") from None
+        except (TypeError, ValueError) as e:
+            raise errors.InvalidArgument(f"table {name!r}: not JSON ({e})") from None
         return self._put_artifact(run_id, name, raw, "table", "application/json")
 
     def get_artifact(self, run_id: str, name: str) -> bytes:
         """The artifact's stored bytes."""
+        if not isinstance(name, str):
+            raise errors.InvalidType(f"an artifact name is a str, got {name!r}")
         entry = self._entry(run_id)
         if name not in entry["artifacts"]:
             self._sync()
@@ -969,6 +1393,8 @@ class ExperimentTracker:
 
     def artifact_info(self, run_id: str, name: str) -> dict[str, Any]:
         """``{"type", "size", "mime", "time"}`` of an artifact."""
+        if not isinstance(name, str):
+            raise errors.InvalidType(f"an artifact name is a str, got {name!r}")
         info = self._entry(run_id)["artifacts"].get(name)
         if info is None:
             raise errors.KeyNotFound(f"run {run_id!r} has no artifact {name!r}")
@@ -981,9 +1407,21 @@ class ExperimentTracker:
         are refused unless ``allow_pickle=True``."""
         kind = self.artifact_info(run_id, name)["type"]
         raw = self.get_artifact(run_id, name)
-        return _decode_artifact(kind, raw, allow_pickle)
+        if kind in ("torch", "pickle"):
+            return _decode_artifact(kind, raw, allow_pickle)
+        try:
+            return _decode_artifact(kind, raw, allow_pickle)
+        except (ValueError, RecursionError, EOFError, OSError, KeyError, IndexError) as e:
+            # UnicodeDecodeError and JSONDecodeError are ValueErrors.  The
+            # record passed its CRC, so these are bytes someone wrote that
+            # are not the artifact's type.
+            raise errors.CorruptDatabase(
+                f"artifact {name!r} of run {run_id!r} ({'run/' + run_id + '/a/' + name!r}) "
+                f"does not decode as {kind} ({type(e).__name__}: {e})") from e
 
     def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[str]:
+        if prefix is not None and not isinstance(prefix, str):
+            raise errors.InvalidType(f"prefix is a str, got {prefix!r}")
         names = list(self._entry(run_id)["artifacts"])
         if prefix:
             p = prefix.rstrip("/") + "/"
@@ -991,6 +1429,8 @@ class ExperimentTracker:
         return names
 
     def delete_artifact(self, run_id: str, name: str) -> None:
+        if not isinstance(name, str):
+            raise errors.InvalidType(f"an artifact name is a str, got {name!r}")
         with self._change(run_id) as entry:
             if entry["artifacts"].pop(name, None) is None:
                 raise errors.KeyNotFound(f"run {run_id!r} has no artifact {name!r}")
@@ -1009,11 +1449,16 @@ class ExperimentTracker:
         compared as a string) or, failing that, a metric.
         """
         if filter is not None and not isinstance(filter, Mapping):
-            raise errors.InvalidArgument(
+            raise errors.InvalidType(
                 f"filter must be a dict such as {{'status': 'completed', 'lr': '0.001'}}, "
                 f"got {filter!r}")
         if sort_by is not None and not isinstance(sort_by, str):
-            raise errors.InvalidArgument(f"sort_by must be a metric or param name, got {sort_by!r}")
+            raise errors.InvalidType(f"sort_by must be a metric or param name, got {sort_by!r}")
+        if limit is not None and (isinstance(limit, bool)
+                                  or not isinstance(limit, (int, np.integer))):
+            raise errors.InvalidType(f"limit must be an int, got {limit!r}")
+        if limit is not None and limit < 0:
+            raise errors.InvalidArgument(f"limit must not be negative, got {limit!r}")
         runs = self.list_runs(experiment)
         if filter:
             runs = [r for r in runs if _matches(r, filter)]
@@ -1024,6 +1469,7 @@ class ExperimentTracker:
     def get_best_run(self, experiment: str | None, metric: str,
                      minimize: bool = True) -> Run | None:
         """The run with the lowest (or highest) last value of ``metric``."""
+        _check_name("metric", metric)
         best, best_v = None, math.inf
         for run in self.list_runs(experiment):
             v = run.metrics.get(metric)
@@ -1037,6 +1483,10 @@ class ExperimentTracker:
     def compare_runs(self, run_ids: Sequence[str]) -> dict[str, Any]:
         """Params and final metrics side by side: ``{"runs": ids, "params":
         {name: {run id: value}}, "metrics": {name: {run id: last value}}}``."""
+        if isinstance(run_ids, str):
+            run_ids = [run_ids]
+        if isinstance(run_ids, (bytes, Mapping)) or not isinstance(run_ids, Iterable):
+            raise errors.InvalidType(f"run_ids is a list of run ids, got {run_ids!r}")
         runs = [self.get_run(r) for r in run_ids]
         params: dict[str, dict[str, str | None]] = {}
         metrics: dict[str, dict[str, float | None]] = {}
@@ -1112,6 +1562,11 @@ def _compare(have: Any, want: Any, numeric: bool) -> bool:
 
 
 def _compare_op(have: Any, op: str, want: Any, numeric: bool) -> bool:
+    if not isinstance(op, str):
+        raise errors.InvalidType(f"a filter operator is a str such as '>=', got {op!r}")
+    if op in ("$in", "in", "$nin", "not in") and (
+            isinstance(want, (str, bytes, Mapping)) or not isinstance(want, Iterable)):
+        raise errors.InvalidType(f"filter operator {op!r} takes a list of values, got {want!r}")
     if op in ("$in", "in"):
         return any(_compare(have, w, numeric) for w in want)
     if op in ("$nin", "not in"):
@@ -1145,14 +1600,14 @@ def _matches(run: Run, flt: Mapping[str, Any]) -> bool:
         elif key in ("name", "experiment", "id"):
             if not _compare(getattr(run, key), want, False):
                 return False
-        elif key == "params":
-            if not all(_compare(run.params.get(k), v, False) for k, v in want.items()):
-                return False
-        elif key == "metrics":
-            if not all(_compare(run.metrics.get(k), v, True) for k, v in want.items()):
-                return False
-        elif key == "tag_values":
-            if not all(_compare(run.tag_values.get(k), v, False) for k, v in want.items()):
+        elif key in ("params", "metrics", "tag_values"):
+            if not isinstance(want, Mapping):
+                raise errors.InvalidType(f"filter {key!r} takes a dict of name -> value, "
+                                         f"got {want!r}")
+            have = getattr(run, key)
+            numeric = key == "metrics"
+            if not all(isinstance(k, str) and _compare(have.get(k), v, numeric)
+                       for k, v in want.items()):
                 return False
         elif key in run.params:
             if not _compare(run.params[key], want, False):
@@ -1217,11 +1672,10 @@ def _json_default(obj: Any) -> Any:
 
 
 def _torch_bytes(obj: Any) -> bytes:
-    # Only the adapters import a framework (DESIGN.md); a torch object here
-    # means the caller has torch loaded already.
-    from .integrations._torch_io import to_bytes
-
-    return to_bytes(obj)
+    # Only the adapters import a framework (DESIGN.md), and components never
+    # import an adapter: the torch one lends torch.save through
+    # synadb/_convert.py.  A torch object here means torch is loaded already.
+    return _convert.get("torch_save", "torch artifacts")(obj)
 
 
 def _is_torch(obj: Any) -> bool:
@@ -1239,8 +1693,13 @@ def _encode_artifact(name: str, data: Any, allow_pickle: bool) -> tuple[str, str
     if isinstance(data, str):
         return "text", "text/plain", data.encode("utf-8")
     if isinstance(data, os.PathLike):
-        with open(data, "rb") as f:
-            return "file", "application/octet-stream", f.read()
+        try:
+            with open(data, "rb") as f:
+                return "file", "application/octet-stream", f.read()
+        except FileNotFoundError:
+            raise errors.InvalidPath(f"artifact {name!r}: no file {os.fspath(data)!r}") from None
+        except OSError as e:
+            raise storage_error(e, "read the artifact file", os.fspath(data)) from e
     if isinstance(data, np.ndarray):
         if data.dtype.hasobject:
             raise errors.InvalidArgument(f"artifact {name!r}: object arrays need pickling; "
@@ -1257,10 +1716,17 @@ def _encode_artifact(name: str, data: Any, allow_pickle: bool) -> tuple[str, str
             return "json", "application/json", json.dumps(data).encode("utf-8")
         except (TypeError, ValueError):
             pass
+        except RecursionError:
+            raise errors.InvalidArgument(
+                f"artifact {name!r}: nested too deeply to store") from None
     if allow_pickle:
         import pickle
 
-        return "pickle", "application/x-pickle", pickle.dumps(data)
+        try:
+            return "pickle", "application/x-pickle", pickle.dumps(data)
+        except RecursionError:
+            raise errors.InvalidArgument(
+                f"artifact {name!r}: nested too deeply to pickle") from None
     raise errors.InvalidArgument(
         f"artifact {name!r}: cannot store a {type(data).__name__} without pickling; "
         "pass bytes, str, a numpy array or a torch state_dict, or allow_pickle=True")
@@ -1280,9 +1746,7 @@ def _decode_artifact(kind: str, raw: bytes, allow_pickle: bool) -> Any:
     if kind in ("image", "figure") and raw[:8] == b"\x89PNG\r\n\x1a\n":
         return _png_decode(raw)
     if kind == "torch":
-        from .integrations._torch_io import from_bytes
-
-        return from_bytes(raw)
+        return _convert.get("torch_load", "torch artifacts")(raw)
     if kind == "pickle":
         if not allow_pickle:
             raise errors.InvalidArgument("this artifact is a pickle; load it with "
@@ -1502,6 +1966,10 @@ class Experiment:
 
     def list_artifacts(self, run_id: str) -> list[str]:
         return self.tracker.list_artifacts(run_id)
+
+    def verify(self) -> TrackerReport:
+        """The file's check (see :meth:`ExperimentTracker.verify`); changes nothing."""
+        return self.tracker.verify()
 
     def __len__(self) -> int:
         return len(self.tracker.run_ids(self.name))

@@ -244,6 +244,38 @@ def test_search_runs_order_by(uri):
     assert [r.info.run_id for r in runs] == ids
 
 
+def test_runs_started_in_one_millisecond_sort_by_creation_order(uri):
+    """Start times are milliseconds: runs created in one tie.  Ties break by
+    creation order (as if the clock were finer), never by the random run ids."""
+    client = mlflow.MlflowClient()
+    eid = client.create_experiment("ties")
+    ids = [client.create_run(eid, start_time=1_700_000_000_000).info.run_id
+           for _ in range(8)]
+    assert len({client.get_run(r).info.start_time for r in ids}) == 1
+
+    def order(**kw):
+        return [r.info.run_id for r in client.search_runs([eid], **kw)]
+
+    assert order(order_by=["attributes.start_time ASC"]) == ids
+    assert order(order_by=["attributes.start_time DESC"]) == ids[::-1]
+    assert order() == ids[::-1]  # MLflow's default: newest first
+    for rid in ids:
+        client.log_param(rid, "lr", "0.1")
+    assert order(order_by=["params.lr ASC"]) == ids[::-1]  # tie on lr: the default next
+    assert order(order_by=["params.lr", "attributes.start_time ASC"]) == ids
+    # The order survives a reopen (the catalog keeps creation order).
+    mlflow._STATE.close()
+    assert order(order_by=["attributes.start_time ASC"]) == ids
+    # A tight loop of fluent runs: whatever their start times, ASC is creation order.
+    mlflow.set_experiment("loop")
+    loop = []
+    for _ in range(8):
+        with mlflow.start_run() as run:
+            loop.append(run.info.run_id)
+    runs = mlflow.search_runs(order_by=["attributes.start_time ASC"], output_format="list")
+    assert [r.info.run_id for r in runs] == loop
+
+
 @pytest.mark.parametrize("bad", ["metrics.acc >", "params.lr > '1'", "metrics.acc = 'x'",
                                  "attributes.nope = 'x'", "metrics.acc > 1 garbage"])
 def test_bad_filters_raise(uri, bad):

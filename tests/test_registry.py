@@ -255,3 +255,122 @@ def test_save_with_tags_that_are_not_a_dict_is_a_syna_error(path):
         registry.save_model("m", b"1", tags=[("team", "nlp")])
     assert registry.list_models() == []
     registry.close()
+
+
+# -- bad input: SynaErrors, and the file unchanged ------------------------------
+
+def _unchanged(path, calls, error=synadb.InvalidArgument):
+    before = Path(path).read_bytes()
+    for call in calls:
+        with pytest.raises(error):
+            call()
+    assert Path(path).read_bytes() == before
+
+
+def test_load_to_file_refuses_a_directory_and_leaves_everything_as_it_was(path, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with ModelRegistry(path) as registry:
+        registry.save_model("m", b"weights")
+        _unchanged(path, [lambda: registry.load_to_file("m", "/"),
+                          lambda: registry.load_to_file("m", out),
+                          lambda: registry.load_to_file("m", str(out) + os.sep),
+                          lambda: registry.load_to_file("m", tmp_path / "missing" / "m.bin")],
+                   error=synadb.InvalidPath)
+        with pytest.raises(synadb.InvalidType):
+            registry.load_to_file("m", 5)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert not [p for p in Path("/").iterdir() if p.name.endswith(("synadb-tmp", ".tmp"))
+                and p.name.startswith(".")]
+
+
+def test_find_and_friends_refuse_wrong_types_with_syna_errors(path):
+    deep = top = {}
+    for _ in range(3000):
+        deep["a"] = {}
+        deep = deep["a"]
+    with ModelRegistry(path) as registry:
+        registry.save_model("m", b"weights", tags={"team": "vision"})
+        _unchanged(path, [lambda: registry.find(tags=[1]),
+                          lambda: registry.find(tags="team"),
+                          lambda: registry.find(tags=[("team", "vision")]),
+                          lambda: registry.find(metadata=[1]),
+                          lambda: registry.get_version("m", "1"),
+                          lambda: registry.get_version(5, 1),
+                          lambda: registry.stage_history("m", version="1"),
+                          lambda: registry.save_model("m", b"w", metadata=top),
+                          lambda: registry.save_model("m", b"w", description=5),
+                          lambda: registry.verify(version=1)])
+        with pytest.raises(TypeError):  # InvalidType: a TypeError too
+            registry.find(tags=[1])
+        assert [v.version for v in registry.find(tags={"team": "vision"})] == [1]
+        # Metadata keys JSON cannot hold are stored as their str, not a TypeError.
+        v = registry.save_model("m", b"w2", metadata={(1, 2): "pair", "n": 3})
+        assert registry.get_version("m", v.version).metadata == {"(1, 2)": "pair", "n": 3}
+
+
+def _spy_durability(monkeypatch):
+    """Record fsyncs (by path) and renames, then do them: how a file was
+    made durable.  Nothing is faked; the calls go through."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.path.realpath(os.readlink(f"/proc/self/fd/{fd}"))))
+        return real_fsync(fd)
+
+    def replace(src, dst, **kw):
+        events.append(("rename", os.path.realpath(src), os.path.realpath(dst)))
+        return real_replace(src, dst, **kw)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+def _durably_replaced(events, target):
+    """The temp file was fsynced before it was renamed onto ``target``, and
+    the folder was fsynced after."""
+    target = os.path.realpath(target)
+    renames = [i for i, e in enumerate(events) if e[0] == "rename" and e[2] == target]
+    assert len(renames) == 1, events
+    i = renames[0]
+    tmp = events[i][1]
+    assert ("fsync", tmp) in events[:i], f"{tmp} was renamed before it was fsynced"
+    assert ("fsync", os.path.dirname(target)) in events[i + 1:], "the folder was not fsynced"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_load_to_file_is_fsynced_before_and_after_its_rename(path, tmp_path, monkeypatch):
+    with ModelRegistry(path) as registry:
+        registry.save_model("m", b"weights " * 1000)
+        target = tmp_path / "model.bin"
+        target.write_bytes(b"old")
+        events = _spy_durability(monkeypatch)
+        registry.load_to_file("m", target)
+        monkeypatch.undo()
+        _durably_replaced(events, target)
+    assert target.read_bytes() == b"weights " * 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "models.db"]
+
+
+def test_torch_save_and_load_go_through_the_converter_entry_points(tmp_path):
+    pytest.importorskip("torch")
+    code = textwrap.dedent(f"""
+        import sys
+        import torch
+        from synadb import ModelRegistry, ExperimentTracker
+        reg = ModelRegistry({str(tmp_path / "m.db")!r})
+        reg.save_model("net", {{"w": torch.ones(2)}})
+        assert torch.equal(reg.load_torch("net")["w"], torch.ones(2))
+        t = ExperimentTracker({str(tmp_path / "t.db")!r})
+        rid = t.start_run("e")
+        t.log_artifact(rid, "w.pt", {{"w": torch.zeros(3)}})
+        assert torch.equal(t.load_artifact(rid, "w.pt")["w"], torch.zeros(3))
+        print("synadb.integrations._torch_io" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True"]  # loaded on demand, by the entry point

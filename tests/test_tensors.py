@@ -239,3 +239,183 @@ def test_a_reput_releases_the_old_pages_but_old_readers_keep_their_values(tmp_pa
         assert e.db.verify().ok
     with TensorEngine(path, read_only=True) as e:
         np.testing.assert_array_equal(e.get_tensor("w/*"), old)
+
+
+# -- bad input: SynaErrors, and the file unchanged ------------------------------
+
+def test_row_view_refuses_bad_indices_with_syna_errors(tmp_path):
+    path = str(tmp_path / "rows.db")
+    with TensorEngine(path) as e:
+        e.put_tensor("x/", np.arange(20, dtype=np.float32).reshape(10, 2))
+        e.db.sync()
+        before = Path(path).read_bytes()
+        view = e.rows("x/*")
+        for bad in ([10**9], [10], [-1], [0, -11], np.array([3, 10], dtype=np.uint64)):
+            with pytest.raises(synadb.InvalidArgument, match="out of range"):
+                view.batch(bad)
+            with pytest.raises(IndexError):  # and an IndexError, as Python's
+                view.batch(bad)
+        for bad in ([1.5], [1.0, 2.0], ["a"], [[0, 1], [2]], 5, "01", [True], None):
+            with pytest.raises(synadb.InvalidType):
+                view.batch(bad)
+        with pytest.raises(synadb.InvalidArgument):
+            view.batch(np.zeros((2, 2), dtype=np.int64))
+        with pytest.raises(synadb.InvalidArgument):
+            view[10**9]
+        with pytest.raises(synadb.InvalidType):
+            view[1.0]
+        # What is fine stays fine.
+        assert view.batch([9, 0]).tolist() == [[18.0, 19.0], [0.0, 1.0]]
+        assert view.batch(np.array([2], dtype=np.uint8)).tolist() == [[4.0, 5.0]]
+        assert view.batch([]).shape == (0, 2) and view[-1].tolist() == [18.0, 19.0]
+        assert len(list(view)) == 10  # iteration stops at the IndexError
+        assert Path(path).read_bytes() == before
+
+
+@pytest.mark.parametrize("bad, error", [
+    (lambda e: e.keys(5), synadb.InvalidType),
+    (lambda e: e.info(5), synadb.InvalidType),
+    (lambda e: e.get_tensor(5), synadb.InvalidType),
+    (lambda e: e.get_tensor("ok/*", dtype="nonsense"), synadb.InvalidType),
+    (lambda e: e.put_tensor(5, np.zeros(3)), synadb.InvalidType),
+    (lambda e: e.put_tensor_chunked("c/", np.zeros(3), chunk_size="2"), synadb.InvalidType),
+    (lambda e: e.stream("ok/*", batch_size="2").__next__(), synadb.InvalidType),
+    (lambda e: e.export_parquet(5, "ok/*"), synadb.InvalidType),
+    (lambda e: e.export_parquet("/", "ok/*"), synadb.InvalidPath),
+    (lambda e: e.export_parquet(e.path + ".parquet", "ok/*", batch_rows=0),
+     synadb.InvalidArgument),
+    (lambda e: e.delete(5), synadb.InvalidType),
+])
+def test_wrong_types_raise_syna_errors_and_leave_file_identical(tmp_path, bad, error):
+    path = str(tmp_path / "bad.db")
+    with TensorEngine(path) as e:
+        e.put_tensor("ok/", np.ones((4, 3), dtype=np.float32))
+        e.db.sync()
+        before = Path(path).read_bytes()
+        with pytest.raises(error):
+            bad(e)
+        assert Path(path).read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["bad.db"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_export_parquet_is_fsynced_before_and_after_its_rename(engine, tmp_path, monkeypatch):
+    pytest.importorskip("pyarrow")
+    engine.put_tensor("x/", np.arange(12.0).reshape(6, 2))
+    target = tmp_path / "x.parquet"
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.path.realpath(os.readlink(f"/proc/self/fd/{fd}"))))
+        return real_fsync(fd)
+
+    def replace(src, dst, **kw):
+        events.append(("rename", os.path.realpath(src), os.path.realpath(dst)))
+        return real_replace(src, dst, **kw)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    assert engine.export_parquet(target, "x/*") == 6
+    monkeypatch.undo()
+    (i,) = [i for i, ev in enumerate(events) if ev[0] == "rename"
+            and ev[2] == os.path.realpath(target)]
+    assert ("fsync", events[i][1]) in events[:i], "renamed before it was fsynced"
+    assert ("fsync", os.path.realpath(tmp_path)) in events[i + 1:], "folder not fsynced"
+    import pyarrow.parquet as pq
+    assert pq.read_table(target).num_rows == 6
+
+
+def test_export_parquet_of_zero_rows_writes_an_empty_file(engine, tmp_path):
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    engine.put_tensor("none/", np.zeros((0, 3), dtype=np.float32))
+    out = tmp_path / "none.parquet"
+    assert engine.export_parquet(out, "none/*") == 0
+    assert pq.read_table(out).num_rows == 0
+
+
+# -- layering: components never import an integration ---------------------------
+
+def test_components_import_no_integration_module():
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "synadb"
+    for name in ("tensors.py", "tracking.py", "registry.py"):
+        tree = ast.parse((root / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                mods = [("." * node.level) + (node.module or "")]
+                mods += [f"{mods[0]}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            else:
+                continue
+            assert not any("integrations" in m for m in mods), f"{name} imports {mods}"
+
+
+def test_get_tensor_torch_finds_the_adapter_without_importing_it_first(tmp_path):
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import torch
+        from synadb import TensorEngine
+        e = TensorEngine({str(tmp_path / "t.db")!r})
+        e.put_tensor("x/", np.arange(6, dtype=np.float32).reshape(3, 2))
+        before = "synadb.integrations.torch" in sys.modules
+        t = e.get_tensor_torch("x/*", dtype=torch.float16)
+        assert t.dtype == torch.float16 and t.tolist() == [[0, 1], [2, 3], [4, 5]]
+        t = e.get_tensor_torch("x/*", dtype=np.float64)
+        assert t.dtype == torch.float64
+        print(before, "synadb.integrations.torch" in sys.modules)
+    """)
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
+
+
+def test_get_tensor_torch_and_tf_take_their_frameworks_dtypes(engine):
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    engine.put_tensor("x/", x)
+    torch = pytest.importorskip("torch")
+    t = engine.get_tensor_torch("x/*", dtype=torch.float16)
+    assert t.dtype == torch.float16 and t.float().numpy().tolist() == x.tolist()
+    with pytest.raises(synadb.InvalidArgument):
+        engine.get_tensor_torch("x/*", dtype=torch.int8)  # changes what the values mean
+    with pytest.raises(synadb.InvalidType):
+        engine.get_tensor_torch("x/*", dtype="nonsense")
+
+
+def test_get_tensor_tf_takes_tf_dtypes(engine):
+    tf = pytest.importorskip("tensorflow")
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    engine.put_tensor("x/", x)
+    t = engine.get_tensor_tf("x/*", dtype=tf.float16)
+    assert t.dtype == tf.float16 and t.numpy().astype(np.float32).tolist() == x.tolist()
+
+
+@pytest.mark.parametrize("method, blocked, extra", [("get_tensor_torch", "torch", "torch"),
+                                                    ("get_tensor_tf", "tensorflow", "tensorflow")])
+def test_a_missing_framework_names_its_extra(tmp_path, method, blocked, extra):
+    import subprocess
+    import sys
+
+    code = (f"import sys; sys.modules[{blocked!r}] = None\n"
+            "import numpy as np, synadb\n"
+            f"e = synadb.TensorEngine({str(tmp_path / 't.db')!r})\n"
+            "e.put_tensor('x/', np.ones(3))\n"
+            f"try:\n    e.{method}('x/*')\n"
+            "except synadb.MissingDependency as err:\n"
+            "    print('extra', err.extra)\n")
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["extra", extra]

@@ -615,3 +615,114 @@ def test_unknown_filter_operator_is_an_error(path):
         assert [r.id for r in tracker.query(filter={"metrics": {"acc": (">", 0.5)}})] == [rid]
         with pytest.raises(synadb.InvalidArgument, match="operator"):
             tracker.query(filter={"metrics": {"acc": ("~", 0.5)}})
+
+
+# -- bad input: SynaErrors, and the file unchanged ------------------------------
+
+def _deep(levels=3000, leaf=1):
+    top = d = {}
+    for _ in range(levels - 1):
+        d["a"] = {}
+        d = d["a"]
+    d["a"] = leaf
+    return top
+
+
+def _deep_list(levels=3000):
+    top = cur = []
+    for _ in range(levels):
+        nxt = []
+        cur.append(nxt)
+        cur = nxt
+    return top
+
+
+def _unchanged(path, tracker, calls, error=synadb.InvalidArgument):
+    tracker.sync()
+    before = Path(path).read_bytes()
+    for call in calls:
+        with pytest.raises(error):
+            call()
+    tracker.sync()
+    assert Path(path).read_bytes() == before
+
+
+def test_deeply_nested_or_cyclic_params_are_refused_and_change_nothing(path):
+    cyclic = {"lr": 0.1}
+    cyclic["self"] = cyclic
+    with ExperimentTracker(path) as t:
+        rid = t.start_run("e")
+        run = t.get_run(rid)
+        _unchanged(path, t, [
+            lambda: t.log_params(rid, _deep()),
+            lambda: t.log_param(rid, "p", _deep()),
+            lambda: run.log_params({"net": _deep()}),
+            lambda: t.log_dict(rid, "config.json", _deep()),
+            lambda: t.log_dict(rid, "config.yaml", _deep()),
+            lambda: t.log_artifact(rid, "config.json", _deep()),
+            lambda: t.start_run("e", params=_deep()),
+            lambda: t.log_params(rid, cyclic),
+            lambda: t.log_dict(rid, "cyclic.json", cyclic),
+            lambda: t.log_param(rid, "p", _deep_list()),
+            lambda: t.set_tag(rid, "t", _deep_list()),
+            lambda: t.log_table(rid, "t.json", ["a"], [[_deep_list()]]),
+        ])
+        # A reasonable nesting still flattens as before.
+        assert t.log_params(rid, _deep(5, "x")) == {"a.a.a.a.a": "x"}
+
+
+def test_wrong_typed_arguments_are_syna_errors_and_change_nothing(path, tmp_path):
+    with ExperimentTracker(path) as t:
+        rid = t.start_run("e", tags=["base"])
+        t.log_metric(rid, "loss", 1.0)
+        t.log_artifact(rid, "notes.txt", "hi")
+        _unchanged(path, t, [
+            lambda: t.log_metric(rid, ["loss"], 1.0),
+            lambda: t.log_metric([rid], "loss", 1.0),
+            lambda: t.log_metric(rid, "loss", 1.0, timestamp="now"),
+            lambda: t.log_metrics(rid, [("loss", 1.0)]),
+            lambda: t.log_metrics([rid], {"loss": 1.0}),
+            lambda: t.start_run("e", tag_values=[("k", "v")]),
+            lambda: t.start_run("e", params=[("lr", 1)]),
+            lambda: t.start_run("e", start_time="yesterday"),
+            lambda: t.start_run("e", tags=5),
+            lambda: t.start_run("e", name=5),
+            lambda: t.end_run(rid, end_time="later"),
+            lambda: t.list_runs(["e"]),
+            lambda: t.run_ids(["e"]),
+            lambda: t.experiment_info(["e"]),
+            lambda: t.create_experiment("x", tags=[("k", "v")]),
+            lambda: t.get_artifact(rid, ["notes.txt"]),
+            lambda: t.artifact_info(rid, ["notes.txt"]),
+            lambda: t.delete_artifact(rid, ["notes.txt"]),
+            lambda: t.list_artifacts(rid, prefix=5),
+            lambda: t.delete_tag(rid, ["k"]),
+            lambda: t.add_tags(rid, 5),
+            lambda: t.query(limit="3"),
+            lambda: t.query(filter={"params": ["lr"]}),
+            lambda: t.query(filter={"metrics": {"loss": ("$in", 5)}}),
+            lambda: t.compare_runs(5),
+            lambda: t.get_best_run("e", ["loss"]),
+            lambda: t.log_table(rid, "t.json", 5, []),
+            lambda: t.log_table(rid, "t.json", ["a"], [5]),
+            lambda: t.log_figure(rid, 5, object()),
+            lambda: t.log_dict(rid, "k.json", {(1, 2): "tuple keys"}),
+            lambda: t.log_artifact(rid, "f.bin", tmp_path / "no-such-file"),
+            lambda: t.get_run(5),
+            lambda: t.delete_run(5),
+        ], error=synadb.SynaError)
+        # Where Python would raise TypeError, so do we (and InvalidArgument too).
+        with pytest.raises(TypeError):
+            t.log_metric(rid, ["loss"], 1.0)
+        with pytest.raises(synadb.InvalidType):
+            t.log_params(rid, [("lr", 1)])
+
+
+def test_verify_reports_the_engine_and_the_tracker(path):
+    with Experiment("mnist", path) as exp:
+        with exp.start_run() as run:
+            run.log_metric("loss", 0.5)
+        report = exp.verify()
+        assert report.ok and report.engine.ok and report.problems == []
+        assert isinstance(report.engine, synadb.VerifyReport)
+        assert "OK" in str(report)

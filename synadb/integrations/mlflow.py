@@ -667,14 +667,25 @@ def _order_keys(order_by: Sequence[str] | None, default_kind: str = "attr"
 def sort_rows(rows: list[Any], order_by: Sequence[str] | None,
               default: Sequence[tuple[str, str, bool]] = (("attr", "start_time", False),
                                                           ("attr", "run_id", True)),
-              kind: str = "attr") -> list[Any]:
-    """Stable multi-key sort; a missing or NaN value goes last either way."""
+              kind: str = "attr", created: Mapping[str, int] | None = None) -> list[Any]:
+    """Stable multi-key sort; a missing or NaN value goes last either way.
+
+    ``created`` maps run ids to their creation order (the tracker's catalog
+    order).  Start times are milliseconds, so runs started in one
+    millisecond tie; with ``created`` a start time sorts as (start time,
+    creation order), as if the clock were finer: runs in one millisecond
+    come in the order they were created under ``start_time ASC`` and newest
+    first under the default ``start_time DESC``, never by their random ids.
+    """
     keys = _order_keys(order_by, kind) + list(default)
     for entity, key, asc in reversed(keys):
         def value(r: Any, entity: str = entity, key: str = key) -> Any:
             v = _lookup(r, entity, key)
             if isinstance(v, float) and math.isnan(v):
                 return None
+            if created is not None and v is not None and entity == "attr" \
+                    and key == "start_time":
+                return (v, created.get(r.info.run_id, -1))
             return v
         present = [r for r in rows if value(r) is not None]
         missing = [r for r in rows if value(r) is None]
@@ -931,7 +942,8 @@ class MlflowClient:
                 r = to_mlflow_run(self.tracker, run, self.path)
                 if pred(r):
                     runs.append(r)
-        return sort_rows(runs, order_by)[:max_results]
+        created = {rid: i for i, rid in enumerate(self.tracker.run_ids())}
+        return sort_rows(runs, order_by, created=created)[:max_results]
 
     # -- artifacts -------------------------------------------------------
     def log_artifact(self, run_id: str, local_path: str | os.PathLike[str],

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import errors
+from .. import _convert, errors
 from ..tensors import RowView, TensorEngine
 
 try:
@@ -68,6 +68,30 @@ def to_tf(array: Any) -> tf.Tensor:
         return tf.convert_to_tensor(arr)
     except (TypeError, ValueError) as e:
         raise errors.InvalidArgument(f"TensorFlow cannot hold an array of {arr.dtype}") from e
+
+
+def _np_dtype(dtype: Any) -> np.dtype | None:
+    """A numpy dtype for ``dtype`` (numpy or TensorFlow spelling), or None."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, tf.DType):
+        try:
+            return np.dtype(dtype.as_numpy_dtype)
+        except TypeError as e:
+            raise errors.InvalidArgument(f"{dtype!r} has no numpy equivalent") from e
+    try:
+        return np.dtype(dtype)
+    except TypeError as e:
+        raise errors.InvalidType(f"{dtype!r} is not a dtype") from e
+
+
+def _get_tensor_tf(engine: TensorEngine, pattern: str, dtype: Any = None) -> tf.Tensor:
+    """What ``TensorEngine.get_tensor_tf`` returns (its ``tf_tensor`` converter);
+    ``dtype`` may be a TensorFlow dtype (``tf.float16``) or a numpy one."""
+    return to_tf(engine.get_tensor(pattern, dtype=_np_dtype(dtype)))
+
+
+_convert.register("tf_tensor", _get_tensor_tf)
 
 
 def _batch_size(value: Any, what: str = "batch_size") -> int:

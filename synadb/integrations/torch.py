@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import errors
+from .. import _convert, errors
 from ..tensors import RowView, TensorEngine
 
 try:
@@ -100,7 +100,7 @@ def _np_dtype(dtype: Any) -> np.dtype | None:
     try:
         dt: np.dtype = np.dtype(dtype)
     except TypeError as e:
-        raise errors.InvalidArgument(f"{dtype!r} is not a dtype") from e
+        raise errors.InvalidType(f"{dtype!r} is not a dtype") from e
     return dt
 
 
@@ -135,6 +135,21 @@ def to_torch(array: Any, device: str | torch.device = "cpu") -> torch.Tensor:
     dev = _device(device)
     t = _tensor(np.asarray(array), None)
     return t if dev.type == "cpu" else t.to(dev)
+
+
+def _get_tensor_torch(engine: TensorEngine, pattern: str, device: Any = "cpu",
+                      dtype: Any = None) -> torch.Tensor:
+    """What ``TensorEngine.get_tensor_torch`` returns (its ``torch_tensor`` converter).
+
+    ``dtype`` may be a torch dtype (``torch.float16``) or a numpy one; the
+    device is checked before anything is read.
+    """
+    dev = _device(device)
+    arr = engine.get_tensor(pattern, dtype=_np_dtype(dtype))
+    return to_torch(arr, dev)
+
+
+_convert.register("torch_tensor", _get_tensor_torch)
 
 
 def _open_views(path: str, pattern: str,

@@ -1,0 +1,96 @@
+"""Converters that the framework adapters lend to the components.
+
+The layers (DESIGN.md) run one way: ``tensors``, ``tracking`` and
+``registry`` never import ``synadb.integrations``.  Yet
+``TensorEngine.get_tensor_torch`` must make a ``torch.Tensor`` and the
+tracker must ``torch.save`` a state_dict.  So a component asks this registry
+for a converter by name, and an adapter supplies it:
+
+* an adapter registers its converters with :func:`register` when it is
+  imported (so a user who imported it pays nothing more);
+* otherwise :func:`get` loads the ``synadb.converters`` entry point of that
+  name (declared in pyproject.toml), which imports the adapter.  The
+  component names a converter, never a module.
+
+Names in use:
+
+=================  ====================================================
+``torch_tensor``   ``(engine, pattern, device, dtype) -> torch.Tensor``
+``tf_tensor``      ``(engine, pattern, dtype) -> tf.Tensor``
+``torch_save``     ``(obj) -> bytes`` (a module is saved as its state_dict)
+``torch_load``     ``(raw, map_location) -> obj``, ``weights_only=True``
+=================  ====================================================
+
+Nothing here imports a framework or ``importlib.metadata`` until a
+converter is first asked for: ``import synadb`` stays light.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from . import errors
+
+__all__ = ["register", "get"]
+
+GROUP = "synadb.converters"
+# name -> (pip package, extra) for the MissingDependency message.
+_NEEDS = {"torch_tensor": ("torch", "torch"), "torch_save": ("torch", "torch"),
+          "torch_load": ("torch", "torch"), "tf_tensor": ("tensorflow", "tensorflow")}
+
+_converters: dict[str, Callable[..., Any]] = {}
+_lock = threading.Lock()
+
+
+def register(name: str, fn: Callable[..., Any]) -> None:
+    """Make ``fn`` the converter called ``name`` (adapters call this on import)."""
+    with _lock:
+        _converters[name] = fn
+
+
+def get(name: str, feature: str = "") -> Callable[..., Any]:
+    """The converter called ``name``, loading its adapter through the
+    ``synadb.converters`` entry points if no adapter registered it yet.
+
+    Raises:
+        MissingDependency: the framework is not installed (or no installed
+            package provides the converter).
+    """
+    fn = _converters.get(name)
+    if fn is not None:
+        return fn
+    package, extra = _NEEDS.get(name, (name, name))
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group=GROUP) if ep.name == name]
+    for ep in found:
+        try:
+            loaded = ep.load()
+        except errors.MissingDependency:
+            raise
+        except ImportError as e:  # the framework itself is missing
+            raise errors.MissingDependency(package, extra, feature or name) from e
+        with _lock:
+            # The adapter may have registered itself while importing.
+            fn = _converters.setdefault(name, loaded)
+        return fn
+    err = errors.MissingDependency(package, extra, feature or name)
+    if _installed(package):
+        # The framework is here but no entry point names the converter: the
+        # synadb metadata is stale (a source tree never installed, or
+        # installed before the converter existed).
+        err.args = (f"no installed synadb provides the {name!r} converter for "
+                    f"{feature or name}: reinstall synadb (pip install -e . in a source "
+                    "tree) so that its entry points are registered",)
+    raise err
+
+
+def _installed(package: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
