@@ -427,7 +427,7 @@ class ModelRegistry:
                     # Hash on a second core while this one checksums and
                     # writes the piece (hashlib and zlib drop the GIL).
                     with _alongside(digest.update, len(piece), piece):
-                        db._put_blob_parts(f"reg/{esc}/{version}/{n - 1}", [piece])
+                        db.storage.put_blob_parts(f"reg/{esc}/{version}/{n - 1}", [piece])
                     if bar is not None:
                         bar.update(len(piece))
                 entry = {"version": version, "sha256": digest.hexdigest(), "size": size,
@@ -474,7 +474,7 @@ class ModelRegistry:
         for i in range(e["chunks"]):
             # check=False: the SHA-256 below covers every byte, so the
             # record's own CRC would be a second pass for nothing.
-            view = self._db._value_view(f"reg/{esc}/{e['version']}/{i}", check=False)
+            view = self._db.storage.value_view(f"reg/{esc}/{e['version']}/{i}", check=False)
             if view is None:
                 raise errors.ChecksumError(
                     f"model {name!r} version {e['version']}: chunk {i} is missing",

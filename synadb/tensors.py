@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import mmap
 import os
 import re
 import struct
@@ -55,8 +54,6 @@ _HEAD_BYTES = 64
 _BLOCK_BYTES = 256 << 20
 # Superseded blocks at least this large leave the page cache when replaced.
 _RELEASE_MIN_BYTES = 1 << 20
-_REC_HEAD = struct.Struct("<BBHI")  # marker, type|flags, key length, value length
-_REC_MARKER = 0xA7
 
 
 def _dtype(value: Any, what: str) -> np.dtype:
@@ -290,7 +287,7 @@ class TensorEngine:
                         db.delete(k)
             for key, head, part in _bar(parts, f"put {prefix}",
                                         self.progress and arr.nbytes > (64 << 20)):
-                db._put_blob_parts(key, [head, part])
+                db.storage.put_blob_parts(key, [head, part])
             db.put_text(_MANIFEST + prefix, json.dumps(manifest))
         return n
 
@@ -308,38 +305,12 @@ class TensorEngine:
         (a view, another process's map) reads the same values, re-faulted
         from the file if need be; pages another process has mapped stay.
         """
-        if not hasattr(os, "posix_fadvise"):
-            return
-        log = self.db._log
-        mm = log._mm if log is not None else None
-        if log is None or mm is None:
-            return
-        page = mmap.PAGESIZE
-        for key in keys:
-            got = log.index.latest(key)
-            if got is None:
-                continue
-            off = got[1]
-            if off + _REC_HEAD.size > len(mm):
-                continue
-            marker, _, klen, vlen = _REC_HEAD.unpack_from(mm, off)
-            end = off + 12 + klen + vlen + 4
-            if marker != _REC_MARKER or vlen < _RELEASE_MIN_BYTES or end > len(mm):
-                continue
-            lo, hi = -(-off // page) * page, end // page * page  # whole pages only
-            try:
-                # Our own map's page-table entries first: the cache keeps
-                # mapped pages.  For a shared file map this only unmaps;
-                # the next access maps the file's bytes again.
-                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-                os.posix_fadvise(log._fd, lo, hi - lo, os.POSIX_FADV_DONTNEED)
-            except (OSError, ValueError):
-                return
+        self.db.storage.drop_cached(keys, _RELEASE_MIN_BYTES)
 
     # ------------------------------------------------------------------ get
     def _block(self, key: str, dt: np.dtype) -> np.ndarray:
         # No refresh between the manifest and its blocks: one version, whole.
-        view = self.db._value_view(key, refresh=False)
+        view = self.db.storage.value_view(key, refresh=False)
         if view is None:
             raise errors.CorruptDatabase(f"tensor block {key!r} is missing from {self.path!r}")
         magic, code, ndim = _BLOCK_HEAD.unpack_from(view, 0)
@@ -378,10 +349,7 @@ class TensorEngine:
 
     def _consistent(self):
         """Hold the handle's lock: manifests and blocks come from one version."""
-        log = self.db._log
-        if log is None:
-            raise errors.ClosedError(f"{self.path!r} is closed")
-        return log.mutex
+        return self.db.storage.locked()
 
     def get_tensor(self, pattern: str, shape: Any = None, dtype: Any = None) -> np.ndarray:
         """The rows whose names match ``pattern`` (a glob), stacked in key order.

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from . import _convert, errors
-from .db import DbConfig, SynaDB, VerifyReport
+from .db import DbConfig, Storage, SynaDB, VerifyReport
 from .engine.files import storage_error
 
 __all__ = ["ExperimentTracker", "Experiment", "Run", "RunStatus", "TrackerReport",
@@ -639,11 +639,11 @@ class ExperimentTracker:
     def _sync(self) -> None:
         """Take in catalog changes that any handle made since we last looked."""
         db = self._db
-        salt = db._salt()
+        salt = db.storage.salt()
         if salt != self._salt:  # first look, or the file was compacted
             self._salt = salt
             self._clear()
-        changes = db._history_len(_CHANGES)
+        changes = db.storage.history_len(_CHANGES)
         if changes == self._seen:
             return
         if self._seen == 0:
@@ -654,7 +654,7 @@ class ExperimentTracker:
                 return
             self._seen = covered
         try:
-            changed = db._history_slice(_CHANGES, self._seen, changes)
+            changed = db.storage.history_slice(_CHANGES, self._seen, changes)
             if not all(type(c) is str for c in changed):
                 raise TypeError("a trk/changes record is not text")
         except (errors.SynaError, UnicodeDecodeError, TypeError) as e:
@@ -867,8 +867,8 @@ class ExperimentTracker:
             problems.append(f"{_CATALOG} is damaged ({why}); it is a cache: the catalog is "
                             "rebuilt without it, and checkpoint() rewrites it")
         try:
-            n = db._history_len(_CHANGES)
-            for c in db._history_slice(_CHANGES, 0, n):
+            n = db.storage.history_len(_CHANGES)
+            for c in db.storage.history_slice(_CHANGES, 0, n):
                 if type(c) is not str:
                     raise TypeError("a record is not text")
         except (errors.SynaError, UnicodeDecodeError, TypeError) as e:
@@ -1147,7 +1147,7 @@ class ExperimentTracker:
         """Add metric names to the run's entry (one change for all of them)."""
         for key in names:
             _check_name("metric", key)
-            SynaDB._key(f"run/{run_id}/m/{key}")  # too many UTF-8 bytes: refuse it now
+            Storage.check_key(f"run/{run_id}/m/{key}")  # too many UTF-8 bytes: refuse it now
         entry = self._entry(run_id)
         if any(key not in entry["metrics"] for key in names):
             with self._change(run_id) as entry:
@@ -1155,7 +1155,7 @@ class ExperimentTracker:
                                      if k not in entry["metrics"]]
         for key in names:
             dbkey = f"run/{run_id}/m/{key}"
-            self._mkeys[(run_id, key)] = [dbkey, self._db._history_len(dbkey) // _ROW]
+            self._mkeys[(run_id, key)] = [dbkey, self._db.storage.history_len(dbkey) // _ROW]
 
     def log_metric(self, run_id: str, key: str, value: float, step: int | None = None,
                    timestamp: float | None = None) -> None:
@@ -1265,7 +1265,7 @@ class ExperimentTracker:
         return list(self._entry(run_id)["metrics"])
 
     def _last_metrics(self, run_id: str, names: Sequence[str]) -> dict[str, float]:
-        tails = self._db._float_tails([f"run/{run_id}/m/{n}" for n in names], _ROW)
+        tails = self._db.storage.float_tails([f"run/{run_id}/m/{n}" for n in names], _ROW)
         return {n: t[0] for n, t in zip(names, tails) if t is not None}
 
     # -- artifacts -------------------------------------------------------
@@ -1274,7 +1274,7 @@ class ExperimentTracker:
         check_artifact_name(name)
         db = self._db
         with self._change(run_id) as entry:
-            db._put_blob_parts(f"run/{run_id}/a/{name}", [data])
+            db.storage.put_blob_parts(f"run/{run_id}/a/{name}", [data])
             entry["artifacts"][name] = {"type": kind, "size": len(data), "mime": mime,
                                         "time": time.time()}
         return kind
