@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench bench-vectors examples clean
+.PHONY: demo test crash bench bench-vectors examples clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,12 @@ demo: $(VENV)/.core
 test: $(VENV)/.dev
 	@bash .ci/chromium.sh
 	$(BIN)/python -m pytest -q
+
+# The fault suite (tests/faults) on its full budget: every crash state of the
+# page-loss model for small segments, many more torn pages and samples, every
+# I/O fault site.  `make test` runs the same tests on a small seeded sample.
+crash: $(VENV)/.dev
+	SYNADB_CRASH_BUDGET=full $(BIN)/python -m pytest -q tests/faults
 
 # W&B is a peer of the tracking benchmark only (mlflow is in the dev extra).
 bench: $(VENV)/.dev

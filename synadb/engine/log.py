@@ -578,12 +578,15 @@ class Log(Scanner):
             try:
                 self._init_from_fd(fd)
             except OSError as e:
+                self._fd = -1
                 os.close(fd)
                 raise_storage(e, "reopen", self.path)
             except BaseException:
+                self._fd = -1
                 os.close(fd)
                 raise
         except errors.SynaError as e:
+            self._fd = -1  # closed above; never close a descriptor number twice
             self.broken = errors.ClosedError(
                 f"{self.path!r} was replaced by compaction and this handle could not "
                 f"follow it ({e}); open the database again")
