@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from . import _convert, errors
-from .db import DbConfig, SynaDB, VerifyReport
+from .db import DbConfig, SynaDB
+from .report import ComponentReport, describe, warn
 from .engine.files import atomic_path, raise_storage
 
 __all__ = ["ModelRegistry", "ModelVersion", "StageChange", "RegistryReport", "STAGES"]
@@ -119,44 +120,10 @@ class ModelVersion:
                 "format": self.format, "stage_changed_at": self.stage_changed_at}
 
 
-@dataclass
-class RegistryReport:
-    """What :meth:`ModelRegistry.verify` (without a model name) found.
+class RegistryReport(ComponentReport):
+    """What :meth:`ModelRegistry.verify` (without a model name) found."""
 
-    ``engine`` is the database's :class:`~synadb.VerifyReport`; ``problems``
-    lists registry records that cannot be read (naming their keys) and
-    versions whose bytes fail their SHA-256; ``rebuilt`` what this handle
-    worked around (a damaged model record's next version number, which is
-    recomputed from the versions and the stage history).
-    """
-
-    engine: VerifyReport
-    problems: list[str] = field(default_factory=list)
-    rebuilt: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.engine.ok and not self.problems
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    def __str__(self) -> str:
-        lines = [str(self.engine)]
-        lines += [f"  registry: {p}" for p in self.problems]
-        lines += [f"  rebuilt: {r}" for r in self.rebuilt]
-        return "\n".join(lines)
-
-
-def _warn(path: str, message: str) -> None:
-    # logging is imported only when there is something to say: import synadb stays light.
-    import logging
-
-    logging.getLogger("synadb").warning("%s: %s", path, message)
-
-
-def _why(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"
+    label = "registry"
 
 
 def _num(v: Any) -> bool:
@@ -293,7 +260,7 @@ class ModelRegistry:
         try:
             value = json.loads(text)
         except (ValueError, RecursionError) as e:
-            raise self._corrupt(key, f"not valid JSON ({_why(e)})") from None
+            raise self._corrupt(key, f"not valid JSON ({describe(e)})") from None
         bad = check(value)
         if bad:
             raise self._corrupt(key, bad)
@@ -306,7 +273,7 @@ class ModelRegistry:
     def _note(self, message: str) -> None:
         if message not in self._rebuilt:
             self._rebuilt.append(message)
-            _warn(self.path, message)
+            warn(self.path, message)
 
     def _put_json(self, key: str, value: Mapping[str, Any]) -> None:
         self._db.put_text(key, json.dumps(value, separators=(",", ":")))
@@ -767,7 +734,7 @@ class ModelRegistry:
             try:
                 h = json.loads(text)
             except (ValueError, RecursionError) as e:
-                raise self._corrupt(key, f"record {i} is not valid JSON ({_why(e)})") from None
+                raise self._corrupt(key, f"record {i} is not valid JSON ({describe(e)})") from None
             bad = _bad_change(h)
             if bad:
                 raise self._corrupt(key, f"record {i} is {bad}")

@@ -34,13 +34,13 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from . import _convert, errors
-from .db import DbConfig, Storage, SynaDB, VerifyReport
+from .db import DbConfig, Storage, SynaDB
+from .report import ComponentReport, describe, warn
 from .engine.files import storage_error
 
 __all__ = ["ExperimentTracker", "Experiment", "Run", "RunStatus", "TrackerReport",
@@ -84,43 +84,10 @@ class RunStatus(str, enum.Enum):
 _STATUS = {s.value: s for s in RunStatus}
 
 
-@dataclass
-class TrackerReport:
-    """What :meth:`ExperimentTracker.verify` found.
+class TrackerReport(ComponentReport):
+    """What :meth:`ExperimentTracker.verify` found."""
 
-    ``engine`` is the database's own :class:`~synadb.VerifyReport`;
-    ``problems`` are the tracker's records that cannot be read now;
-    ``rebuilt`` is what this handle worked around since it opened (a damaged
-    ``trk/catalog`` snapshot is only a cache, rebuilt from the run keys).
-    """
-
-    engine: VerifyReport
-    problems: list[str] = field(default_factory=list)
-    rebuilt: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.engine.ok and not self.problems
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    def __str__(self) -> str:
-        lines = [str(self.engine)]
-        lines += [f"  tracker: {p}" for p in self.problems]
-        lines += [f"  rebuilt: {r}" for r in self.rebuilt]
-        return "\n".join(lines)
-
-
-def _warn(path: str, message: str) -> None:
-    # logging is imported only when there is something to say: import synadb stays light.
-    import logging
-
-    logging.getLogger("synadb").warning("%s: %s", path, message)
-
-
-def _why(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"
+    label = "tracker"
 
 
 def _valid_entry(e: Any) -> str:
@@ -179,7 +146,7 @@ def _parse_snapshot(raw: bytes, deep: bool = False
         head = json.loads(raw[len(_CATALOG_MAGIC):nl].decode("utf-8"))
         body = raw[nl + 1:].decode("utf-8")
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
-        raise _BadSnapshot(f"its header or body is not UTF-8 JSON ({_why(e)})") from None
+        raise _BadSnapshot(f"its header or body is not UTF-8 JSON ({describe(e)})") from None
     if not isinstance(head, dict) or any(type(head.get(k)) is not int
                                          for k in ("salt", "covered")):
         raise _BadSnapshot("its header lacks the salt or the covered count")
@@ -201,7 +168,7 @@ def _parse_snapshot(raw: bytes, deep: bool = False
             try:
                 bad = _valid_entry(json.loads(text))
             except (ValueError, RecursionError) as e:
-                bad = _why(e)
+                bad = describe(e)
             if bad:
                 raise _BadSnapshot(f"the entry of run {rid!r} is damaged: {bad}")
     return head, triples
@@ -660,7 +627,7 @@ class ExperimentTracker:
         except (errors.SynaError, UnicodeDecodeError, TypeError) as e:
             # Which runs changed is unknown: read them all again.
             self._note(f"{_CHANGES}: a record at or after #{self._seen} is unreadable "
-                       f"({_why(e)}); the catalog was rebuilt from the run/ keys")
+                       f"({describe(e)}); the catalog was rebuilt from the run/ keys")
             self._clear()
             self._load_all()
             self._seen = changes
@@ -683,7 +650,7 @@ class ExperimentTracker:
         """Remember (for verify()) and log something this handle had to work around."""
         if message not in self._rebuilt:
             self._rebuilt.append(message)
-            _warn(self.path, message)
+            warn(self.path, message)
 
     def _load_all(self) -> None:
         """The catalog from the run/<id> and exp/<name> keys (no snapshot)."""
@@ -712,7 +679,7 @@ class ExperimentTracker:
         try:
             raw = db.get_bytes(_CATALOG) if db.exists(_CATALOG) else None
         except errors.SynaError as e:  # ChecksumError, or not a bytes value
-            self._snapshot_damaged(f"unreadable ({_why(e)})")
+            self._snapshot_damaged(f"unreadable ({describe(e)})")
             return -1
         if raw is None:
             return -1
@@ -776,7 +743,7 @@ class ExperimentTracker:
         try:
             text = self._db.get_text(key)
         except (errors.SynaError, UnicodeDecodeError) as e:
-            return self._damage(key, _why(e))
+            return self._damage(key, describe(e))
         return None if text is None else self._parse_entry(key, text, check)
 
     def _parse_entry(self, key: str, text: Any, check: Any = None) -> dict[str, Any] | str | None:
@@ -787,7 +754,7 @@ class ExperimentTracker:
         try:
             entry = json.loads(text)
         except (ValueError, RecursionError) as e:
-            return self._damage(key, f"not valid JSON ({_why(e)})")
+            return self._damage(key, f"not valid JSON ({describe(e)})")
         problem = (check or _valid_entry)(entry)
         if problem:
             return self._damage(key, problem)
@@ -816,7 +783,7 @@ class ExperimentTracker:
             parsed = json.loads(entry)
             bad = _valid_entry(parsed)
         except (ValueError, RecursionError) as e:
-            bad = _why(e)
+            bad = describe(e)
         if bad:
             # Only a snapshot leaves text here: the snapshot is a cache, the
             # run's own key is the record.
@@ -863,7 +830,7 @@ class ExperimentTracker:
             if raw is not None:
                 _parse_snapshot(raw, deep=True)
         except (errors.SynaError, _BadSnapshot) as e:
-            why = str(e) if isinstance(e, _BadSnapshot) else _why(e)
+            why = str(e) if isinstance(e, _BadSnapshot) else describe(e)
             problems.append(f"{_CATALOG} is damaged ({why}); it is a cache: the catalog is "
                             "rebuilt without it, and checkpoint() rewrites it")
         try:
@@ -872,7 +839,7 @@ class ExperimentTracker:
                 if type(c) is not str:
                     raise TypeError("a record is not text")
         except (errors.SynaError, UnicodeDecodeError, TypeError) as e:
-            problems.append(f"{_CHANGES} has an unreadable record ({_why(e)})")
+            problems.append(f"{_CHANGES} has an unreadable record ({describe(e)})")
         for key in db.keys():
             if key.startswith("exp/"):
                 check = _valid_experiment
@@ -886,7 +853,7 @@ class ExperimentTracker:
                 bad = check(entry)
             except (errors.SynaError, UnicodeDecodeError, ValueError, RecursionError,
                     TypeError) as e:
-                bad = _why(e)
+                bad = describe(e)
             if bad:
                 problems.append(f"{key!r} is damaged: {bad}")
         return TrackerReport(engine=engine, problems=problems, rebuilt=list(self._rebuilt))
