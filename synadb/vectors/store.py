@@ -29,7 +29,14 @@ key that a block holds writes a tombstone there), and of two blocks holding
 a key the later one counts.  FORMAT.md spells out the layout.  The index
 snapshot (hnswlib's graph, labels and metadata) lives under
 ``__vs__/snap/*`` with the log offset it covers; on open, only records
-after that offset are replayed.
+after that offset are replayed.  The snapshot is a cache: one that is
+damaged, implausible or out of step with the records is rebuilt from them.
+
+Damage: a key whose record is damaged is never returned as data.  It is
+left out of keys(), len() and search, and get() raises ChecksumError when
+the engine can still tell whose record it is (a damaged value); a record
+whose head is unreadable cannot be pinned on a key, so the key is simply
+absent.  ``SynaDB.verify()`` lists both.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 import numpy as np
 
 from .. import errors
-from ..db import DbConfig, SynaDB
+from ..db import DbConfig, Storage, SynaDB
 from ..engine import format as fmt
 from .filters import compile_filter
 
@@ -76,6 +83,10 @@ _BLOCK_HEAD = struct.Struct("<B3xIQQQQ24x")
 _BLOCK_VERSION = 1
 _BLOCK_FLOAT_BYTES = 1 << 28  # rows per block record: at most 256 MiB of floats
 _EMPTY: dict[str, Any] = {}  # the metadata of every record without any; never mutated
+# What a snapshot's records can raise when they are damaged or implausible
+# (hnswlib reports a state it rejects as RuntimeError).
+_BAD_SNAPSHOT = (errors.SynaError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+                 RuntimeError, MemoryError, OverflowError, struct.error)
 
 
 class SearchResult(NamedTuple):
@@ -262,6 +273,9 @@ class VectorStore:
         self._index: Any = None
         self._indexed = 0  # labels [0, _indexed) are in the index
         self._seen_end = 0  # log offset our state reflects
+        # label -> 1: its vector came from the snapshot, its v/<key> record
+        # was not read since (see search).  None: no such label.
+        self._unverified: bytearray | None = None
         self._snap_end = 0  # log offset of the last snapshot (0: none)
         self._dirty_since_snap = 0
 
@@ -296,16 +310,22 @@ class VectorStore:
 
     def _load(self) -> None:
         db = self._db
-        self._salt = db._salt()
-        if not self._load_snapshot():
+        self._salt = db.storage.salt()
+        end = self._load_snapshot()
+        if end is None:
+            self._reset()
+            # The offset first: keys() may also see records written after
+            # it, and the next refresh applies those again, which is
+            # harmless.  Taken after, it could pass over records that keys()
+            # did not see, and they would never be applied.
+            end = db.storage.log_end()
             self._apply_changes(db.keys(), progress_desc="load vectors")
-        self._seen_end = db._log_end()
+        self._seen_end = end
 
     def _refresh(self) -> None:
         """Take in what other handles wrote since we last looked."""
-        changed, end = self._db._keys_written_since(self._seen_end)  # also follows a swap
-        log = self._db._log
-        if log is not None and log.salt != self._salt:
+        changed, end = self._db.storage.keys_written_since(self._seen_end)  # also follows a swap
+        if self._db.storage.salt() != self._salt:
             # Another handle compacted the file: offsets mean nothing now.
             self._reset()
             self._load()
@@ -325,7 +345,11 @@ class VectorStore:
         with self._db.batch():
             self._refresh()
             yield
-        self._seen_end = self._db._log_end()
+            # Still under the lock: after the batch another writer may
+            # append before we could look, and its records must not count
+            # as seen.
+            end = self._db.storage.log_end()
+        self._seen_end = end
 
     def _apply_changes(self, names: Iterable[str], progress_desc: str | None = None) -> None:
         """Make memory agree with the file for these engine keys (``v/<key>``
@@ -345,7 +369,10 @@ class VectorStore:
             if name.startswith(_PREFIX):
                 vkeys.append(name[len(_PREFIX):])
             elif name.startswith(_BULK):
-                got = self._read_block(name, refresh=False)
+                try:
+                    got = self._read_block(name, refresh=False)
+                except errors.ChecksumError:
+                    got = None  # damaged: none of its rows can be trusted
                 if got is None:
                     self._drop_block(name)
                 else:
@@ -361,7 +388,18 @@ class VectorStore:
         add_vecs: list[np.ndarray] = []
         shadow = self._shadow
         for key in it:
-            raw = db.get_bytes(_PREFIX + key)
+            # Without a refresh: the file as of the keys we were given, so a
+            # key moved into a block since then is not taken for deleted.
+            try:
+                raw = db.storage.value_view(_PREFIX + key, refresh=False)
+            except errors.ChecksumError:
+                # What it held is unknown: the key is left out (get reports
+                # the damage), and it still outranks any block row.
+                in_block = key in shadow or key in placed or self._in_block(key)
+                self._forget(key)
+                if in_block:
+                    shadow.add(key)
+                continue
             if raw is None:
                 if key not in placed:
                     self._forget(key)
@@ -395,7 +433,7 @@ class VectorStore:
 
         The vectors are a zero-copy view of the (CRC-checked) record.
         """
-        view = self._db._value_view(name, refresh=refresh)
+        view = self._db.storage.value_view(name, refresh=refresh)
         if view is None:
             return None
         try:
@@ -452,23 +490,41 @@ class VectorStore:
         """The stored vector of a label whose row is in a block (a copy)."""
         idx = int(self._src_blk[label])
         name = self._blocks[idx]
-        view = self._db._value_view(name, refresh=False) if name is not None else None
+        view = self._db.storage.value_view(name, refresh=False) if name is not None else None
         if view is None:
             return None
         at, dims = self._block_at[idx]
         row = int(self._src_row[label])
         return np.frombuffer(view, dtype="<f4", count=dims, offset=at + 4 * dims * row).copy()
 
-    def _decode(self, key: str, raw: bytes) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    def _decode(self, key: str, raw: bytes | memoryview
+                ) -> tuple[np.ndarray | None, dict[str, Any] | None]:
         """(vector or None, metadata); metadata None means a tombstone."""
-        ver, dims = _REC.unpack_from(raw, 0)
-        if ver == _TOMB_VERSION:
-            return None, None
-        if ver != _REC_VERSION:
-            raise errors.CorruptDatabase(f"{key!r}: unknown vector record version {ver}")
-        end = _REC.size + 4 * dims
-        vec = np.frombuffer(raw, dtype="<f4", count=dims, offset=_REC.size) if dims else None
-        return vec, _load_meta(raw[end:])
+        try:
+            ver, dims = _REC.unpack_from(raw, 0)
+            if ver == _TOMB_VERSION:
+                return None, None
+            if ver == _REC_VERSION:
+                end = _REC.size + 4 * dims
+                vec = np.frombuffer(raw, dtype="<f4", count=dims, offset=_REC.size) \
+                    if dims else None
+                meta = _load_meta(raw[end:])
+                if type(meta) is dict:
+                    return vec, meta
+        except (struct.error, ValueError):  # too short, or metadata that is not JSON
+            pass
+        raise errors.CorruptDatabase(f"{key!r}: its record in {self.path!r} is not a vector "
+                                     "record this synadb understands")
+
+    def _drop_damaged(self, key: str) -> None:
+        """Leave out a key whose record turned out damaged (get reports it)."""
+        if key not in self._meta:
+            return
+        in_block = self._in_block(key)
+        self._forget(key)
+        if in_block:
+            self._shadow.add(key)  # the damaged record still outranks the row
+        self._dirty_since_snap += 1
 
     def _forget(self, key: str) -> None:
         self._meta.pop(key, None)
@@ -584,8 +640,8 @@ class VectorStore:
             DimensionMismatch: wrong shape or a non-numeric dtype.
             InvalidArgument: NaN/inf in the vector, or metadata that is not JSON.
         """
-        self._check_writable()
         _check_key(key)
+        self._check_writable()
         vec = None if vector is None else self._vector(key, vector)
         meta_raw = _dump_meta(key, metadata)
         first_dims = False
@@ -619,6 +675,9 @@ class VectorStore:
         as a few large block records (not one record per key).
         """
         self._check_writable()
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+            raise errors.InvalidType(f"insert_batch takes a sequence of keys, not "
+                                     f"{type(keys).__name__}")
         keys = list(keys)
         if not keys and np.asarray(vectors, dtype=object).size == 0:
             return 0
@@ -747,7 +806,7 @@ class VectorStore:
                 if bare:
                     bare_in_block = [self._in_block(k) for k, _ in bare]
                     head_none = _REC.pack(_REC_VERSION, 0)
-                    db._put_blobs([(_PREFIX + k, (head_none, m)) for k, m in bare],
+                    db.storage.put_blobs([(_PREFIX + k, (head_none, m)) for k, m in bare],
                                   keys_checked=True)
         except BaseException:
             if first_dims:
@@ -820,7 +879,7 @@ class VectorStore:
             mt = b"\0".join(ms) if any(ms) else b""
             chunk = mat[s:s + step]
             head = _BLOCK_HEAD.pack(_BLOCK_VERSION, dims, len(chunk), seq, len(ks), len(mt))
-            self._db._put_blob_parts(name, [head, ks, mt, chunk])
+            self._db.storage.put_blob_parts(name, [head, ks, mt, chunk])
             out.append((name, seq, _BLOCK_HEAD.size + len(ks) + len(mt)))
         return out
 
@@ -860,8 +919,8 @@ class VectorStore:
     @_locked
     def delete(self, key: str) -> bool:
         """Delete ``key``.  Returns whether it existed."""
-        self._check_writable()
         _check_key(key)
+        self._check_writable()
         with self._writing():
             gone = self._delete_locked([key])
         self._forget_deleted(gone)
@@ -870,10 +929,13 @@ class VectorStore:
     @_locked
     def delete_many(self, keys: Iterable[str]) -> int:
         """Delete several keys at once (all or nothing).  Returns how many existed."""
-        self._check_writable()
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+            raise errors.InvalidType(f"delete_many takes an iterable of keys, not "
+                                     f"{type(keys).__name__}")
         keys = list(keys)
         for key in keys:
             _check_key(key)
+        self._check_writable()
         with self._writing():
             gone = self._delete_locked(keys)
         self._forget_deleted(gone)
@@ -892,6 +954,10 @@ class VectorStore:
                     db.delete(name)
             for key in [k for k in self._meta if self._has_vrec(k)] + list(self._shadow):
                 db.delete(_PREFIX + key)
+            if reset_dimensions:
+                # In the same batch: the offset _writing records then covers it.
+                db.put_text(_CONFIG, json.dumps({
+                    "version": self._conf_version, "dimensions": None, "metric": self.metric}))
         n = len(self._meta)
         for name in [b for b in self._blocks if b is not None]:
             self._drop_block(name)
@@ -900,15 +966,15 @@ class VectorStore:
         self._shadow.clear()
         self._dirty_since_snap += n
         if reset_dimensions:
+            seen = self._seen_end
             self.dimensions = None
             self._reset()
-            self._index = None
-            self._save_config()
-            self._seen_end = self._db._log_end()
+            self._seen_end = seen
 
     @_locked
     def update_metadata(self, key: str, metadata: Mapping[str, Any] | None) -> None:
         """Replace ``key``'s metadata, keeping its vector."""
+        _check_key(key)
         self._check_writable()
         self._refresh()
         if key not in self._meta:
@@ -929,7 +995,7 @@ class VectorStore:
     @_locked
     def __contains__(self, key: object) -> bool:
         self._readable()
-        return key in self._meta
+        return isinstance(key, str) and key in self._meta
 
     @_locked
     def keys(self) -> list[str]:
@@ -956,20 +1022,48 @@ class VectorStore:
 
     @_locked
     def get(self, key: str) -> np.ndarray | None:
-        """The vector stored for ``key`` (float32, as inserted), or None."""
+        """The vector stored for ``key`` (float32, as inserted), or None.
+
+        Raises:
+            ChecksumError: the record of ``key`` is damaged (the key is left
+                out of keys() and search from then on).
+        """
+        _check_key_type(key)
         self._readable()
-        label = self._label.get(key) if isinstance(key, str) else None
+        label = self._label.get(key)
         if label is not None and self._src_blk[label] >= 0:
-            return self._block_row(label)
-        raw = self._db.get_bytes(_PREFIX + key)
+            try:
+                return self._block_row(label)
+            except errors.ChecksumError:
+                name = self._blocks[int(self._src_blk[label])]
+                if name is not None:
+                    self._drop_block(name)  # no row of it can be trusted
+                    self._dirty_since_snap += 1
+                raise
+        # As of our last refresh, as the label is.
+        try:
+            raw = self._db.storage.value_view(_PREFIX + key, refresh=False)
+        except errors.ChecksumError:
+            self._drop_damaged(key)
+            raise
         if raw is None:
+            if key in self._meta:
+                # Listed, yet its record is gone with no delete seen: its
+                # head was damaged (so the engine cannot tell whose it was).
+                self._drop_damaged(key)
+                raise errors.ChecksumError(
+                    f"{key!r}: its record in {self.path!r} is damaged; db.verify() lists it",
+                    path=self.path)
             return None
         vec, _ = self._decode(key, raw)
+        if label is not None:
+            self._verified(label)
         return None if vec is None else vec.copy()
 
     @_locked
     def get_metadata(self, key: str) -> dict[str, Any] | None:
         """The metadata stored for ``key``, or None if there is no such key."""
+        _check_key_type(key)
         self._readable()
         meta = self._meta.get(key)
         return None if meta is None else _copy_meta(meta)
@@ -993,12 +1087,19 @@ class VectorStore:
         if self.dimensions is None or not self._label:
             return []
         q = self._vector("query", query)
-        if self._index is not None:
-            hits = self._search_index(q, int(k), pred, ef)  # hnswlib normalises for cosine
-        else:
-            if self.metric == "cosine":
-                q = _unit(q.reshape(1, -1))[0]
-            hits = self._search_exact(q, int(k), pred)
+        qn = None
+        while True:  # again only if a hit's record turned out damaged
+            if not self._label:
+                hits = []
+                break
+            if self._index is not None:
+                hits = self._search_index(q, int(k), pred, ef)  # hnswlib normalises for cosine
+            else:
+                if qn is None:
+                    qn = _unit(q.reshape(1, -1))[0] if self.metric == "cosine" else q
+                hits = self._search_exact(qn, int(k), pred)
+            if self._unverified is None or self._hits_sound(hits):
+                break
         out = []
         meta = self._meta
         keys = self._keys
@@ -1007,6 +1108,30 @@ class VectorStore:
             vec = self.get(key) if include_vectors else None
             out.append(SearchResult(key, score, _copy_meta(meta.get(key)), vec))
         return out
+
+    def _hits_sound(self, hits: list[tuple[int, float]]) -> bool:
+        """Read, once, the record of each hit whose vector came from the
+        snapshot.  False if one is damaged: it is left out now, search again."""
+        unverified = self._unverified
+        sound = True
+        for label, _ in hits:
+            if label < len(unverified) and unverified[label]:
+                key = self._keys[label]
+                try:
+                    ok = self._db.storage.value_view(_PREFIX + key, refresh=False) is not None
+                except errors.ChecksumError:
+                    ok = False
+                if ok:
+                    self._verified(label)
+                else:
+                    self._drop_damaged(key)
+                    sound = False
+        return sound
+
+    def _verified(self, label: int) -> None:
+        unverified = self._unverified
+        if unverified is not None and label < len(unverified):
+            unverified[label] = 0
 
     def _candidates(self, pred: Callable[..., bool] | None) -> np.ndarray:
         n = len(self._keys)
@@ -1122,8 +1247,9 @@ class VectorStore:
         db = self._db
         with db.batch():
             self._write_snapshot_locked()
-        self._seen_end = db._log_end()
-        self._snap_end = self._seen_end
+            end = db.storage.log_end()  # under the lock, as in _writing
+        self._seen_end = end
+        self._snap_end = end
         self._dirty_since_snap = 0
 
     def _write_snapshot_locked(self) -> None:
@@ -1132,7 +1258,7 @@ class VectorStore:
         n = len(self._keys)
         label = self._label
         info: dict[str, Any] = {"version": _SNAP_VERSION, "n": n, "dimensions": self.dimensions,
-                                "metric": self.metric, "salt": db._salt(),
+                                "metric": self.metric, "salt": db.storage.salt(),
                                 "arrays": {}, "hnsw": None, "seq": self._seq,
                                 "blocks": self._blocks,
                                 "block_at": {str(i): list(v) for i, v in self._block_at.items()}}
@@ -1168,112 +1294,224 @@ class VectorStore:
             info["hnsw"] = scalars
             info["indexed"] = self._indexed
         for key, blob in blobs:
-            db._put_blob_parts(key, [blob])
+            db.storage.put_blob_parts(key, [blob])
         # After the blobs: reopening then replays nothing of the snapshot itself.
-        info["covered_end"] = db._log_end()
+        info["covered_end"] = db.storage.log_end()
         db.put_text(_SNAP + "info", json.dumps(info))
 
-    def _load_snapshot(self) -> bool:
+    def _load_snapshot(self) -> int | None:
+        """Load the snapshot, then replay the records written after it.
+
+        Returns the log offset the state reflects, or None when there is no
+        snapshot that this file vouches for: the state is then undefined and
+        the caller replays every record.  The snapshot is only a cache of the
+        ``v/<key>`` and block records, so one that is damaged, implausible or
+        out of step with them costs that replay, never the open.
+        """
         db = self._db
-        raw = db.get_text(_SNAP + "info")
-        if raw is None:
-            return False
-        info = json.loads(raw)
-        version = info.get("version")
-        if version not in (1, _SNAP_VERSION) or info.get("salt") != db._salt() \
-                or info.get("dimensions") != self.dimensions:
-            return False  # compacted by hand, or from another layout: replay instead
-        n = info["n"]
-        try:
-            names = db.get_bytes(_SNAP + "keys").decode("utf-8")
-            keys: list[Any] = names.split("\0") if n else []
-            alive = np.frombuffer(db._value_view(_SNAP + "alive"), dtype=bool).copy()
-            sparse = json.loads(db.get_bytes(_SNAP + "meta"))
-            if version == _SNAP_VERSION:
-                src_blk = np.frombuffer(db._value_view(_SNAP + "src_blk"), "<i4").astype(np.int32)
-                src_row = np.frombuffer(db._value_view(_SNAP + "src_row"), "<i8").astype(np.int64)
-                shadow_raw = db.get_bytes(_SNAP + "shadow").decode("utf-8")
-                blocks = list(info["blocks"])
-                block_at = {int(i): (int(v[0]), int(v[1])) for i, v in info["block_at"].items()}
-                seq = int(info["seq"])
-            else:  # before bulk blocks: every vector is in its own v/<key>
-                src_blk = np.full(n, -1, dtype=np.int32)
-                src_row = np.full(n, -1, dtype=np.int64)
-                shadow_raw, blocks, block_at, seq = "", [], {}, 0
-        except (AttributeError, TypeError, ValueError, KeyError, UnicodeDecodeError):
-            return False
-        dims = self.dimensions or 0
-        if len(keys) != n or len(alive) != n or len(src_blk) != n or len(src_row) != n:
-            return False
-        index = None
-        state: dict[str, Any] = {}
-        if info["hnsw"] is not None:
+        seen = None
+        for _ in range(4):
             try:
-                import hnswlib
-            except ImportError:
-                if info.get("mat_from_index"):
-                    return False  # the vectors live in the graph: replay instead
-                hnswlib = None
-            if hnswlib is not None:
-                state = dict(info["hnsw"])
-                for name, (dtype, shape) in info["arrays"].items():
-                    buf = db._value_view(_SNAP + "hnsw/" + name)  # hnswlib copies it
-                    if buf is None:
-                        return False
-                    state[name] = np.frombuffer(buf, dtype=dtype).reshape(shape)
-                index = hnswlib.Index.__new__(hnswlib.Index)
-                index.__setstate__((state,))
-                index.set_ef(self.ef_search)
-        mat_src = None
-        if info.get("mat_from_index"):
-            # Checked now, gathered when first needed (see _mat).
-            if not _hnsw_state_fits(state, n):
-                return False
-            mat_src = functools.partial(_vectors_from_hnsw_state, state, n, dims)
-            mat = np.zeros((0, dims), dtype=np.float32)
+                raw = db.get_text(_SNAP + "info")
+                if raw is None or raw == seen:
+                    return None
+                seen = raw
+                info = json.loads(raw)
+                covered = int(info["covered_end"])
+                if covered < fmt.HEADER_SIZE:
+                    return None
+                # The last refresh of the engine in this load: what is read
+                # below is the file as of ``end``, so the snapshot's records
+                # and the replay describe one moment.
+                changed, end = db.storage.keys_written_since(covered)
+            except _BAD_SNAPSHOT:
+                return None
+            if end <= covered:
+                return None  # its own info record comes after covered_end
+            if not any(k.startswith(_SNAP) and k != _SNAP + "info" for k in changed):
+                break
+            # Snapshot records newer than this info: a newer snapshot was
+            # committed since we read it (take that one), or records were
+            # written over this one (the same info again: not to be trusted).
         else:
-            view = db._value_view(_SNAP + "mat")
-            if view is None:
-                return False
-            flat = np.frombuffer(view, dtype=np.float32)
-            if flat.size != n * dims:
-                return False
-            mat = flat.reshape(n, dims).copy()
-        live = np.flatnonzero(alive)
-        if len(live) == n:
-            live_keys = keys
-            self._label = dict(zip(keys, range(n)))
-        else:
-            ll = live.tolist()
-            live_keys = [keys[i] for i in ll]
-            self._label = dict(zip(live_keys, ll))
-            for i in np.flatnonzero(~alive).tolist():
-                keys[i] = None
+            return None
+        try:
+            snap = self._read_snapshot(info)
+        except _BAD_SNAPSHOT:
+            return None
+        if snap is None:
+            return None
+        (keys, alive, src_blk, src_row, sparse, shadow, blocks, block_at, seq, mat, mat_src,
+         index, indexed) = snap
+        # The keys whose snapshot state says a v/<key> record exists (a
+        # vector, metadata only, or a tombstone); checked against the file
+        # below.  Not those written since: the replay reads those anyway.
+        own = np.flatnonzero(alive & (src_blk < 0)).tolist()
+        vrec = [keys[i] for i in own]
+        vrec.extend(k for k in sparse if k not in self._label)
+        vrec.extend(k for k in shadow if k not in sparse)
         self._keys = keys
         self._alive = alive
         self._src_blk = src_blk
         self._src_row = src_row
         self._mat = mat
         self._mat_src = mat_src
-        self._meta = dict.fromkeys(live_keys, _EMPTY)
+        self._meta = dict.fromkeys(self._label, _EMPTY)
         self._meta.update(sparse)
         self._blocks = blocks
         self._block_of = {b: i for i, b in enumerate(blocks) if b is not None}
         self._block_at = block_at
         self._seq = seq
-        self._shadow = set(shadow_raw.split("\0")) if shadow_raw else set()
+        self._shadow = shadow
         if index is not None:
             self._index = index
-            self._indexed = info.get("indexed", n)
-        # Replay what came after the snapshot.
-        self._snap_end = info["covered_end"]
-        changed, _ = db._keys_written_since(self._snap_end)
+            self._indexed = indexed
+        # Vectors held from the snapshot, not from reading their record:
+        # search reads a record the first time it would return it (a record
+        # can be damaged after the snapshot was taken; reading them all now
+        # would cost more than the rest of the open).
+        if own:
+            self._unverified = bytearray((alive & (src_blk < 0)).tobytes())
+        self._snap_end = covered
         replay = [k for k in changed if k.startswith((_PREFIX, _BULK))]
         if replay:
             self._apply_changes(replay)
+        if not self._snapshot_agrees(vrec, changed, end):
+            return None
         # What we replayed is not in the snapshot yet: the next close writes
         # one, so a crash's tail is replayed once, not at every open.
         self._dirty_since_snap = len(replay)
+        return end
+
+    def _read_snapshot(self, info: Any) -> tuple[Any, ...] | None:
+        """The snapshot's state, every part checked for what it must be (None:
+        not usable).  Sets ``_label``; the caller sets the rest."""
+        db = self._db
+
+        def view(name: str) -> memoryview:
+            # As of the caller's refresh: every part from the same snapshot.
+            got = db.storage.value_view(_SNAP + name, refresh=False)
+            if got is None:
+                raise KeyError(name)
+            return got
+
+        version = info.get("version")
+        if version not in (1, _SNAP_VERSION) or info.get("salt") != self._salt \
+                or info.get("dimensions") != self.dimensions:
+            return None  # compacted by hand, or from another layout: replay instead
+        n = info["n"]
+        dims = self.dimensions or 0
+        if type(n) is not int or n < 0:
+            return None
+        keys: list[Any] = bytes(view("keys")).decode("utf-8").split("\0") if n else []
+        flags = np.frombuffer(view("alive"), dtype=np.uint8)
+        if len(keys) != n or len(flags) != n or (n and int(flags.max()) > 1):
+            return None
+        alive = flags.astype(bool)
+        sparse = json.loads(bytes(view("meta")))
+        if type(sparse) is not dict or not all(type(m) is dict for m in sparse.values()):
+            return None
+        if version == _SNAP_VERSION:
+            src_blk = np.frombuffer(view("src_blk"), "<i4").astype(np.int32)
+            src_row = np.frombuffer(view("src_row"), "<i8").astype(np.int64)
+            shadow_raw = bytes(view("shadow")).decode("utf-8")
+            blocks = list(info["blocks"])
+            block_at = {int(i): (int(v[0]), int(v[1])) for i, v in info["block_at"].items()}
+            seq = int(info["seq"])
+        else:  # before bulk blocks: every vector is in its own v/<key>
+            src_blk = np.full(n, -1, dtype=np.int32)
+            src_row = np.full(n, -1, dtype=np.int64)
+            shadow_raw, blocks, block_at, seq = "", [], {}, 0
+        if len(src_blk) != n or len(src_row) != n \
+                or not all(b is None or (type(b) is str and b.startswith(_BULK)) for b in blocks):
+            return None
+        held = alive & (src_blk >= 0)
+        if n and (int(src_blk.min()) < -1 or int(src_blk.max()) >= len(blocks)):
+            return None
+        if held.any():
+            if int(src_row[held].min()) < 0:
+                return None
+            for i in np.unique(src_blk[held]).tolist():
+                if blocks[i] is None or block_at.get(i, (0, -1))[1] != dims:
+                    return None
+        live = np.flatnonzero(alive)
+        if len(live) == n:
+            live_keys = keys
+            label = dict(zip(keys, range(n)))
+        else:
+            ll = live.tolist()
+            live_keys = [keys[i] for i in ll]
+            label = dict(zip(live_keys, ll))
+            for i in np.flatnonzero(~alive).tolist():
+                keys[i] = None
+        if len(label) != len(live_keys) or "" in label:
+            return None  # a key twice, or an empty one: not a table we wrote
+        index = None
+        indexed = 0
+        state: dict[str, Any] = {}
+        if info["hnsw"] is not None:
+            try:
+                import hnswlib
+            except ImportError:
+                if info.get("mat_from_index"):
+                    return None  # the vectors live in the graph: replay instead
+                hnswlib = None
+            if hnswlib is not None:
+                state = dict(info["hnsw"])
+                for name, (dtype, shape) in info["arrays"].items():
+                    state[name] = np.frombuffer(view("hnsw/" + name),
+                                                dtype=np.dtype(dtype)).reshape(shape)
+                indexed = info.get("indexed", n)
+                # hnswlib copies what its scalars say from these arrays
+                # without checking their sizes: check them first.
+                if not _hnsw_state_fits(state, n, indexed, dims, _SPACE[self.metric]):
+                    return None
+                index = hnswlib.Index.__new__(hnswlib.Index)
+                index.__setstate__((state,))
+                index.set_ef(self.ef_search)
+        mat_src = None
+        if info.get("mat_from_index"):
+            if index is None or indexed != n:
+                return None
+            # Checked now, gathered when first needed (see _mat).
+            mat_src = functools.partial(_vectors_from_hnsw_state, state, n, dims)
+            mat = np.zeros((0, dims), dtype=np.float32)
+        else:
+            flat = np.frombuffer(view("mat"), dtype=np.float32)
+            if flat.size != n * dims:
+                return None
+            mat = flat.reshape(n, dims).copy()
+        self._label = label
+        shadow = set(shadow_raw.split("\0")) if shadow_raw else set()
+        return (keys, alive, src_blk, src_row, sparse, shadow, blocks, block_at, seq, mat,
+                mat_src, index, indexed)
+
+    def _snapshot_agrees(self, vrec: list[str], changed: set[str], end: int) -> bool:
+        """Whether every record the snapshot relies on is still in the file.
+
+        A record whose head was damaged after the snapshot was taken is
+        gone from the engine's index (nothing can pin it on its key), and a
+        replay would not see that key; neither may we.  A block the engine
+        found damaged is not read by a replay either.
+        """
+        db = self._db
+        need = [name for name in self._blocks if name is not None and name not in changed]
+        if not vrec and not need:
+            return True
+        live = set(db.keys())  # refreshes: a record may go after `end`...
+        missing = [name for name in (_PREFIX + k for k in vrec)
+                   if name not in live and name not in changed]
+        missing.extend(name for name in need if name not in live)
+        if missing:
+            late, _ = db.storage.keys_written_since(end)  # ... and that is no damage
+            if any(name not in late for name in missing):
+                return False
+        try:
+            for name in need:
+                if name in live:
+                    db.storage.value_view(name, refresh=False, check=False)
+        except errors.ChecksumError:
+            return False
         return True
 
     @_locked
@@ -1293,6 +1531,8 @@ class VectorStore:
         finally:
             # Memory no longer matches the file (offsets moved, blocks went).
             self._reset()
+            self._salt = self._db.storage.salt()
+            end = self._db.storage.log_end()  # before keys(), as in _load
             threshold, self.index_threshold = self.index_threshold, 2**62
             try:
                 self._apply_changes(self._db.keys(), progress_desc="reload")
@@ -1300,7 +1540,7 @@ class VectorStore:
                 self.index_threshold = threshold
         if had_index or len(self._label) >= threshold:
             self._build_index(progress=show, warn_missing=True)
-        self._seen_end = self._db._log_end()
+        self._seen_end = end
         self._dirty_since_snap += 1
         self._write_snapshot()
         return saved
@@ -1364,10 +1604,14 @@ def _copy_meta(meta: dict[str, Any] | None) -> dict[str, Any]:
     return dict(meta)
 
 
-def _check_key(key: Any) -> None:
+def _check_key_type(key: Any) -> None:
     if not isinstance(key, str):
-        raise errors.InvalidKey(f"keys are str, not {type(key).__name__}: {key!r}")
-    SynaDB._key(key)
+        raise errors.InvalidKeyType(f"keys are str, not {type(key).__name__}: {key!r}")
+
+
+def _check_key(key: Any) -> None:
+    _check_key_type(key)
+    Storage.check_key(key)
     limit = fmt.MAX_KEY_BYTES - len(_PREFIX)
     if len(key.encode("utf-8")) > limit:
         raise errors.InvalidKey(f"key {key[:40]!r}... is longer than {limit} bytes")
@@ -1435,13 +1679,41 @@ def _check_keys(keys: list[Any]) -> str | None:
     return None
 
 
-def _hnsw_state_fits(state: dict[str, Any], n: int) -> bool:
-    """Whether hnswlib's level-0 data holds exactly our n labels."""
+def _hnsw_state_fits(state: dict[str, Any], n: int, indexed: Any, dims: int,
+                     space: str) -> bool:
+    """Whether hnswlib can load this state without reading past its arrays
+    (it copies what its scalars say from them, unchecked), and it holds
+    labels [0, indexed) of our n.  The links themselves are not checked:
+    a snapshot record written over is caught before (see _load_snapshot)."""
     try:
         count = int(state["cur_element_count"])
+        cap = int(state["max_elements"])
         size = int(state["size_data_per_element"])
-        return count == n and state["data_level0"].size >= count * size
-    except (KeyError, ValueError, AttributeError):
+        links = int(state["size_links_per_element"])
+        data, lists = state["data_level0"], state["link_lists"]
+        levels = state["element_levels"]
+        ext, internal = state["label_lookup_external"], state["label_lookup_internal"]
+        if state["space"] != space or int(state["dim"]) != dims \
+                or not 1 <= int(state["num_threads"]) <= 4096:
+            return False
+        if type(indexed) is not int or not count == indexed <= n or count > cap:
+            return False
+        if data.itemsize != 1 or lists.itemsize != 1 or levels.dtype.kind != "i" \
+                or levels.itemsize != 4 or ext.dtype.kind != "u" or internal.dtype.kind != "u":
+            return False
+        if data.size != count * size or levels.size != cap or ext.size != count \
+                or internal.size != count:
+            return False
+        if not count:
+            return not lists.size and not levels.any()
+        lv = levels[:count]
+        top = int(state["max_level"])
+        entry = int(state["enterpoint_node"])
+        return (int(lv.min()) >= 0 and int(lv.max()) <= top and not levels[count:].any()
+                and lists.size == int(lv.sum(dtype=np.int64)) * links
+                and 0 <= entry < count and int(lv[entry]) == top
+                and int(internal.max()) < count and int(ext.max()) < n)
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError):
         return False
 
 
