@@ -96,6 +96,23 @@ class DbConfig:
     checkpoint_min_bytes: int = 256 << 10
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        # Refused here, before anything is opened: a wrong type would
+        # otherwise surface later as a raw TypeError mid-write, and a NaN
+        # timeout as a wait that never ends.
+        for name in ("enable_compression", "enable_delta", "sync_on_write", "read_only",
+                     "allow_nonfinite", "progress"):
+            if not isinstance(getattr(self, name), (bool, int)):
+                raise errors.InvalidType(f"DbConfig.{name} must be a bool, not "
+                                         f"{getattr(self, name)!r:.80}")
+        for name in ("compression_threshold_bytes", "checkpoint_min_bytes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise errors.InvalidType(f"DbConfig.{name} must be an int, not {v!r:.80}")
+            if v < 0:
+                raise errors.InvalidArgument(f"DbConfig.{name} must be >= 0, not {v}")
+        self.lock_timeout_s = check_timeout(self.lock_timeout_s)
+
 
 class SynaDB:
     """A typed key/value database with history, in one file.

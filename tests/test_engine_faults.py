@@ -502,3 +502,18 @@ def test_a_bad_checkpoint_is_reported_and_replayed(tmp_path, how):
         assert db.get_int("after") == 1
         report = db.verify()
         assert not report.ok and ("checkpoint" in str(report) or report.damaged)
+
+
+@pytest.mark.parametrize("kw,cls", [
+    (dict(checkpoint_min_bytes="1"), synadb.InvalidType),
+    (dict(checkpoint_min_bytes=-1), synadb.InvalidArgument),
+    (dict(compression_threshold_bytes=1.5), synadb.InvalidType),
+    (dict(sync_on_write="yes"), synadb.InvalidType),
+    (dict(lock_timeout_s=float("nan")), synadb.InvalidArgument),
+])
+def test_a_bad_config_is_refused_before_anything_opens(tmp_path, kw, cls):
+    with pytest.raises(cls):
+        synadb.DbConfig(**kw)
+    with pytest.raises(synadb.InvalidType):
+        SynaDB(str(tmp_path / "x.db"), config={"sync_on_write": True})
+    assert not (tmp_path / "x.db").exists()
