@@ -53,3 +53,29 @@ def test_full_tmpfs(small_tmpfs):
     assert r.returncode == 0, f"the child failed:\n{r.stderr[-3000:]}"
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert not out["problems"], "\n".join(out["problems"] + ["notes: " + "; ".join(out["notes"])])
+
+
+def test_read_only_mount(small_tmpfs):
+    """A real read-only file system: a writable open says so (with the
+    errno), a read-only open reads everything."""
+    import synadb
+
+    path = os.path.join(small_tmpfs, "ro.db")
+    with synadb.SynaDB(path) as db:
+        db.put_int("a", 1)
+        db.put_text("b", "x")
+    r = subprocess.run(["mount", "-o", "remount,ro", small_tmpfs], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot remount read-only here: {(r.stderr or r.stdout).strip()}")
+    try:
+        with pytest.raises(synadb.ReadOnlyFilesystem) as info:
+            synadb.SynaDB(path)
+        assert info.value.errno == 30 and isinstance(info.value, OSError)
+        with pytest.raises(synadb.ReadOnlyFilesystem):
+            synadb.SynaDB(os.path.join(small_tmpfs, "new.db"))
+        with synadb.SynaDB(path, read_only=True) as db:
+            assert db.get_int("a") == 1 and db.get_text("b") == "x"
+            assert db.verify().ok
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", small_tmpfs], capture_output=True)
