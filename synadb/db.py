@@ -759,7 +759,7 @@ class SynaDB:
                 log.index.commit()
                 if log.end != start:
                     if sync:
-                        log.sync()
+                        log.sync(eager=False)
                     else:
                         log.settle()
             finally:

@@ -517,3 +517,27 @@ def test_a_bad_config_is_refused_before_anything_opens(tmp_path, kw, cls):
     with pytest.raises(synadb.InvalidType):
         SynaDB(str(tmp_path / "x.db"), config={"sync_on_write": True})
     assert not (tmp_path / "x.db").exists()
+
+
+def test_sync_and_close_record_the_synced_end(tmp_path):
+    """The header's synced end is what lets recovery call a bad record
+    before it damage (reported) rather than a torn tail (dropped)."""
+    path = str(tmp_path / "w.db")
+    db = SynaDB(path)
+    db.put_int("a", 1)
+    db.sync()
+    assert db._log.header.synced_end == db._log.end
+    db.put_int("b", 2)
+    end = db._log.end
+    db.close()
+    assert fmt.Header(Path(path).read_bytes()[:64]).synced_end == end
+    # Real damage to a synced record with good ones after it is reported.
+    data = bytearray(Path(path).read_bytes())
+    at = data.index(b"a") + 1  # inside a's value
+    data[at] ^= 0xFF
+    Path(path).write_bytes(bytes(data))
+    with SynaDB(path, read_only=True) as db:
+        with pytest.raises(synadb.ChecksumError):
+            db.get_int("a")
+        assert db.get_int("b") == 2
+        assert not db.verify().ok

@@ -81,6 +81,7 @@ _pack_u32 = U32.pack
 _KV_LEN = struct.Struct("<xxHI")
 _monotonic = time.monotonic
 _STAT_EVERY_S = 0.1  # how often an idle follower checks that its path still names its file
+_SLOT_EVERY_S = 0.5  # how often a sync records the synced end in the header
 
 _OPEN_LOGS: "weakref.WeakSet[Log]" = weakref.WeakSet()
 
@@ -333,6 +334,7 @@ class Log(Scanner):
         self._lease_since = 0.0
         self._yield_until = 0.0
         self._next_stat = 0.0
+        self._next_slot = 0.0  # when _sync may next record the synced end
         self._fd = -1
         self._mm: mmap.mmap | None = None
         self._maplen = 0
@@ -787,7 +789,7 @@ class Log(Scanner):
     def settle(self) -> None:
         """End of a write call: fdatasync it when the handle syncs every write."""
         if self.sync_on_write:
-            self._sync(data_only=True)
+            self._sync(data_only=True, eager=False)
 
     def _grow(self, n: int, end: int | None = None) -> None:
         try:
@@ -1022,13 +1024,15 @@ class Log(Scanner):
         return tf, raw
 
     # ------------------------------------------------------------- durable
-    def _sync(self, data_only: bool = False) -> None:
+    def _sync(self, data_only: bool = False, eager: bool = True) -> None:
         """fsync (or fdatasync) the file; then, holding the lease, record the
         new synced end in the header slot.
 
         The slot is not fsynced itself: until the next sync it may be lost,
         which only makes recovery treat more of the file as an unsynced tail
-        (a shorter guaranteed prefix, never a wrong one).
+        (never a wrong value: what a sync made durable has no bad record for
+        the tail rule to stop at).  For the same reason it is written at
+        most every _SLOT_EVERY_S.
         """
         end = self.end
         try:
@@ -1038,12 +1042,19 @@ class Log(Scanner):
                 os.fsync(self._fd)
         except OSError as e:
             self._fail(e)
-        if self.leased and self.header.seeded:
-            self._durable_bound()  # the slot as the last writer left it
-            h = self.header
-            if end > h.synced_end:
-                h.synced_end = end
-                self._mm[CKPT_AT:CKPT_AT + 24] = h.slot_bytes()
+        if self.leased and self.header.seeded and end > self.header.synced_end:
+            now = _monotonic()
+            if eager or now >= self._next_slot:
+                # Frequent syncs (batch commits, sync_on_write puts) record
+                # it at most every _SLOT_EVERY_S: each slot write is one more
+                # page for the next fsync to flush, and a synced end that
+                # lags only treats a little more of the file as a tail.
+                self._next_slot = now + _SLOT_EVERY_S
+                self._durable_bound()  # the slot as the last writer left it
+                h = self.header
+                if end > h.synced_end:
+                    h.synced_end = end
+                    self._mm[CKPT_AT:CKPT_AT + 24] = h.slot_bytes()
 
     def _fail(self, e: OSError) -> None:
         """An fsync failed: from now on this handle refuses writes."""
@@ -1057,7 +1068,8 @@ class Log(Scanner):
         self._drop_lease()
         raise err from e
 
-    def sync(self) -> None:
+    def sync(self, eager: bool = True) -> None:
+        """fsync; ``eager=False`` for frequent syncs (see _sync)."""
         if self.read_only or self._mm is None:
             return
         if self.failed is not None:
@@ -1067,7 +1079,7 @@ class Log(Scanner):
                 self.acquire(timeout_s=0.0)
             except errors.LockTimeout:
                 pass
-        self._sync()
+        self._sync(eager=eager)
 
     def checkpoint(self) -> None:
         """Write a snapshot of the index and point the header at it."""
