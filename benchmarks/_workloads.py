@@ -212,3 +212,65 @@ def open_records(cls, workdir: Path, n_records: int, n_keys: int = 1000,
     return {"n_records": n_records, "n_keys": n_keys, "writer": writer,
             "write_s": write_s, "file_bytes": size,
             "open_s": t_open, "open_get_s": t_open_get}
+
+
+def batch_puts(cls, workdir: Path, n_batches: int, batch_size: int = 100,
+               n_keys: int = 100, sync: Any = _UNSET, repeats: int = 3,
+               tag: str = "batch", budget_s: float = 60.0) -> dict:
+    """µs per ``with db.batch(): batch_size × db.put_float(key_i, v)``.
+
+    The file is opened with the class's default durability.  Each batch puts
+    one value on each of ``n_keys`` metric keys (``m/000000042``; the same
+    keys every batch, so after the warm-up every put appends to an existing
+    key, as a training loop does).  ``sync`` is passed to ``db.batch()``
+    unless left unset (then the default: fsync at commit); ``sync=False`` is
+    the CPU cost of the batch path.
+
+    Timed: ``n_batches`` consecutive batches (open/close outside the timing,
+    GC off), divided by ``n_batches``; best of ``repeats`` fresh files.  An
+    untimed warm-up of up to 50 batches runs on each file first.  Also
+    reported: the median repeat, for a feel of the noise.
+    """
+    keys = key_names(n_keys, prefix="m/")
+    per_batch = [keys[i % n_keys] for i in range(batch_size)]
+    kw = {} if sync is _UNSET else {"sync": sync}
+    times: list[float] = []
+    spent = 0.0
+    for r in range(max(1, repeats)):
+        path = _fresh(workdir / f"{tag}_{r}.db")
+        db = _open(cls, path)
+        try:
+            put, batch = db.put_float, db.batch
+            for j in range(min(50, n_batches)):  # untimed warm-up
+                v = float(j)
+                with batch(**kw):
+                    for k in per_batch:
+                        put(k, v)
+            gc.collect()
+            gc.disable()
+            try:
+                t0 = perf_counter()
+                for j in range(n_batches):
+                    v = float(j)
+                    with batch(**kw):
+                        for k in per_batch:
+                            put(k, v)
+                dt = perf_counter() - t0
+            finally:
+                gc.enable()
+            got = db.get_float(per_batch[-1])
+            if got is None or float(got) != float(n_batches - 1):
+                raise AssertionError(f"after the batches get_float({per_batch[-1]!r}) = {got!r}, "
+                                     f"expected {float(n_batches - 1)!r}")
+        finally:
+            db.close()
+            _fresh(path)
+        times.append(dt / n_batches)
+        spent += dt
+        if spent >= budget_s:
+            break
+    times.sort()
+    return {"n_batches": n_batches, "batch_size": batch_size, "n_keys": n_keys,
+            "sync": "default" if sync is _UNSET else bool(sync),
+            "per_op_s": times[0], "median_s": times[len(times) // 2],
+            "repeats_run": len(times)}
