@@ -215,6 +215,9 @@ def test_damaged_snapshot_record_costs_a_replay_not_the_open(tmp_path, kind, nam
         _garbage(path, name, how)
     with VectorStore(path, progress=False) as vs:
         _check_holds(vs, want)
+        report = vs.verify()  # the rebuild is said, and CRC damage makes it not ok
+        assert any("snapshot" in r for r in report.rebuilt)
+        assert report.ok == (how != "crc")
     # The rebuilt snapshot is a good one.
     with VectorStore(path, progress=False, read_only=True) as vs:
         _check_holds(vs, want)

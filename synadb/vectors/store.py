@@ -56,6 +56,7 @@ import numpy as np
 
 from .. import errors
 from ..db import DbConfig, Storage, SynaDB
+from ..report import ComponentReport
 from ..engine import format as fmt
 from .filters import compile_filter
 
@@ -141,6 +142,12 @@ def _load_meta(raw: bytes | memoryview) -> dict[str, Any]:
     return json.loads(bytes(raw)) if len(raw) else {}
 
 
+class VectorReport(ComponentReport):
+    """What :meth:`VectorStore.verify` found."""
+
+    label = "vectors"
+
+
 class VectorStore:
     """Vectors with metadata, searched exactly or through HNSW.
 
@@ -210,6 +217,7 @@ class VectorStore:
             self.index_threshold = index_threshold
             if stored is None and not read_only:
                 self._save_config()
+            self._rebuilt: list[str] = []  # what opening worked around (see verify)
             self._reset()
             self._load()
         except BaseException:
@@ -245,6 +253,20 @@ class VectorStore:
     @property
     def closed(self) -> bool:
         return self._db.closed
+
+    @_locked
+    def verify(self) -> "VectorReport":
+        """Scan the file (``SynaDB.verify``) and say what concerns the store:
+        damaged vector records (``problems``, by key) and derived records it
+        had to rebuild (``rebuilt``: the index snapshot is a cache)."""
+        report = VectorReport(self._db.verify(), rebuilt=list(self._rebuilt))
+        for d in report.engine.damaged:
+            if d.key is not None and d.key.startswith(_PREFIX):
+                report.problems.append(f"the record of vector {d.key[len(_PREFIX):]!r} at "
+                                       f"offset {d.offset} is damaged")
+            elif d.key is not None and d.key.startswith("__vs__/bulk/"):
+                report.problems.append(f"the block {d.key!r} at offset {d.offset} is damaged")
+        return report
 
     def __repr__(self) -> str:
         return (f"VectorStore({self.path!r}, dimensions={self.dimensions}, "
@@ -313,6 +335,10 @@ class VectorStore:
         self._salt = db.storage.salt()
         end = self._load_snapshot()
         if end is None:
+            if db.exists(_SNAP + "info"):
+                self._rebuilt.append("the index snapshot (__vs__/snap/*) could not be used "
+                                     "(damaged, or taken before a compaction); the store was "
+                                     "rebuilt from its vector records")
             self._reset()
             # The offset first: keys() may also see records written after
             # it, and the next refresh applies those again, which is
@@ -320,6 +346,8 @@ class VectorStore:
             # did not see, and they would never be applied.
             end = db.storage.log_end()
             self._apply_changes(db.keys(), progress_desc="load vectors")
+            if self._rebuilt:
+                self._dirty_since_snap += 1  # a writable close saves a good snapshot again
         self._seen_end = end
 
     def _refresh(self) -> None:
