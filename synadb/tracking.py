@@ -1386,6 +1386,10 @@ class ExperimentTracker:
                 f"artifact {name!r} of run {run_id!r} ({'run/' + run_id + '/a/' + name!r}) "
                 f"does not decode as {kind} ({type(e).__name__}: {e})") from e
 
+    def artifact_infos(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Each artifact of a run: name -> ``type``, ``size``, ``mime``, ``time``."""
+        return {name: dict(info) for name, info in self._entry(run_id)["artifacts"].items()}
+
     def list_artifacts(self, run_id: str, prefix: str | None = None) -> list[str]:
         if prefix is not None and not isinstance(prefix, str):
             raise errors.InvalidType(f"prefix is a str, got {prefix!r}")

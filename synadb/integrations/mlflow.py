@@ -1194,7 +1194,7 @@ def list_artifact_infos(tracker: ExperimentTracker, run_id: str,
                         path: str | None = None) -> list[FileInfo]:
     """The direct children of ``path`` among a run's artifacts, MLflow style."""
     prefix = (path or "").strip("/")
-    entries = tracker._entry(run_id)["artifacts"]
+    entries = tracker.artifact_infos(run_id)
     files: dict[str, int] = {}
     dirs: set[str] = set()
     for name, info in entries.items():
