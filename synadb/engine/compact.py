@@ -129,8 +129,10 @@ def compact(log: Log, *, keep_history: bool = True, progress: bool = True) -> in
             fd = -1
             # The Moved record must not fail after the rename: make room now.
             log.reserve(16)
+            log.mark_replacing(True)
             os.replace(tmp, log.path)
         except BaseException as e:
+            log.mark_replacing(False)
             if fd >= 0:
                 os.close(fd)
             try:

@@ -55,6 +55,7 @@ _HEAD_CKPT = struct.Struct("<QQI")
 _U32 = struct.Struct("<I")
 CKPT_AT = 32
 LOCK_REQUEST_AT = 56  # one byte a waiting writer sets; not checksummed
+REPLACING_AT = 57  # one byte compaction sets just before its rename; not checksummed
 
 MARKER = 0xA7
 REC_HEAD = struct.Struct("<BBHI")  # marker, type|flags, key_len, value_len

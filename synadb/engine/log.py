@@ -44,6 +44,7 @@ from .format import (
     HEADER_SIZE,
     LOCK_REQUEST_AT,
     MARKER,
+    REPLACING_AT,
     READ_VERSION,
     REC_HEAD,
     REC_PREFIX,
@@ -80,7 +81,6 @@ _NAN = math.nan
 _pack_u32 = U32.pack
 _KV_LEN = struct.Struct("<xxHI")
 _monotonic = time.monotonic
-_STAT_EVERY_S = 0.1  # how often an idle follower checks that its path still names its file
 _SLOT_EVERY_S = 0.5  # how often a sync records the synced end in the header
 
 _OPEN_LOGS: "weakref.WeakSet[Log]" = weakref.WeakSet()
@@ -333,7 +333,6 @@ class Log(Scanner):
         self._tail_start = HEADER_SIZE  # where the log after the last checkpoint starts
         self._lease_since = 0.0
         self._yield_until = 0.0
-        self._next_stat = 0.0
         self._next_slot = 0.0  # when _sync may next record the synced end
         self._fd = -1
         self._mm: mmap.mmap | None = None
@@ -522,15 +521,13 @@ class Log(Scanner):
     def refresh(self) -> None:
         """Take in records other handles appended since we last looked."""
         end = self.end
-        if end < self._maplen and self._mm[end] != MARKER:
-            # Nothing new.  Now and then, check that the path still names
-            # our file: a compactor killed between its rename and its Moved
-            # record leaves no record to tell us.
-            now = _monotonic()
-            if now < self._next_stat:
-                return
-            self._next_stat = now + _STAT_EVERY_S
-            if self._replaced():
+        mm = self._mm
+        if end < self._maplen and mm[end] != MARKER:
+            # Nothing new.  A compactor killed between its rename and its
+            # Moved record leaves no record to tell us that the path names
+            # another file now, but it set the replacing byte before the
+            # rename: while that byte is set, check the path.
+            if mm[REPLACING_AT] and self._replaced():
                 self._reopen()
             return
         self._refresh_slow()
@@ -550,12 +547,8 @@ class Log(Scanner):
         self._set_end(st.end)
         if st.moved:
             self._reopen()
-        elif self._maplen - self.end < 16:
-            now = _monotonic()
-            if now >= self._next_stat:
-                self._next_stat = now + _STAT_EVERY_S
-                if self._replaced():
-                    self._reopen()
+        elif self._maplen - self.end < 16 and self._replaced():
+            self._reopen()
 
     def _reopen(self) -> None:
         """The file was compacted and replaced: follow the path to the new one.
@@ -629,7 +622,10 @@ class Log(Scanner):
             if self._mm[LOCK_REQUEST_AT]:
                 self._mm[LOCK_REQUEST_AT] = 0
             fd = self._fd
-            if self._replaced():
+            replaced = self._replaced()
+            if self._mm[REPLACING_AT] and not replaced:
+                self._mm[REPLACING_AT] = 0  # a compactor died before its rename
+            if replaced:
                 # A compactor died between its rename and its Moved record:
                 # the path names another file now.  Follow it.
                 self._reopen()
@@ -991,6 +987,11 @@ class Log(Scanner):
         (a record that must not fail for want of space)."""
         if self.end + n + 16 > self._maplen:
             self._grow(n)
+
+    def mark_replacing(self, on: bool) -> None:
+        """Set (just before compaction's rename) or clear the replacing byte,
+        which tells followers to check the path at once (see refresh)."""
+        self._mm[REPLACING_AT] = 1 if on else 0
 
     def mark_moved(self) -> None:
         """Append a Moved record in space reserved before (see reserve): the
