@@ -759,7 +759,7 @@ class SynaDB:
                 log.index.commit()
                 if log.end != start:
                     if sync:
-                        log.sync(eager=False)
+                        log.sync()
                     else:
                         log.settle()
             finally:
@@ -935,6 +935,8 @@ class SynaDB:
             log.acquire()
             pos = log.append_parts(T_BYTES | self._flag, kb, parts)
             log.index.append(key, T_BYTES, pos, math.nan)
+            if not self._flag:
+                log.settle()
 
     def _put_blobs(self, items: list[tuple[str, Any]], keys_checked: bool = False) -> None:
         """Append many bytes values (all or nothing), each given as bytes or
@@ -959,6 +961,8 @@ class SynaDB:
             append = log.index.append
             for (key, _), pos in zip(keys, offsets):
                 append(key, T_BYTES, pos, math.nan)
+            if not flag:
+                log.settle()
 
     def _history_len(self, key: str) -> int:
         """How many values ``key``'s live history holds (0 if absent)."""

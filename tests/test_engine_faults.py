@@ -567,3 +567,103 @@ def test_a_compactor_killed_just_before_its_rename_leaves_everything_working(tmp
     assert reader.get_int("c") == 3
     reader.close()
     assert _read_all(path) == {"b": [2], "c": [3]}
+
+
+# -- found in review ------------------------------------------------------------------
+
+@pytest.mark.parametrize("slot", ["intact", "torn"])
+def test_a_flipped_bit_in_synced_records_never_costs_the_records_after_it(tmp_path, slot):
+    path = str(tmp_path / "s.db")
+    db = SynaDB(path, sync_on_write=True)
+    for i in range(200):
+        db.put_int(f"k{i}", i)
+    crash = bytearray(Path(path).read_bytes())  # killed: never closed
+    db.close()
+    at = crash.index(b"k100") + 4  # k100's value
+    crash[at] ^= 0x01
+    if slot == "torn":
+        crash[fmt.CKPT_AT + 3] ^= 0xFF
+    Path(path).write_bytes(bytes(crash))
+    with SynaDB(path) as db:  # a writable open, which cuts torn tails
+        with pytest.raises(synadb.ChecksumError):
+            db.get_int("k100")
+        assert [db.get_int(f"k{i}") for i in range(101, 200)] == list(range(101, 200))
+        db.put_int("after", 1)
+    with SynaDB(path, read_only=True) as db:
+        assert db.get_int("k199") == 199 and db.get_int("after") == 1
+        assert not db.verify().ok  # the damage is still reported
+
+
+def test_sync_on_write_syncs_blob_appends_too(tmp_path, monkeypatch):
+    db = SynaDB(str(tmp_path / "b.db"), sync_on_write=True)
+    db.put_int("warm", 1)
+    calls = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append(fd), real(fd)))
+    db.storage.put_blob_parts("one", [b"x" * 100])
+    db.storage.put_blob_parts("big", [bytes(2 << 20)])
+    db.storage.put_blobs([("a", b"1"), ("b", b"2")])
+    db.put_bytes("c", b"3")
+    assert len(calls) == 4
+    db.close()
+
+
+def test_nobody_writes_into_the_new_file_before_its_rename_is_durable(tmp_path, monkeypatch):
+    from synadb.engine import compact as compact_mod
+
+    path = str(tmp_path / "c.db")
+    db = SynaDB(path)
+    db.put_int("a", 1)
+    db.delete("a")
+    seen = []
+    real = compact_mod.fsync_dir
+
+    def other_writer_tries_first(p):
+        other = SynaDB(path, lock_timeout_s=0)
+        try:
+            other.put_int("b", 2)
+            seen.append("wrote")
+        except synadb.LockTimeout:
+            seen.append("locked out")
+        finally:
+            other.close()
+        real(p)
+
+    monkeypatch.setattr(compact_mod, "fsync_dir", other_writer_tries_first)
+    db.compact(progress=False)
+    monkeypatch.undo()
+    assert seen == ["locked out"]
+    db.put_int("b", 3)
+    db.close()
+    assert _read_all(path) == {"b": [3]}
+
+
+def test_close_never_waits_on_a_busy_writer_of_a_compacted_file(tmp_path):
+    import time
+
+    path = str(tmp_path / "w.db")
+    a = SynaDB(path, lock_timeout_s=30, config=synadb.DbConfig(checkpoint_min_bytes=1))
+    for i in range(100):
+        a.put_int(f"k{i}", i)
+    b = SynaDB(path)
+    b.delete("k0")
+    b.compact(progress=False)
+    with b.batch():  # b holds the new file's lock throughout
+        b.put_int("x", 1)
+        t = time.monotonic()
+        a.close()  # would wait lock_timeout_s=30 to checkpoint the new file
+        assert time.monotonic() - t < 10
+    b.close()
+    assert _read_all(path)["x"] == [1]
+
+
+def test_compaction_os_errors_before_the_copy_are_synaerrors(tmp_path, monkeypatch):
+    db = SynaDB(str(tmp_path / "e.db"))
+    db.put_int("a", 1)
+    monkeypatch.setattr(os, "listdir", lambda *a: (_ for _ in ()).throw(
+        OSError(errno.EIO, "I/O error")))
+    with pytest.raises(synadb.StorageError):
+        db.compact(progress=False)
+    monkeypatch.undo()
+    db.put_int("a", 2)
+    db.close()

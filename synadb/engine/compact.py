@@ -24,6 +24,7 @@ import random
 from dataclasses import dataclass, field
 
 from .. import errors
+from . import lock
 from .files import copy_mode, fsync_dir, raise_storage
 from .format import (
     CKPT_AT,
@@ -76,16 +77,17 @@ def compact(log: Log, *, keep_history: bool = True, progress: bool = True) -> in
     log.pin()
     try:
         log.refresh()
-        old_size = log.stat_size()
         index = log.index
         keys = index.live_keys()
         salt = random.getrandbits(32)
-        _remove_stale_temps(log.path)
         tmp = f"{log.path}.compact-{os.getpid()}.tmp"
         new = Index()
         fd = -1
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            old_size = log.stat_size()
+            _remove_stale_temps(log.path)
+            # Read-write: after the rename this descriptor becomes the handle's.
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             out = _Out(fd)
             out.write(bytes(new_header(salt)))
             bar = tqdm(keys, desc="compact", unit="key", delay=0.5,
@@ -125,8 +127,12 @@ def compact(log: Log, *, keep_history: bool = True, progress: bool = True) -> in
             _pwrite_all(fd, slot(ckpt, out.pos, 1), CKPT_AT)
             copy_mode(log.path, fd)
             os.fsync(fd)
-            os.close(fd)
-            fd = -1
+            # Lock the new file before it has a name anyone can open: no
+            # other writer may write to it before its rename is durable
+            # (the folder fsync below), or a failed folder fsync could lose
+            # what that writer was told was synced.
+            if not lock.try_lock(fd):
+                raise errors.LockTimeout(f"could not lock the new file {tmp!r}")
             # The Moved record must not fail after the rename: make room now.
             log.reserve(16)
             log.mark_replacing(True)
@@ -150,7 +156,7 @@ def compact(log: Log, *, keep_history: bool = True, progress: bool = True) -> in
         except OSError as e:
             dir_error = e
         log.mark_moved()
-        log.follow()
+        log.follow(fd)  # the handle takes the new file's descriptor, locked
         if dir_error is not None:
             # The rename may not survive a power cut (the old file, with the
             # same data, would be back).  Like any failed fsync: report it

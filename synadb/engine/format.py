@@ -121,6 +121,11 @@ def slot(checkpoint_offset: int, synced_end: int, seq: int) -> bytes:
     return body + _U32.pack(crc32(body))
 
 
+def slot_ok(raw: bytes) -> bool:
+    """Whether 24 slot bytes (header bytes 32..56) pass their CRC."""
+    return _U32.unpack_from(raw, 20)[0] == crc32(raw[:20])
+
+
 def slot_v1(offset: int, seq: int) -> bytes:
     """Bytes 32..56 of a format-1 header (no synced end)."""
     body = _HEAD_CKPT.pack(offset, seq, 0)
@@ -134,8 +139,8 @@ class Header:
     ``synced_end``: before this offset every record was fsynced, so damage
     there is corruption to report; after it a bad record is a torn tail.
     Format 1 has no such field (UNKNOWN_END: the whole file is read as
-    synced, format 1's own rule).  A torn slot gives HEADER_SIZE: a longer
-    replay and a more cautious recovery.
+    synced, format 1's own rule); nor has a torn slot (and its checkpoint
+    pointer is ignored: a longer replay).
     """
 
     __slots__ = ("write_version", "read_version", "salt", "created_ms",
@@ -158,7 +163,10 @@ class Header:
             off, second, third = 0, 0, 0
         self.checkpoint_offset = off
         if self.seeded:
-            self.synced_end = max(second, off, HEADER_SIZE)
+            # A torn slot says nothing about what was synced: read the whole
+            # file as synced (format 1's rule), so a bad record with good ones
+            # after it is damage to report, never a tail for a writer to zero.
+            self.synced_end = max(second, off, HEADER_SIZE) if self.slot_ok else UNKNOWN_END
             self.checkpoint_seq = third
         else:
             # No synced end in format 1: recovery keeps format 1's rule (a

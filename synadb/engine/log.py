@@ -45,6 +45,7 @@ from .format import (
     LOCK_REQUEST_AT,
     MARKER,
     REPLACING_AT,
+    UNKNOWN_END,
     READ_VERSION,
     REC_HEAD,
     REC_PREFIX,
@@ -64,6 +65,7 @@ from .format import (
     Header,
     check_header,
     crc32,
+    slot_ok,
     encode,
     float_record_packer,
     new_header,
@@ -81,7 +83,6 @@ _NAN = math.nan
 _pack_u32 = U32.pack
 _KV_LEN = struct.Struct("<xxHI")
 _monotonic = time.monotonic
-_SLOT_EVERY_S = 0.5  # how often a sync records the synced end in the header
 
 _OPEN_LOGS: "weakref.WeakSet[Log]" = weakref.WeakSet()
 
@@ -333,11 +334,11 @@ class Log(Scanner):
         self._tail_start = HEADER_SIZE  # where the log after the last checkpoint starts
         self._lease_since = 0.0
         self._yield_until = 0.0
-        self._next_slot = 0.0  # when _sync may next record the synced end
         self._fd = -1
         self._mm: mmap.mmap | None = None
         self._maplen = 0
         self._pending: list[tuple] = []  # batch records seen but not yet committed
+        self._relock_timeout: float | None = None  # see _reopen
         self._open()
         _OPEN_LOGS.add(self)
 
@@ -433,7 +434,7 @@ class Log(Scanner):
                     "file at that path; copy its data out with export_jsonl()")
             self._reopen()
         elif (self._garbage or self.header.seeded and self.header.synced_end > self.end) \
-                and not self.read_only:
+                and not self.read_only and not self.leased:
             # A torn tail from a crash: cut it now if no writer is busy (if
             # one is, whoever writes next cuts it under the lock).
             try:
@@ -450,11 +451,19 @@ class Log(Scanner):
         """The synced end as the header says now (other writers move it)."""
         h = self.header
         if self._mm is not None and self._maplen >= HEADER_SIZE:
-            before = h.synced_end
-            h.read_slot(self._mm[CKPT_AT:CKPT_AT + 24])
-            if h.synced_end < before:  # a slot torn mid-update: keep what we knew
-                h.synced_end = before
+            raw = self._mm[CKPT_AT:CKPT_AT + 24]
+            if slot_ok(raw):  # not one read while a writer rewrites it
+                before = h.synced_end if h.synced_end < UNKNOWN_END else 0
+                h.read_slot(raw)
+                h.synced_end = max(h.synced_end, before)
         return min(h.synced_end, self._maplen)
+
+    def _follow_bound(self) -> int:
+        """The synced end for walking new records: with none known (format
+        1, a torn slot), the first bad record ends the walk for now, as it
+        is one still being written (never a search of the rest of the map)."""
+        d = self._durable_bound()
+        return d if self.header.synced_end < UNKNOWN_END else self.end
 
     def _map(self, size: int) -> None:
         access = mmap.ACCESS_READ if self.read_only else mmap.ACCESS_WRITE
@@ -543,19 +552,22 @@ class Log(Scanner):
                 self._map(size)
         except OSError as e:
             raise_storage(e, "read", self.path)
-        st = self.scan(self.end, self._maplen, self._apply, self._durable_bound())
+        st = self.scan(self.end, self._maplen, self._apply, self._follow_bound())
         self._set_end(st.end)
         if st.moved:
             self._reopen()
         elif self._maplen - self.end < 16 and self._replaced():
             self._reopen()
 
-    def _reopen(self) -> None:
+    def _reopen(self, fd: int | None = None) -> None:
         """The file was compacted and replaced: follow the path to the new one.
 
-        If that fails, the handle is broken: it holds no descriptor of the
-        old file any more (so it can never write into a file the path no
-        longer names) and every later call says to reopen.
+        ``fd``: a descriptor of the new file that the caller opened and
+        already holds the lock on (compaction): it becomes this handle's,
+        with the lease, so that no other writer comes between.  If following
+        fails, the handle is broken: it holds no descriptor of the old file
+        any more (so it can never write into a file the path no longer names)
+        and every later call says to reopen.
         """
         had_lease = self.leased
         self._drop_lease()
@@ -564,19 +576,25 @@ class Log(Scanner):
         self._fd = -1
         if old_fd >= 0:
             os.close(old_fd)
+        adopted = fd is not None
         try:
-            try:
-                fd = os.open(self.path, (os.O_RDONLY if self.read_only else os.O_RDWR)
-                             | os.O_CLOEXEC | os.O_NONBLOCK)
-            except OSError as e:
-                raise_storage(e, "reopen", self.path)
+            if fd is None:
+                try:
+                    fd = os.open(self.path, (os.O_RDONLY if self.read_only else os.O_RDWR)
+                                 | os.O_CLOEXEC | os.O_NONBLOCK)
+                except OSError as e:
+                    raise_storage(e, "reopen", self.path)
+            if adopted:
+                self.leased = True  # the caller's lock on fd
             try:
                 self._init_from_fd(fd)
             except OSError as e:
+                self.leased = False
                 self._fd = -1
                 os.close(fd)
                 raise_storage(e, "reopen", self.path)
             except BaseException:
+                self.leased = False
                 self._fd = -1
                 os.close(fd)
                 raise
@@ -589,8 +607,13 @@ class Log(Scanner):
             self._mm = None
             self._maplen = 0
             raise self.broken from e
-        if had_lease:
-            self.acquire()
+        if adopted:
+            self._lease_since = time.monotonic()
+            _lock.KEEPER.register(self)
+        elif had_lease:
+            # Within acquire(timeout_s=...), keep to the caller's timeout:
+            # close() and sync() never wait on a busy writer.
+            self.acquire(self._relock_timeout)
 
     # ---------------------------------------------------------------- write
     def acquire(self, timeout_s: float | None = None) -> None:
@@ -627,12 +650,21 @@ class Log(Scanner):
                 self._mm[REPLACING_AT] = 0  # a compactor died before its rename
             if replaced:
                 # A compactor died between its rename and its Moved record:
-                # the path names another file now.  Follow it.
-                self._reopen()
+                # the path names another file now.  Follow it, and lock that
+                # one with what is left of the same timeout.
+                self._relock_timeout = timeout_s
+                try:
+                    self._reopen()
+                finally:
+                    self._relock_timeout = None
                 if self.leased:
                     break
                 continue
-            self.refresh()
+            self._relock_timeout = timeout_s
+            try:
+                self.refresh()
+            finally:
+                self._relock_timeout = None
             if self._fd == fd:  # not moved under us
                 break
             # _reopen re-acquired on the new file already
@@ -785,7 +817,7 @@ class Log(Scanner):
     def settle(self) -> None:
         """End of a write call: fdatasync it when the handle syncs every write."""
         if self.sync_on_write:
-            self._sync(data_only=True, eager=False)
+            self._sync(data_only=True)
 
     def _grow(self, n: int, end: int | None = None) -> None:
         try:
@@ -917,7 +949,7 @@ class Log(Scanner):
             if rec[0]:
                 found.add(rec[0].decode("utf-8", "replace"))
 
-        self.scan(start, end, note, self._durable_bound())
+        self.scan(start, end, note, self._follow_bound())
         return found
 
     # ---------------------------------------------------------------- reads
@@ -1002,9 +1034,9 @@ class Log(Scanner):
         self._mm.write(encode(T_MOVED, b"", b"", self.salt, self.end, self.pmask))
         self.end = self._mm.tell()
 
-    def follow(self) -> None:
+    def follow(self, fd: int | None = None) -> None:
         """Reopen the path (after compaction replaced the file); see _reopen."""
-        self._reopen()
+        self._reopen(fd)
 
     def read_value(self, off: int) -> tuple[int, bytes]:
         """(flags|type, value bytes) of the record at off, CRC-checked."""
@@ -1025,15 +1057,16 @@ class Log(Scanner):
         return tf, raw
 
     # ------------------------------------------------------------- durable
-    def _sync(self, data_only: bool = False, eager: bool = True) -> None:
+    def _sync(self, data_only: bool = False) -> None:
         """fsync (or fdatasync) the file; then, holding the lease, record the
         new synced end in the header slot.
 
         The slot is not fsynced itself: until the next sync it may be lost,
         which only makes recovery treat more of the file as an unsynced tail
         (never a wrong value: what a sync made durable has no bad record for
-        the tail rule to stop at).  For the same reason it is written at
-        most every _SLOT_EVERY_S.
+        the tail rule to stop at).  It is written after every sync all the
+        same: a synced end that lags would let a flipped bit in synced
+        records past it pass for a torn tail, which a writer then zeroes.
         """
         end = self.end
         try:
@@ -1044,18 +1077,11 @@ class Log(Scanner):
         except OSError as e:
             self._fail(e)
         if self.leased and self.header.seeded and end > self.header.synced_end:
-            now = _monotonic()
-            if eager or now >= self._next_slot:
-                # Frequent syncs (batch commits, sync_on_write puts) record
-                # it at most every _SLOT_EVERY_S: each slot write is one more
-                # page for the next fsync to flush, and a synced end that
-                # lags only treats a little more of the file as a tail.
-                self._next_slot = now + _SLOT_EVERY_S
-                self._durable_bound()  # the slot as the last writer left it
-                h = self.header
-                if end > h.synced_end:
-                    h.synced_end = end
-                    self._mm[CKPT_AT:CKPT_AT + 24] = h.slot_bytes()
+            self._durable_bound()  # the slot as the last writer left it
+            h = self.header
+            if end > h.synced_end:
+                h.synced_end = end
+                self._mm[CKPT_AT:CKPT_AT + 24] = h.slot_bytes()
 
     def _fail(self, e: OSError) -> None:
         """An fsync failed: from now on this handle refuses writes."""
@@ -1069,8 +1095,7 @@ class Log(Scanner):
         self._drop_lease()
         raise err from e
 
-    def sync(self, eager: bool = True) -> None:
-        """fsync; ``eager=False`` for frequent syncs (see _sync)."""
+    def sync(self) -> None:
         if self.read_only or self._mm is None:
             return
         if self.failed is not None:
@@ -1080,7 +1105,7 @@ class Log(Scanner):
                 self.acquire(timeout_s=0.0)
             except errors.LockTimeout:
                 pass
-        self._sync(eager=eager)
+        self._sync()
 
     def checkpoint(self) -> None:
         """Write a snapshot of the index and point the header at it."""
@@ -1161,11 +1186,23 @@ class Log(Scanner):
         # parent's open file description, and with it the parent's flock:
         # drop both, or a dead parent's lock lives on in this child.
         old_fd, old_mm = self._fd, self._mm
+        mode = (os.O_RDONLY if self.read_only else os.O_RDWR) | os.O_CLOEXEC | os.O_NONBLOCK
         try:
-            self._fd = os.open(self.path, (os.O_RDONLY if self.read_only else os.O_RDWR)
-                               | os.O_CLOEXEC)
+            # A new open file description of the very file the parent had
+            # (not of the path: it may name a compacted replacement by now,
+            # which this handle follows through the Moved record as usual).
+            try:
+                fd = os.open(f"/proc/self/fd/{old_fd}", mode)
+            except OSError:
+                fd = os.open(self.path, mode)
+                if os.fstat(fd).st_ino != os.fstat(old_fd).st_ino:
+                    os.close(fd)
+                    return
+            self._fd = fd
             self._map(max(self._maplen, 1))
-        except OSError:
+        except (OSError, ValueError):
+            if self._fd != old_fd:
+                os.close(self._fd)
             self._fd, self._mm = old_fd, old_mm
             return
         try:
