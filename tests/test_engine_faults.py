@@ -527,14 +527,14 @@ def test_sync_and_close_record_the_synced_end(tmp_path):
     db.put_int("a", 1)
     db.sync()
     assert db._log.header.synced_end == db._log.end
+    a_at = db._log.index.latest("a")[1]
     db.put_int("b", 2)
     end = db._log.end
     db.close()
     assert fmt.Header(Path(path).read_bytes()[:64]).synced_end == end
     # Real damage to a synced record with good ones after it is reported.
     data = bytearray(Path(path).read_bytes())
-    at = data.index(b"a") + 1  # inside a's value
-    data[at] ^= 0xFF
+    data[a_at + 12 + 1] ^= 0xFF  # inside a's value
     Path(path).write_bytes(bytes(data))
     with SynaDB(path, read_only=True) as db:
         with pytest.raises(synadb.ChecksumError):
