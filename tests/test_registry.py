@@ -310,25 +310,6 @@ def test_find_and_friends_refuse_wrong_types_with_syna_errors(path):
         assert registry.get_version("m", v.version).metadata == {"(1, 2)": "pair", "n": 3}
 
 
-def _spy_durability(monkeypatch):
-    """Record fsyncs (by path) and renames, then do them: how a file was
-    made durable.  Nothing is faked; the calls go through."""
-    events = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd):
-        events.append(("fsync", os.path.realpath(os.readlink(f"/proc/self/fd/{fd}"))))
-        return real_fsync(fd)
-
-    def replace(src, dst, **kw):
-        events.append(("rename", os.path.realpath(src), os.path.realpath(dst)))
-        return real_replace(src, dst, **kw)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
-    return events
-
-
 def _durably_replaced(events, target):
     """The temp file was fsynced before it was renamed onto ``target``, and
     the folder was fsynced after."""
@@ -342,15 +323,15 @@ def _durably_replaced(events, target):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
-def test_load_to_file_is_fsynced_before_and_after_its_rename(path, tmp_path, monkeypatch):
+def test_load_to_file_is_fsynced_before_and_after_its_rename(path, tmp_path, monkeypatch,
+                                                            durability_events):
     with ModelRegistry(path) as registry:
         registry.save_model("m", b"weights " * 1000)
         target = tmp_path / "model.bin"
         target.write_bytes(b"old")
-        events = _spy_durability(monkeypatch)
         registry.load_to_file("m", target)
         monkeypatch.undo()
-        _durably_replaced(events, target)
+        _durably_replaced(durability_events, target)
     assert target.read_bytes() == b"weights " * 1000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "models.db"]
 

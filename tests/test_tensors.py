@@ -299,25 +299,14 @@ def test_wrong_types_raise_syna_errors_and_leave_file_identical(tmp_path, bad, e
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
-def test_export_parquet_is_fsynced_before_and_after_its_rename(engine, tmp_path, monkeypatch):
+def test_export_parquet_is_fsynced_before_and_after_its_rename(engine, tmp_path, monkeypatch,
+                                                              durability_events):
     pytest.importorskip("pyarrow")
     engine.put_tensor("x/", np.arange(12.0).reshape(6, 2))
     target = tmp_path / "x.parquet"
-    events = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd):
-        events.append(("fsync", os.path.realpath(os.readlink(f"/proc/self/fd/{fd}"))))
-        return real_fsync(fd)
-
-    def replace(src, dst, **kw):
-        events.append(("rename", os.path.realpath(src), os.path.realpath(dst)))
-        return real_replace(src, dst, **kw)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
     assert engine.export_parquet(target, "x/*") == 6
     monkeypatch.undo()
+    events = durability_events
     (i,) = [i for i, ev in enumerate(events) if ev[0] == "rename"
             and ev[2] == os.path.realpath(target)]
     assert ("fsync", events[i][1]) in events[:i], "renamed before it was fsynced"
