@@ -249,21 +249,25 @@ class ModelRegistry:
         (invalid UTF-8 or JSON, missing fields, another type) raises
         CorruptDatabase naming the key, never a decoding error.
         """
-        try:
+        try:  # text that is not UTF-8 is the engine's CorruptDatabase already
             text = self._db.get_text(key)
         except errors.TypeMismatch as e:
             raise self._corrupt(key, f"not a text record ({e})") from e
-        except UnicodeDecodeError as e:
-            raise self._corrupt(key, "not valid UTF-8") from e
         if text is None:
             return None
+        return self._parsed(key, text, check)
+
+    def _parsed(self, key: str, text: str, check: Callable[[Any], str],
+                where: str = "") -> Any:
+        """``text`` (of the record at ``key``) as JSON that passes ``check``,
+        or CorruptDatabase naming the key (and ``where`` in it)."""
         try:
             value = json.loads(text)
         except (ValueError, RecursionError) as e:
-            raise self._corrupt(key, f"not valid JSON ({describe(e)})") from None
+            raise self._corrupt(key, f"{where}not valid JSON ({describe(e)})") from None
         bad = check(value)
         if bad:
-            raise self._corrupt(key, bad)
+            raise self._corrupt(key, f"{where}{bad}")
         return value
 
     def _corrupt(self, key: str, why: str) -> errors.CorruptDatabase:
@@ -723,23 +727,9 @@ class ModelRegistry:
         """The stage-change records of ``name``, checked (CorruptDatabase naming
         the key if one is not what the registry wrote)."""
         key = f"reg/{_esc(name)}/stages"
-        try:
-            history = self._db.get_history(key)
-        except UnicodeDecodeError as e:
-            raise self._corrupt(key, "a record is not valid UTF-8") from e
-        out = []
-        for i, text in enumerate(history):
-            if not isinstance(text, str):
-                continue  # not ours (and never was): skipped, as before
-            try:
-                h = json.loads(text)
-            except (ValueError, RecursionError) as e:
-                raise self._corrupt(key, f"record {i} is not valid JSON ({describe(e)})") from None
-            bad = _bad_change(h)
-            if bad:
-                raise self._corrupt(key, f"record {i} is {bad}")
-            out.append(h)
-        return out
+        return [self._parsed(key, text, _bad_change, f"record {i}: ")
+                for i, text in enumerate(self._db.get_history(key))
+                if isinstance(text, str)]  # another type: not ours (and never was)
 
     def rollback(self, name: str, *, user: str | None = None,
                  comment: str | None = "rollback") -> ModelVersion:

@@ -45,6 +45,14 @@ def _fail_nth(monkeypatch, name: str, code: int, nth: int = 1, module=os):
     return calls
 
 
+def _disk_full(monkeypatch) -> None:
+    """From now on the file cannot grow: posix_fallocate says ENOSPC."""
+    def full(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+
+
 # -- 1. a failed compaction never strands later writes ---------------------------
 
 @pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC])
@@ -94,8 +102,7 @@ def test_compaction_on_a_full_disk_fails_before_the_rename_or_not_at_all(tmp_pat
         db.put_int(f"k{i}", i)
     db.delete("k0")
     ino = os.stat(path).st_ino
-    monkeypatch.setattr(os, "posix_fallocate",
-                        lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    _disk_full(monkeypatch)
     # Fill the file's allocated space to the last bytes, so that the Moved
     # record compaction appends to the old file may need it to grow.
     for size in (4000, 100, 0):
@@ -288,8 +295,7 @@ def test_full_disk_is_disk_full_and_the_same_handle_recovers(tmp_path, monkeypat
     path = str(tmp_path / "f.db")
     db = SynaDB(path)
     db.put_int("a", 1)
-    monkeypatch.setattr(os, "posix_fallocate",
-                        lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    _disk_full(monkeypatch)
     acked = []
     with pytest.raises(synadb.DiskFull) as info:
         for i in range(100_000):
@@ -312,8 +318,7 @@ def test_close_of_a_handle_that_only_read_on_a_full_disk(tmp_path, monkeypatch):
     assert db.get_float("k1") == 29_901.0
     synced = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "posix_fallocate",
-                        lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    _disk_full(monkeypatch)
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
     db.close()  # its checkpoint cannot grow the file: skipped, the fsync still runs
     assert synced
