@@ -5,7 +5,8 @@
 ``os.posix_fallocate``, ``os.ftruncate``, ``os.replace``, ``os.rename``,
 ``os.unlink``/``os.remove``, ``open()`` for binary writing (its raw writes,
 i.e. the real ``write(2)`` calls behind the buffer), and ``mmap.mmap``
-(creating a map: the map grows by being recreated; ``flush()``: msync).
+(creating a map: the map grows by being recreated; ``flush()``: msync), and
+``fcntl.flock`` when it takes a lock.
 Only calls that concern the database's folder (a path in it, the folder
 itself, or a descriptor of a file in it) count, and only while ``armed``.
 The call numbered ``fail_at`` raises ``OSError(errno)`` instead of running
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import errno as E
+import fcntl
 import io
 import mmap
 import os
@@ -198,6 +200,15 @@ class Injector:
                 return super().flush(*args)
 
         self._patch(mmap, "mmap", CountingMmap)
+
+        real_flock = fcntl.flock
+
+        def flock(fd, op):  # taking a lock (the lease, compaction's new file)
+            if inj.armed and not op & fcntl.LOCK_UN:
+                inj.hit("flock", inj._fd_path(fd))
+            return real_flock(fd, op)
+
+        self._patch(fcntl, "flock", flock)
         return self
 
     def __exit__(self, *exc: object) -> None:
