@@ -34,21 +34,21 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..errors import KeyNotFound, MissingDependency, SynaError
+from ..errors import MissingDependency
 from . import mlflow as shim
+from .mlflow_common import code as _code, wrap as _wrap
+from .mlflow_docs import Docs
+from .mlflow_models import LoggedModelMixin
+from .mlflow_traces import TraceStoreMixin
 
 try:
     from mlflow.entities import Experiment, ExperimentTag, FileInfo, Metric, Param, Run
     from mlflow.entities import RunData, RunInfo, RunStatus, RunTag, ViewType
-    from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
-    from mlflow.entities.model_registry import RegisteredModel, RegisteredModelTag
     from mlflow.exceptions import MlflowException
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
     from mlflow.store.entities.paged_list import PagedList
-    from mlflow.store.model_registry.abstract_store import AbstractStore as AbstractRegistryStore
     from mlflow.store.tracking.abstract_store import AbstractStore
-    from mlflow.utils.search_utils import SearchExperimentsUtils, SearchModelUtils
-    from mlflow.utils.search_utils import SearchModelVersionUtils, SearchUtils
+    from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
 except ImportError as e:  # pragma: no cover - exercised in test_missing_extras style
     raise MissingDependency("mlflow", "mlflow", "the synadb:// MLflow plugin") from e
 
@@ -59,25 +59,6 @@ _LOCK = threading.Lock()
 
 def _client(store_uri: str) -> shim.MlflowClient:
     return shim.MlflowClient(store_uri)
-
-
-def _wrap(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call into the shim; our errors become MlflowException with MLflow's codes
-    (the server turns those into the right HTTP status)."""
-    try:
-        return fn(*args, **kwargs)
-    except shim.MlflowException as e:
-        raise MlflowException(e.message, _code(e.error_code)) from e
-    except KeyNotFound as e:
-        raise MlflowException(str(e), _code("RESOURCE_DOES_NOT_EXIST")) from e
-    except SynaError as e:
-        raise MlflowException(str(e), _code("INVALID_PARAMETER_VALUE")) from e
-
-
-def _code(name: str) -> int:
-    from mlflow.protos import databricks_pb2
-
-    return int(getattr(databricks_pb2, name, databricks_pb2.INTERNAL_ERROR))
 
 
 def _to_run(r: shim.Run, latest: dict[str, tuple[float, int, int]] | None = None) -> Run:
@@ -98,7 +79,7 @@ def _to_experiment(e: shim.Experiment) -> Experiment:
                       e.last_update_time)
 
 
-class SynaTrackingStore(AbstractStore):
+class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
     """MLflow's tracking store over ``ExperimentTracker``: ``synadb:///abs/path.db``."""
 
     def __init__(self, store_uri: str | None = None, artifact_uri: str | None = None) -> None:
@@ -106,6 +87,7 @@ class SynaTrackingStore(AbstractStore):
         self.store_uri = store_uri or shim.get_tracking_uri()
         self.path = shim.parse_tracking_uri(self.store_uri)
         self.client = _client(self.path)
+        self.docs = Docs(self.tracker.db)
 
     @property
     def tracker(self) -> Any:
@@ -304,107 +286,4 @@ class SynaArtifactRepository(ArtifactRepository):
                 tracker.delete_artifact(self.run_id, name)
 
 
-def _to_version(v: shim.ModelVersion) -> ModelVersion:
-    return ModelVersion(v.name, v.version, v.creation_timestamp, v.last_updated_timestamp,
-                        v.description, None, v.current_stage, v.source, v.run_id, "READY",
-                        None, [ModelVersionTag(k, val) for k, val in v.tags.items()])
-
-
-def _to_model(m: shim.RegisteredModel) -> RegisteredModel:
-    return RegisteredModel(m.name, m.creation_timestamp, m.last_updated_timestamp,
-                           m.description, [_to_version(v) for v in m.latest_versions],
-                           [RegisteredModelTag(k, v) for k, v in m.tags.items()])
-
-
-class SynaModelRegistryStore(AbstractRegistryStore):
-    """MLflow's model registry store over ``ModelRegistry`` in the same file."""
-
-    def __init__(self, store_uri: str | None = None, tracking_uri: str | None = None) -> None:
-        super().__init__(store_uri, tracking_uri)
-        self.path = shim.parse_tracking_uri(store_uri or shim.get_tracking_uri())
-        self.client = _client(self.path)
-
-    def create_registered_model(self, name, tags=None, description=None,
-                                deployment_job_id=None):
-        tag_map = {t.key: t.value for t in (tags or [])}
-        return _to_model(_wrap(self.client.create_registered_model, name, tag_map, description))
-
-    def update_registered_model(self, name, description, deployment_job_id=None):
-        raise MlflowException("updating a registered model's description is not supported",
-                              _code("INVALID_PARAMETER_VALUE"))
-
-    def rename_registered_model(self, name, new_name):
-        raise MlflowException("renaming registered models is not supported",
-                              _code("INVALID_PARAMETER_VALUE"))
-
-    def delete_registered_model(self, name):
-        _wrap(self.client.delete_registered_model, name)
-
-    def search_registered_models(self, filter_string=None, max_results=None, order_by=None,
-                                 page_token=None):
-        models = [_to_model(m) for m in _wrap(self.client.search_registered_models)]
-        models = SearchModelUtils.filter(models, filter_string)
-        models = SearchModelUtils.sort(models, order_by)
-        page, token = SearchUtils.paginate(models, page_token, max_results or 100)
-        return PagedList(page, token)
-
-    def get_registered_model(self, name):
-        return _to_model(_wrap(self.client.get_registered_model, name))
-
-    def get_latest_versions(self, name, stages=None):
-        return [_to_version(v) for v in _wrap(self.client.get_latest_versions, name, stages)]
-
-    def set_registered_model_tag(self, name, tag):
-        _wrap(self.client.set_registered_model_tag, name, tag.key, tag.value)
-
-    def delete_registered_model_tag(self, name, key):
-        raise MlflowException("deleting registered model tags is not supported",
-                              _code("INVALID_PARAMETER_VALUE"))
-
-    def create_model_version(self, name, source, run_id=None, tags=None, run_link=None,
-                             description=None, local_model_path=None, model_id=None):
-        tag_map = {t.key: t.value for t in (tags or [])}
-        return _to_version(_wrap(self.client.create_model_version, name, source, run_id,
-                                 tag_map, run_link, description))
-
-    def update_model_version(self, name, version, description):
-        return _to_version(_wrap(self.client.update_model_version, name, version, description))
-
-    def transition_model_version_stage(self, name, version, stage, archive_existing_versions):
-        return _to_version(_wrap(self.client.transition_model_version_stage, name, version,
-                                 stage, archive_existing_versions))
-
-    def delete_model_version(self, name, version):
-        _wrap(self.client.delete_model_version, name, version)
-
-    def get_model_version(self, name, version):
-        return _to_version(_wrap(self.client.get_model_version, name, version))
-
-    def get_model_version_download_uri(self, name, version):
-        return self.get_model_version(name, version).source
-
-    def search_model_versions(self, filter_string=None, max_results=None, order_by=None,
-                              page_token=None):
-        versions = [_to_version(v) for v in _wrap(self.client.search_model_versions)]
-        versions = SearchModelVersionUtils.filter(versions, filter_string)
-        versions = SearchModelVersionUtils.sort(versions, order_by)
-        page, token = SearchUtils.paginate(versions, page_token, max_results or 10000)
-        return PagedList(page, token)
-
-    def set_model_version_tag(self, name, version, tag):
-        _wrap(self.client.set_model_version_tag, name, version, tag.key, tag.value)
-
-    def delete_model_version_tag(self, name, version, key):
-        _wrap(self.client.delete_model_version_tag, name, version, key)
-
-    def set_registered_model_alias(self, name, alias, version):
-        raise MlflowException("model aliases are not supported by synadb",
-                              _code("INVALID_PARAMETER_VALUE"))
-
-    def delete_registered_model_alias(self, name, alias):
-        raise MlflowException("model aliases are not supported by synadb",
-                              _code("INVALID_PARAMETER_VALUE"))
-
-    def get_model_version_by_alias(self, name, alias):
-        raise MlflowException("model aliases are not supported by synadb",
-                              _code("RESOURCE_DOES_NOT_EXIST"))
+from .mlflow_registry import SynaModelRegistryStore  # noqa: E402  (the entry point's home)

@@ -1,0 +1,35 @@
+"""What every part of the ``synadb://`` MLflow plugin shares: MLflow's
+error codes, and the translation of synadb's errors into MlflowException
+(which the server turns into the right HTTP status)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import KeyNotFound, MissingDependency, SynaError
+from . import mlflow as shim
+
+try:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos import databricks_pb2
+except ImportError as e:  # pragma: no cover
+    raise MissingDependency("mlflow", "mlflow", "the synadb:// MLflow plugin") from e
+
+__all__ = ["code", "wrap", "MlflowException"]
+
+
+def code(name: str) -> int:
+    """MLflow's numeric error code for ``name`` (``"RESOURCE_DOES_NOT_EXIST"``)."""
+    return int(getattr(databricks_pb2, name, databricks_pb2.INTERNAL_ERROR))
+
+
+def wrap(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call into the shim; our errors become MlflowException with MLflow's codes."""
+    try:
+        return fn(*args, **kwargs)
+    except shim.MlflowException as e:
+        raise MlflowException(e.message, code(e.error_code)) from e
+    except KeyNotFound as e:
+        raise MlflowException(str(e), code("RESOURCE_DOES_NOT_EXIST")) from e
+    except SynaError as e:
+        raise MlflowException(str(e), code("INVALID_PARAMETER_VALUE")) from e
