@@ -726,6 +726,8 @@ class ExperimentTracker:
             entry = self._read_entry(rid, _valid_experiment)
             if isinstance(entry, dict):
                 self._experiments[entry["name"]] = entry
+            elif entry is None:  # renamed away
+                self._experiments.pop(rid[4:], None)
             return
         if "/" in rid or "\0" in rid or len(rid) > 64:
             return  # not a run id (a change record we did not write): nothing to reload
@@ -924,6 +926,35 @@ class ExperimentTracker:
         self._seen += 1
         return name
 
+    def rename_experiment(self, name: str, new_name: str) -> None:
+        """Give an experiment (and every run in it) a new name, atomically."""
+        _check_name("experiment", name)
+        _check_name("experiment", new_name)
+        db = self._db
+        with db.batch(sync=self._sync_every):
+            self._sync()
+            if name not in self._experiments and not self._by_exp.get(name):
+                raise errors.KeyNotFound(f"no experiment {name!r} in {self.path!r}")
+            if new_name in self._experiments or self._by_exp.get(new_name):
+                raise errors.InvalidArgument(f"experiment {new_name!r} already exists")
+            entry = dict(self._experiments.get(name) or {"created": time.time(), "tags": {}})
+            entry["name"] = new_name
+            db.put_text("exp/" + new_name, json.dumps(entry))
+            db.delete("exp/" + name)
+            db.put_text(_CHANGES, "exp/" + name)
+            db.put_text(_CHANGES, "exp/" + new_name)
+            moved = list(self._by_exp.get(name, ()))
+            for rid in moved:
+                run = dict(self._decoded(rid, self._entries[rid]))
+                run["experiment"] = new_name
+                db.put_text("run/" + rid, json.dumps(run, separators=(",", ":")))
+                db.put_text(_CHANGES, rid)
+        self._experiments.pop(name, None)
+        self._experiments[new_name] = entry
+        for rid in moved:
+            self._reload(rid)
+        self._seen += 2 + len(moved)
+
     def list_experiments(self) -> list[str]:
         """Experiment names, in the order they were created."""
         self._sync()
@@ -993,13 +1024,21 @@ class ExperimentTracker:
         return rid
 
     def end_run(self, run_id: str, status: RunStatus | str = RunStatus.COMPLETED, *,
-                error: str | None = None, end_time: float | None = None) -> None:
-        """Mark a run finished (Completed, Failed or Killed) and fsync the file."""
+                error: str | None = None, end_time: float | None = None,
+                stamp: bool = True) -> None:
+        """Mark a run finished (Completed, Failed or Killed) and fsync the file.
+
+        ``end_time`` defaults to now; with ``stamp=False`` the run keeps the
+        end time it had (importers and MLflow's ``update_run_info`` set the
+        status and the end time separately)."""
         st = RunStatus.parse(status)
         end = None if end_time is None else _seconds("end_time", end_time)
         with self._change(run_id) as entry:
             entry["status"] = st.value
-            entry["end"] = None if st is RunStatus.RUNNING else (end or time.time())
+            if end is not None:
+                entry["end"] = end
+            elif stamp:
+                entry["end"] = None if st is RunStatus.RUNNING else time.time()
             if error is not None:
                 entry["error"] = str(error)[:10000]
         self._db.sync()
@@ -1081,6 +1120,15 @@ class ExperimentTracker:
         _check_name("tag", key)
         with self._change(run_id) as entry:
             entry["tag_values"][key] = _param_str(value)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Several key-value tags in one change."""
+        values = _str_map("tag", tags)
+        for key in values:
+            _check_name("tag", key)
+        if values:
+            with self._change(run_id) as entry:
+                entry["tag_values"].update(values)
 
     def delete_tag(self, run_id: str, key: str) -> None:
         _check_name("tag", key)
@@ -1227,6 +1275,29 @@ class ExperimentTracker:
         rows = self._rows(run_id, key)
         return {"value": rows[:, 0], "step": rows[:, 1].astype(np.int64),
                 "timestamp": rows[:, 2]}
+
+    def metric_count(self, run_id: str, key: str) -> int:
+        """How many values ``key`` holds (0 for a metric never logged)."""
+        self._metric_name_ok(run_id, key)
+        return self._db.storage.history_len(f"run/{run_id}/m/{key}") // _ROW
+
+    def metric_rows(self, run_id: str, key: str, start: int = 0,
+                    stop: int | None = None) -> np.ndarray:
+        """Rows ``start:stop`` of a metric as an (n, 3) array of (value,
+        step, unix time), reading only those rows."""
+        self._metric_name_ok(run_id, key)
+        dbkey = f"run/{run_id}/m/{key}"
+        n = self._db.storage.history_len(dbkey) // _ROW
+        stop = n if stop is None else min(stop, n)
+        if start >= stop:
+            return np.empty((0, _ROW))
+        flat = self._db.storage.history_slice(dbkey, start * _ROW, stop * _ROW)
+        return np.asarray(flat, dtype=np.float64).reshape(-1, _ROW)
+
+    def _metric_name_ok(self, run_id: str, key: str) -> None:
+        if not isinstance(run_id, str):
+            raise errors.InvalidType(f"a run id is a str, got {run_id!r}")
+        _check_name("metric", key)
 
     def list_metrics(self, run_id: str) -> list[str]:
         return list(self._entry(run_id)["metrics"])

@@ -165,7 +165,7 @@ def test_runs_from_our_api_are_seen_by_real_mlflow(real_mlflow):
     run = mlflow.MlflowClient().get_run(rid)
     assert run.info.status == "FAILED" and run.info.run_name == "native"
     assert run.data.metrics == {"loss": 0.25} and run.data.params == {"lr": "0.01"}
-    assert run.info.experiment_id == experiment_id_for("ours")
+    assert run.info.experiment_id == experiment_id_for("ours", real_mlflow)
 
 
 @pytest.mark.filterwarnings("ignore:.*is deprecated since 2.9.0:FutureWarning")
@@ -208,7 +208,7 @@ def test_server_search_shows_runs_logged_through_our_api(server):
     exps = _post(base, "/api/2.0/mlflow/experiments/search", {"max_results": 100})
     by_name = {e["name"]: e for e in exps["experiments"]}
     eid = by_name["served"]["experiment_id"]
-    assert eid == experiment_id_for("served")
+    assert eid == experiment_id_for("served", db)
 
     found = _post(base, "/api/2.0/mlflow/runs/search",
                   {"experiment_ids": [eid], "filter": "metrics.loss < 1 and params.lr = '0.01'"})

@@ -47,7 +47,6 @@ from __future__ import annotations
 import atexit
 import functools
 import getpass
-import hashlib
 import json
 import math
 import os
@@ -66,6 +65,7 @@ import numpy as np
 from ..errors import InvalidArgument, KeyNotFound, SynaError
 from ..registry import STAGES, ModelRegistry, canonical_stage
 from ..tracking import ExperimentTracker, RunStatus, flatten_params
+from .mlflow_experiments import ExperimentCatalog, catalog
 
 __all__ = [
     "set_tracking_uri", "get_tracking_uri", "set_experiment", "create_experiment",
@@ -93,9 +93,12 @@ PARENT_TAG = "mlflow.parentRunId"
 LABELS_TAG = "synadb.labels"
 LIFECYCLE_TAG = "synadb.lifecycle_stage"
 VIRTUAL_TAGS = (RUN_NAME_TAG, PARENT_TAG, LABELS_TAG, LIFECYCLE_TAG)
+# Run fields MLflow has and synadb's run does not, kept as tags MLflow never shows.
+HIDDEN_TAGS = frozenset((LIFECYCLE_TAG, "synadb.user_id", "synadb.status",
+                         "synadb.artifact_uri", "synadb.deleted_time",
+                         "synadb.no_run_name_tag"))
 # Shim-owned keys for what the tracker and registry do not model (experiment
 # tags added later, deleted experiments, registered models with no version).
-_EXP_META = "mlflow/exp/"
 _MODEL_META = "mlflow/model/"
 
 
@@ -156,6 +159,8 @@ def parse_tracking_uri(uri: str | os.PathLike[str]) -> str:
         path = unquote(parsed.path)
         if not path:
             raise InvalidArgument(f"tracking URI {text!r} names no file")
+        if path.startswith("//"):  # synadb:////abs/x.db, the sqlite idiom f"...///{abs}"
+            path = "/" + path.lstrip("/")
         return os.path.abspath(path)
     if len(scheme) > 1 and "/" not in scheme and not os.path.exists(text):
         raise InvalidArgument(f"unsupported tracking URI {text!r}: use a path, synadb:/// "
@@ -163,13 +168,23 @@ def parse_tracking_uri(uri: str | os.PathLike[str]) -> str:
     return os.path.abspath(text)
 
 
-def experiment_id_for(name: str) -> str:
-    """A stable MLflow experiment id for an experiment name: "0" for Default,
-    else a decimal number from the name's SHA-256 (so every process and the
-    plugin agree without a table in the file)."""
+def experiment_id_for(name: str, tracking_uri: str | os.PathLike[str] | None = None) -> str:
+    """The MLflow experiment id of experiment ``name`` in the file at
+    ``tracking_uri`` (the current tracking URI by default): "0" for Default,
+    else the number MLflow gave it (see :mod:`.mlflow_experiments`)."""
     if name == DEFAULT_EXPERIMENT:
         return DEFAULT_EXPERIMENT_ID
-    return str(int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:15], 16))
+    path = parse_tracking_uri(tracking_uri) if tracking_uri is not None else _STATE.path()
+    eid = catalog(_STATE.tracker(path)).id_of(name)
+    if eid is None:
+        raise _not_found(f"no experiment named {name!r} in {path!r}")
+    return eid
+
+
+def experiment_location(path: str) -> str:
+    """``synadb:///abs/file.db``: where an experiment's artifacts live when
+    no artifact root was given (in the file itself)."""
+    return f"synadb://{Path(path).as_posix()}"
 
 
 def artifact_uri_for(path: str, run_id: str) -> str:
@@ -196,7 +211,7 @@ def synadb_status(status: str | int) -> RunStatus:
 
 def mlflow_tags(run: Any) -> dict[str, str]:
     """A synadb run's tags as MLflow shows them (system tags included)."""
-    tags = {k: v for k, v in run.tag_values.items() if k != LIFECYCLE_TAG}
+    tags = {k: v for k, v in run.tag_values.items() if k not in HIDDEN_TAGS}
     tags[RUN_NAME_TAG] = run.name
     if run.parent_id:
         tags[PARENT_TAG] = run.parent_id
@@ -752,86 +767,92 @@ class MlflowClient:
         return self._tracking_uri
 
     # -- experiments ---------------------------------------------------
-    def _exp_meta(self, name: str) -> dict[str, Any]:
-        text = self.tracker.db.get_text(_EXP_META + name)
-        return json.loads(text) if text else {}
-
-    def _put_exp_meta(self, name: str, meta: Mapping[str, Any]) -> None:
-        self.tracker.db.put_text(_EXP_META + name, json.dumps(meta))
+    @property
+    def catalog(self) -> ExperimentCatalog:
+        return catalog(self.tracker)
 
     def _names_by_id(self) -> dict[str, str]:
-        names = self.tracker.list_experiments()
-        out = {experiment_id_for(n): n for n in names}
-        out.setdefault(DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT)
-        return out
+        return {i: d["name"] for i, d in self.catalog.table().items()}
+
+    def _exp_doc(self, experiment_id: str | int) -> tuple[str, dict[str, Any]]:
+        eid = str(experiment_id)
+        doc = self.catalog.get(eid)
+        if doc is None:
+            raise _not_found(f"No Experiment with id={eid} exists")
+        return eid, doc
 
     def _exp_name(self, experiment_id: str | int) -> str:
-        name = self._names_by_id().get(str(experiment_id))
-        if name is None:
-            raise _not_found(f"no experiment with id {experiment_id!r} in {self.path!r}")
-        return name
+        return self._exp_doc(experiment_id)[1]["name"]
 
-    def _experiment(self, name: str) -> Experiment:
-        info = self.tracker.experiment_info(name)
-        meta = self._exp_meta(name)
-        tags = dict(info.get("tags") or {})
-        tags.update(meta.get("tags", {}))
-        created = ms(info.get("created"))
-        return Experiment(experiment_id_for(name), name,
-                          f"synadb://{Path(self.path).as_posix()}",
-                          meta.get("lifecycle_stage", "active"), tags, created,
-                          ms(meta.get("updated")) or created)
+    def _experiment(self, eid: str, doc: Mapping[str, Any]) -> Experiment:
+        return Experiment(eid, doc["name"], doc.get("artifact_location")
+                          or experiment_location(self.path), doc["lifecycle_stage"],
+                          dict(doc["tags"]), ms(doc["created"]), ms(doc["updated"]))
 
     def create_experiment(self, name: str, artifact_location: str | None = None,
                           tags: Mapping[str, Any] | None = None) -> str:
         if not isinstance(name, str) or not name:
             raise _bad(f"an experiment name must be a non-empty str, got {name!r}")
-        if name in self.tracker.list_experiments():
-            raise MlflowException(f"Experiment {name!r} already exists.",
-                                  "RESOURCE_ALREADY_EXISTS")
-        self.tracker.create_experiment(name, tags=tags)
-        return experiment_id_for(name)
+        try:
+            return self.catalog.create(name, artifact_location,
+                                       {str(k): str(v) for k, v in (tags or {}).items()})
+        except ValueError:
+            raise MlflowException(f"Experiment(name={name}) already exists.",
+                                  "RESOURCE_ALREADY_EXISTS") from None
 
     def get_experiment(self, experiment_id: str) -> Experiment:
-        return self._experiment(self._exp_name(experiment_id))
+        return self._experiment(*self._exp_doc(experiment_id))
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
-        if name not in self.tracker.list_experiments():
-            return None
-        return self._experiment(name)
+        eid = self.catalog.id_of(name)
+        return None if eid is None else self.get_experiment(eid)
 
     def search_experiments(self, view_type: int = ViewType.ACTIVE_ONLY,
                            max_results: int | None = None, filter_string: str | None = None,
                            order_by: Sequence[str] | None = None,
                            page_token: str | None = None) -> list[Experiment]:
-        exps = [self._experiment(n) for n in self.tracker.list_experiments()]
+        exps = [self._experiment(i, d) for i, d in self.catalog.table().items()]
         exps = [e for e in exps if _view_ok(e.lifecycle_stage, view_type)]
         pred = compile_filter(filter_string, "exp")
         exps = [e for e in exps if pred(_ExpRow(e))]
         rows = sort_rows([_ExpRow(e) for e in exps], order_by,
-                         default=(("exp", "last_update_time", False),
-                                  ("exp", "experiment_id", True)), kind="exp")
+                         default=(("exp", "creation_time", False),
+                                  ("exp", "experiment_id", False)), kind="exp")
         out = [r.exp for r in rows]
         return out[:max_results] if max_results is not None else out
 
     def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
-        name = self._exp_name(experiment_id)
-        meta = self._exp_meta(name)
-        meta.setdefault("tags", {})[str(key)] = str(value)
-        meta["updated"] = time.time()
-        self._put_exp_meta(name, meta)
+        self.catalog.set_tag(self._exp_doc(experiment_id)[0], str(key), str(value))
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        eid, doc = self._exp_doc(experiment_id)
+        if key not in doc["tags"]:
+            raise _not_found(f"No tag with name: {key} in experiment with id {eid}")
+        self.catalog.set_tag(eid, key, None)
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        eid, doc = self._exp_doc(experiment_id)
+        if doc["lifecycle_stage"] != "active":
+            raise MlflowException("Cannot rename a non-active experiment.", "INVALID_STATE")
+        if new_name != doc["name"]:
+            if self.catalog.id_of(new_name) is not None:
+                raise MlflowException(f"Experiment(name={new_name}) already exists.",
+                                      "RESOURCE_ALREADY_EXISTS")
+            self.catalog.rename(eid, new_name)
 
     def delete_experiment(self, experiment_id: str) -> None:
-        name = self._exp_name(experiment_id)
-        meta = self._exp_meta(name)
-        meta["lifecycle_stage"], meta["updated"] = "deleted", time.time()
-        self._put_exp_meta(name, meta)
+        self._set_experiment_stage(experiment_id, "deleted")
 
     def restore_experiment(self, experiment_id: str) -> None:
-        name = self._exp_name(experiment_id)
-        meta = self._exp_meta(name)
-        meta["lifecycle_stage"], meta["updated"] = "active", time.time()
-        self._put_exp_meta(name, meta)
+        self._set_experiment_stage(experiment_id, "active")
+
+    def _set_experiment_stage(self, experiment_id: str, stage: str) -> None:
+        eid, doc = self._exp_doc(experiment_id)
+        if doc["lifecycle_stage"] == stage:
+            raise _not_found(f"No Experiment with id={eid} exists")
+        self.catalog.update(eid, lifecycle_stage=stage)
+        for run in self.tracker.list_runs(doc["name"]):  # its runs go (and return) with it
+            self.tracker.set_tag(run.id, LIFECYCLE_TAG, stage)
 
     # -- runs ------------------------------------------------------------
     def _mlflow_run(self, rid: str) -> Run:
@@ -1218,7 +1239,7 @@ def list_artifact_infos(tracker: ExperimentTracker, run_id: str,
 def to_mlflow_run(tracker: ExperimentTracker, run: Any, path: str) -> Run:
     latest = latest_metrics(tracker, run)
     tags = mlflow_tags(run)
-    info = RunInfo(run.id, experiment_id_for(run.experiment), run.name,
+    info = RunInfo(run.id, catalog(tracker).id_of(run.experiment) or "", run.name,
                    tags.get("mlflow.user", ""), mlflow_status(run.status),
                    ms(run.start_time), ms(run.end_time), artifact_uri_for(path, run.id),
                    lifecycle_stage(run))
@@ -1369,7 +1390,7 @@ def start_run(run_id: str | None = None, experiment_id: str | None = None,
             exp_name = client._exp_name(experiment_id)
         else:
             exp_name = _active_experiment()
-            if exp_name not in client.tracker.list_experiments():
+            if client.catalog.id_of(exp_name) is None:
                 client.create_experiment(exp_name)
         all_tags = {"mlflow.user": _user(), "mlflow.source.name": os.path.basename(
             sys.argv[0]) if sys.argv and sys.argv[0] else "", "mlflow.source.type": "LOCAL"}
@@ -1378,7 +1399,8 @@ def start_run(run_id: str | None = None, experiment_id: str | None = None,
             all_tags["mlflow.note.content"] = description
         if parent:
             all_tags[PARENT_TAG] = parent
-        run = client.create_run(experiment_id_for(exp_name), tags=all_tags, run_name=run_name)
+        run = client.create_run(client.catalog.id_of(exp_name), tags=all_tags,
+                                run_name=run_name)
         run_id = run.info.run_id
     stack.append(run_id)
     _STATE.last_run_id = run_id
@@ -1518,8 +1540,8 @@ def search_runs(experiment_ids: Sequence[str] | None = None, filter_string: str 
     """
     client = _client()
     if experiment_names:
-        known = client.tracker.list_experiments()
-        ids = [experiment_id_for(n) for n in experiment_names if n in known]
+        by_name = client.catalog.by_name()
+        ids = [by_name[n] for n in experiment_names if n in by_name]
         if not ids:
             return _output([], output_format)
     elif experiment_ids:
@@ -1530,7 +1552,7 @@ def search_runs(experiment_ids: Sequence[str] | None = None, filter_string: str 
         name = _active_experiment()
         if name not in client.tracker.list_experiments():
             return _output([], output_format)
-        ids = [experiment_id_for(name)]
+        ids = [client.catalog.id_of(name)]
     runs = client.search_runs(ids, filter_string, run_view_type, max_results, order_by)
     return _output(runs, output_format)
 

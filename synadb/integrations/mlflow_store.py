@@ -16,214 +16,625 @@ and MLflow's own UI serves the file::
     mlflow server --backend-store-uri synadb:///abs/path/experiments.db
 
 The runs are plain synadb runs (``ExperimentTracker(path)`` sees them, and
-runs logged through it show in the UI).  The mapping between the two models
-is the shim's (:mod:`synadb.integrations.mlflow`); this module only converts
-to and from mlflow's entity classes and lets mlflow's own ``SearchUtils``
-evaluate search filters, so the server's search behaves exactly as MLflow's.
+runs logged through it show in the UI).  What synadb's tracker has no place
+for (experiment ids, dataset inputs, logged models, traces) lives as JSON
+documents in the same file (:mod:`.mlflow_docs`).  The store follows
+MLflow's SQL store: its validation, its error codes and messages, its
+metric de-duplication, and MLflow's own ``SearchUtils`` for filters, order
+and pages.  The parts: this module (experiments, runs, metrics, inputs,
+artifacts), :mod:`.mlflow_models` (logged models), :mod:`.mlflow_traces`
+(traces) and :mod:`.mlflow_registry` (the model registry).
 
-Not supported: renaming experiments, traces, logged models (MLflow 3's
-``create_logged_model``), datasets and registered model aliases; those
-raise ``MlflowException`` (or MLflow's own "not implemented").
+Artifacts live in the file (``synadb:///abs/file.db/runs/<id>/artifacts``)
+unless the store is given an artifact root (``mlflow server
+--default-artifact-root``, or an experiment's ``artifact_location``): then
+MLflow's own repository for that URI holds them, as with any MLflow store.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import posixpath
 import threading
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-from ..errors import MissingDependency
+import numpy as np
+
+from ..errors import KeyNotFound, MissingDependency, SynaError
 from . import mlflow as shim
 from .mlflow_common import code as _code, wrap as _wrap
 from .mlflow_docs import Docs
+from .mlflow_experiments import DEFAULT_EXPERIMENT_ID, catalog
 from .mlflow_models import LoggedModelMixin
 from .mlflow_traces import TraceStoreMixin
 
 try:
-    from mlflow.entities import Experiment, ExperimentTag, FileInfo, Metric, Param, Run
-    from mlflow.entities import RunData, RunInfo, RunStatus, RunTag, ViewType
+    from mlflow.entities import Dataset, DatasetInput, Experiment, ExperimentTag, FileInfo
+    from mlflow.entities import InputTag, LifecycleStage, LoggedModelInput, LoggedModelOutput
+    from mlflow.entities import Metric, Param, Run, RunData, RunInfo, RunInputs, RunOutputs
+    from mlflow.entities import RunStatus, RunTag, ViewType
     from mlflow.exceptions import MlflowException
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
     from mlflow.store.entities.paged_list import PagedList
+    from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
     from mlflow.store.tracking.abstract_store import AbstractStore
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_RUN_NAME
+    from mlflow.utils.name_utils import _generate_random_name
     from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
+    from mlflow.utils.uri import append_to_uri_path, resolve_uri_if_local
+    from mlflow.utils.validation import (
+        _validate_batch_log_data, _validate_dataset_inputs, _validate_experiment_artifact_location_length,
+        _validate_experiment_name, _validate_experiment_tag, _validate_metric, _validate_param,
+        _validate_param_keys_unique, _validate_run_id, _validate_tag,
+    )
 except ImportError as e:  # pragma: no cover - exercised in test_missing_extras style
     raise MissingDependency("mlflow", "mlflow", "the synadb:// MLflow plugin") from e
 
 __all__ = ["SynaTrackingStore", "SynaArtifactRepository", "SynaModelRegistryStore"]
 
 _LOCK = threading.Lock()
+_MAX_FLOAT = 1.7976931348623157e308
+# Hidden run tags: fields of an MLflow run that synadb's run has no slot for.
+USER_TAG = "synadb.user_id"
+STATUS_TAG = "synadb.status"  # only where synadb's status cannot say it (SCHEDULED)
+ARTIFACT_TAG = "synadb.artifact_uri"  # only where artifacts live outside the file
+DELETED_TAG = "synadb.deleted_time"
+NO_NAME_TAG = "synadb.no_run_name_tag"  # the mlflow.runName tag was deleted (the name stays)
+_INPUTS = "run_inputs"  # docs: run id -> {"datasets": [...], "models": [...]}
+_OUTPUTS = "run_outputs"  # docs: run id -> [{"model_id", "step"}]
+_DATASETS = "dataset"  # docs: "<experiment id>:<digest>:<name>" -> dataset fields
 
 
-def _client(store_uri: str) -> shim.MlflowClient:
-    return shim.MlflowClient(store_uri)
+def _bad(message: str, error: str = "INVALID_PARAMETER_VALUE") -> MlflowException:
+    return MlflowException(message, _code(error))
 
 
-def _to_run(r: shim.Run, latest: dict[str, tuple[float, int, int]] | None = None) -> Run:
-    i = r.info
-    info = RunInfo(run_id=i.run_id, experiment_id=i.experiment_id, user_id=i.user_id or "",
-                   status=i.status, start_time=i.start_time, end_time=i.end_time,
-                   lifecycle_stage=i.lifecycle_stage, artifact_uri=i.artifact_uri,
-                   run_name=i.run_name)
-    metrics = [Metric(k, v[0], v[1], v[2]) for k, v in (latest or {}).items()]
-    data = RunData(metrics=metrics, params=[Param(k, v) for k, v in r.data.params.items()],
-                   tags=[RunTag(k, v) for k, v in r.data.tags.items()])
-    return Run(info, data)
+def _clamp(value: float) -> float:
+    """A metric value as MLflow's SQL store returns it: infinities become
+    the largest finite floats (JSON and the UI's GraphQL cannot carry inf)."""
+    if math.isinf(value):
+        return _MAX_FLOAT if value > 0 else -_MAX_FLOAT
+    return value
 
 
-def _to_experiment(e: shim.Experiment) -> Experiment:
-    return Experiment(e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage,
-                      [ExperimentTag(k, v) for k, v in e.tags.items()], e.creation_time,
-                      e.last_update_time)
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else int(round(seconds * 1000))
+
+
+class _MetricCache:
+    """What a store knows of one metric's history: how many rows it has
+    read, the latest value in MLflow's sense (highest step, then latest
+    time, then largest value), and, once a batch needed it, the set of rows
+    for de-duplication.  Extended by reading only rows logged since."""
+
+    __slots__ = ("n", "latest", "seen")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.latest: tuple[int, int, float] | None = None  # (step, ts ms, value)
+        self.seen: set[tuple[int, int, Any]] | None = None
+
+    def take(self, rows: np.ndarray) -> None:
+        for value, step, ts in rows.tolist():
+            row = (int(step), int(round(ts * 1000)), value)
+            if self.latest is None or _later(row, self.latest):
+                self.latest = row
+            if self.seen is not None:
+                self.seen.add(_row_key(row))
+        self.n += len(rows)
+
+
+def _later(a: tuple[int, int, float], b: tuple[int, int, float]) -> bool:
+    if a[:2] != b[:2]:
+        return a[:2] > b[:2]
+    return not math.isnan(a[2]) and (math.isnan(b[2]) or a[2] >= b[2])
+
+
+def _row_key(row: tuple[int, int, float]) -> tuple[int, int, Any]:
+    v = row[2]
+    return (row[0], row[1], "nan" if math.isnan(v) else v)
 
 
 class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
     """MLflow's tracking store over ``ExperimentTracker``: ``synadb:///abs/path.db``."""
 
+    DEFAULT_EXPERIMENT_ID = DEFAULT_EXPERIMENT_ID
+    ARTIFACTS_FOLDER_NAME = "artifacts"
+
     def __init__(self, store_uri: str | None = None, artifact_uri: str | None = None) -> None:
         super().__init__()
         self.store_uri = store_uri or shim.get_tracking_uri()
         self.path = shim.parse_tracking_uri(self.store_uri)
-        self.client = _client(self.path)
+        self.client = shim.MlflowClient(self.path)
         self.docs = Docs(self.tracker.db)
+        self.catalog = catalog(self.tracker)
+        self.artifact_root_uri = resolve_uri_if_local(artifact_uri) if artifact_uri else None
+        self._metrics: dict[tuple[str, str], _MetricCache] = {}
+        try:
+            self.catalog.table()  # the Default experiment exists, as in MLflow's stores
+        except SynaError:
+            pass  # a read-only file: Default appears once a writer opens it
 
     @property
     def tracker(self) -> Any:
         return self.client.tracker
 
-    def _run(self, run_id: str) -> Run:
-        r = _wrap(self.client.get_run, run_id)
-        return _to_run(r, shim.latest_metrics(self.tracker, self.tracker.get_run(run_id)))
-
     # -- experiments -----------------------------------------------------
-    def search_experiments(self, view_type=ViewType.ACTIVE_ONLY, max_results=1000,
-                           filter_string=None, order_by=None, page_token=None):
-        exps = [_to_experiment(e) for e in
-                self.client.search_experiments(view_type=ViewType.ALL)
-                if shim._view_ok(e.lifecycle_stage, view_type)]
+    def _location(self, eid: str, doc: dict[str, Any]) -> str:
+        return doc.get("artifact_location") or shim.experiment_location(self.path)
+
+    def _to_experiment(self, eid: str, doc: dict[str, Any]) -> Experiment:
+        return Experiment(eid, doc["name"], self._location(eid, doc), doc["lifecycle_stage"],
+                          [ExperimentTag(k, v) for k, v in doc["tags"].items()],
+                          _ms(doc["created"]), _ms(doc["updated"]))
+
+    def _experiment_doc(self, experiment_id: Any) -> dict[str, Any]:
+        eid = str(experiment_id)
+        try:
+            int(eid)
+        except ValueError:
+            raise _bad(f"Invalid experiment ID '{eid}'. Experiment ID must be a valid "
+                       "integer.") from None
+        doc = self.catalog.get(eid)
+        if doc is None:
+            raise _bad(f"No Experiment with id={eid} exists", "RESOURCE_DOES_NOT_EXIST")
+        return doc
+
+    def _check_active_experiment(self, eid: str, doc: dict[str, Any]) -> None:
+        if doc["lifecycle_stage"] != LifecycleStage.ACTIVE:
+            raise _bad(f"The experiment {eid} must be in the 'active' state. "
+                       f"Current state is {doc['lifecycle_stage']}.")
+
+    def search_experiments(self, view_type=ViewType.ACTIVE_ONLY,
+                           max_results=SEARCH_MAX_RESULTS_DEFAULT, filter_string=None,
+                           order_by=None, page_token=None):
+        _check_max_results(max_results)
+        stages = set(LifecycleStage.view_type_to_stages(view_type))
+        exps = [self._to_experiment(i, d) for i, d in self.catalog.table().items()
+                if d["lifecycle_stage"] in stages]
         exps = SearchExperimentsUtils.filter(exps, filter_string)
-        exps = SearchExperimentsUtils.sort(exps, order_by or ["last_update_time DESC",
-                                                              "experiment_id"])
+        exps = SearchExperimentsUtils.sort(exps, order_by or ["creation_time DESC",
+                                                              "experiment_id DESC"])
         page, token = SearchUtils.paginate(exps, page_token, max_results)
         return PagedList(page, token)
 
     def create_experiment(self, name, artifact_location=None, tags=None):
-        tag_map = {t.key: t.value for t in (tags or [])}
-        return _wrap(self.client.create_experiment, name, artifact_location, tag_map)
+        _validate_experiment_name(name)
+        if artifact_location:
+            artifact_location = resolve_uri_if_local(artifact_location)
+            _validate_experiment_artifact_location_length(artifact_location)
+        for tag in tags or []:
+            _validate_experiment_tag(tag.key, tag.value)
+        try:
+            eid = self.catalog.create(name, artifact_location,
+                                      {t.key: t.value for t in tags or []})
+        except ValueError:
+            raise _bad(f"Experiment(name={name}) already exists.",
+                       "RESOURCE_ALREADY_EXISTS") from None
+        if not artifact_location and self.artifact_root_uri:
+            self.catalog.update(eid, artifact_location=append_to_uri_path(
+                self.artifact_root_uri, eid))
+        return eid
 
     def get_experiment(self, experiment_id):
-        if str(experiment_id) == shim.DEFAULT_EXPERIMENT_ID and \
-                shim.DEFAULT_EXPERIMENT not in self.tracker.list_experiments():
-            # MLflow clients assume experiment 0 exists in every store.
-            self.tracker.create_experiment(shim.DEFAULT_EXPERIMENT)
-        return _to_experiment(_wrap(self.client.get_experiment, experiment_id))
+        eid = str(experiment_id)
+        return self._to_experiment(eid, self._experiment_doc(eid))
 
     def get_experiment_by_name(self, experiment_name):
-        if experiment_name == shim.DEFAULT_EXPERIMENT:
-            return self.get_experiment(shim.DEFAULT_EXPERIMENT_ID)
-        e = self.client.get_experiment_by_name(experiment_name)
-        return None if e is None else _to_experiment(e)
+        eid = self.catalog.id_of(experiment_name)
+        return None if eid is None else self.get_experiment(eid)
+
+    def _set_runs_stage(self, eid: str, stage: str) -> None:
+        name = self._experiment_doc(eid)["name"]
+        for run in self.tracker.list_runs(name):
+            if shim.lifecycle_stage(run) != stage:
+                self._mark(run.id, stage)
+
+    def _mark(self, run_id: str, stage: str) -> None:
+        self.tracker.set_tags(run_id, {
+            shim.LIFECYCLE_TAG: stage,
+            DELETED_TAG: str(_ms(time.time())) if stage == LifecycleStage.DELETED else ""})
 
     def delete_experiment(self, experiment_id):
-        _wrap(self.client.delete_experiment, experiment_id)
+        eid = str(experiment_id)
+        doc = self._experiment_doc(eid)
+        if doc["lifecycle_stage"] != LifecycleStage.ACTIVE:
+            raise _bad(f"No Experiment with id={eid} exists", "RESOURCE_DOES_NOT_EXIST")
+        self.catalog.update(eid, lifecycle_stage=LifecycleStage.DELETED)
+        self._set_runs_stage(eid, LifecycleStage.DELETED)
 
     def restore_experiment(self, experiment_id):
-        _wrap(self.client.restore_experiment, experiment_id)
+        eid = str(experiment_id)
+        doc = self._experiment_doc(eid)
+        if doc["lifecycle_stage"] != LifecycleStage.DELETED:
+            raise _bad(f"No Experiment with id={eid} exists", "RESOURCE_DOES_NOT_EXIST")
+        self.catalog.update(eid, lifecycle_stage=LifecycleStage.ACTIVE)
+        self._set_runs_stage(eid, LifecycleStage.ACTIVE)
 
     def rename_experiment(self, experiment_id, new_name):
-        raise MlflowException("synadb experiment ids derive from their names; renaming an "
-                              "experiment is not supported", _code("INVALID_PARAMETER_VALUE"))
+        _validate_experiment_name(new_name)
+        eid = str(experiment_id)
+        doc = self._experiment_doc(eid)
+        if doc["lifecycle_stage"] != LifecycleStage.ACTIVE:
+            raise _bad("Cannot rename a non-active experiment.", "INVALID_STATE")
+        if doc["name"] == new_name:
+            return
+        if self.catalog.id_of(new_name) is not None:
+            raise _bad(f"Experiment(name={new_name}) already exists.",
+                       "RESOURCE_ALREADY_EXISTS")
+        self.catalog.rename(eid, new_name)
 
     def set_experiment_tag(self, experiment_id, tag):
-        _wrap(self.client.set_experiment_tag, experiment_id, tag.key, tag.value)
+        _validate_experiment_tag(tag.key, tag.value)
+        eid = str(experiment_id)
+        self._check_active_experiment(eid, self._experiment_doc(eid))
+        self.catalog.set_tag(eid, tag.key, str(tag.value))
+
+    def delete_experiment_tag(self, experiment_id, key):
+        eid = str(experiment_id)
+        doc = self._experiment_doc(eid)
+        self._check_active_experiment(eid, doc)
+        if key not in doc["tags"]:
+            raise _bad(f"No tag with name: {key} in experiment with id {eid}",
+                       "RESOURCE_DOES_NOT_EXIST")
+        self.catalog.set_tag(eid, key, None)
 
     # -- runs ------------------------------------------------------------
+    def _synadb_run(self, run_id: str) -> Any:
+        try:
+            return self.tracker.get_run(run_id)
+        except (KeyNotFound, SynaError):
+            raise _bad(f"Run with id={run_id} not found", "RESOURCE_DOES_NOT_EXIST") from None
+
+    def _active_run(self, run_id: str) -> Any:
+        run = self._synadb_run(run_id)
+        stage = shim.lifecycle_stage(run)
+        if stage != LifecycleStage.ACTIVE:
+            raise _bad(f"The run {run_id} must be in the 'active' state. "
+                       f"Current state is {stage}.")
+        return run
+
+    def _latest(self, run: Any) -> list[Metric]:
+        out = []
+        for key in run.metric_names:
+            got = self._metric(run.id, key).latest
+            if got is not None:
+                out.append(Metric(key, _clamp(got[2]), got[1], got[0]))
+        return out
+
+    def _metric(self, run_id: str, key: str, dedup: bool = False) -> _MetricCache:
+        """The cache of one metric, brought up to date with the file."""
+        cache = self._metrics.get((run_id, key))
+        if cache is None:
+            cache = self._metrics[(run_id, key)] = _MetricCache()
+        if dedup and cache.seen is None:
+            cache.seen, cache.n, cache.latest = set(), 0, None  # re-read, keeping every row
+        n = self.tracker.metric_count(run_id, key)
+        if n < cache.n:  # the run was deleted and made again, or compacted
+            cache.n, cache.latest, cache.seen = 0, None, set() if cache.seen is not None else None
+        if n > cache.n:
+            cache.take(self.tracker.metric_rows(run_id, key, cache.n, n))
+        return cache
+
+    def _to_run(self, run: Any, ids: dict[str, str] | None = None) -> Run:
+        tags = shim.mlflow_tags(run)
+        hidden = run.tag_values
+        if NO_NAME_TAG in hidden:
+            tags.pop(MLFLOW_RUN_NAME, None)
+        eid = (ids if ids is not None else self.catalog.by_name()).get(run.experiment, "")
+        status = hidden.get(STATUS_TAG) or shim.mlflow_status(run.status)
+        info = RunInfo(experiment_id=eid, user_id=hidden.get(USER_TAG, ""),
+                       status=status, start_time=_ms(run.start_time),
+                       end_time=_ms(run.end_time), lifecycle_stage=shim.lifecycle_stage(run),
+                       artifact_uri=hidden.get(ARTIFACT_TAG) or shim.artifact_uri_for(
+                           self.path, run.id),
+                       run_id=run.id, run_name=run.name)
+        data = RunData(metrics=self._latest(run),
+                       params=[Param(k, v) for k, v in run.params.items()],
+                       tags=[RunTag(k, v) for k, v in tags.items()])
+        return Run(info, data, self._inputs(run.id), self._outputs(run.id))
+
+    def _inputs(self, run_id: str) -> RunInputs:
+        doc = self.docs.get(_INPUTS, run_id)
+        if not doc:
+            return RunInputs(dataset_inputs=[], model_inputs=[])
+        keys = [d["dataset"] for d in doc.get("datasets", [])]
+        found = dict(zip(keys, self.docs.many(_DATASETS, keys)))
+        datasets = [DatasetInput(Dataset(**found[d["dataset"]]["fields"]),
+                                 [InputTag(k, v) for k, v in d["tags"]])
+                    for d in doc.get("datasets", []) if found.get(d["dataset"])]
+        models = [LoggedModelInput(m) for m in doc.get("models", [])]
+        return RunInputs(dataset_inputs=datasets, model_inputs=models)
+
+    def _outputs(self, run_id: str) -> RunOutputs:
+        doc = self.docs.get(_OUTPUTS, run_id)
+        return RunOutputs([LoggedModelOutput(m["model_id"], m["step"]) for m in doc or []])
+
     def get_run(self, run_id):
-        return self._run(run_id)
+        return self._to_run(self._synadb_run(run_id))
 
     def create_run(self, experiment_id, user_id, start_time, tags, run_name):
-        tag_map = {t.key: t.value for t in (tags or [])}
+        eid = str(experiment_id if experiment_id is not None else DEFAULT_EXPERIMENT_ID)
+        doc = self._experiment_doc(eid)
+        self._check_active_experiment(eid, doc)
+        tags = list(tags or [])
+        name_tag = next((t.value for t in tags if t.key == MLFLOW_RUN_NAME), None)
+        if run_name and name_tag and run_name != name_tag:
+            raise _bad("Both 'run_name' argument and 'mlflow.runName' tag are specified, but "
+                       f"with different values (run_name='{run_name}', "
+                       f"mlflow.runName='{name_tag}').")
+        run_name = run_name or name_tag or _generate_random_name()
+        values = {t.key: str(t.value) for t in tags if t.key not in shim.VIRTUAL_TAGS}
         if user_id:
-            tag_map.setdefault("mlflow.user", user_id)
-        if experiment_id is not None:
-            self.get_experiment(experiment_id)  # creates Default on first use
-        r = _wrap(self.client.create_run, experiment_id, start_time, tag_map, run_name)
-        return self._run(r.info.run_id)
+            values[USER_TAG] = str(user_id)
+        run_id = uuid.uuid4().hex
+        location = doc.get("artifact_location")
+        if location:
+            values[ARTIFACT_TAG] = append_to_uri_path(location, run_id,
+                                                      self.ARTIFACTS_FOLDER_NAME)
+        parent = next((t.value for t in tags if t.key == shim.PARENT_TAG), None)
+        labels = next((t.value for t in tags if t.key == shim.LABELS_TAG), "")
+        _wrap(self.tracker.start_run, doc["name"], [x for x in labels.split(",") if x],
+              name=run_name, tag_values=values, parent_id=parent, run_id=run_id,
+              start_time=None if start_time is None else start_time / 1000)
+        return self.get_run(run_id)
 
     def update_run_info(self, run_id, run_status, end_time, run_name):
-        if run_name:
-            _wrap(self.tracker.rename_run, run_id, run_name)
+        run = self._active_run(run_id)
+        end_s = None if end_time is None else end_time / 1000
         if run_status is not None:
             status = RunStatus.to_string(run_status) if isinstance(run_status, int) \
                 else str(run_status)
             st = shim.synadb_status(status)
-            end_s = None if end_time is None else end_time / 1000
-            _wrap(self.tracker.end_run, run_id, st, end_time=end_s)
-        return self._run(run_id).info
+            _wrap(self.tracker.end_run, run_id, st, end_time=end_s, stamp=False)
+            exact = status if shim.mlflow_status(st) != status else ""
+            if exact or run.tag_values.get(STATUS_TAG):
+                self.tracker.set_tag(run_id, STATUS_TAG, exact)
+        elif end_s is not None:
+            _wrap(self.tracker.end_run, run_id, run.status, end_time=end_s, stamp=False)
+        if run_name:
+            self._rename(run_id, run_name)
+        return self.get_run(run_id).info
+
+    def _rename(self, run_id: str, name: str) -> None:
+        _wrap(self.tracker.rename_run, run_id, name)
+        if NO_NAME_TAG in self._synadb_run(run_id).tag_values:
+            self.tracker.delete_tag(run_id, NO_NAME_TAG)
 
     def delete_run(self, run_id):
-        _wrap(self.client.delete_run, run_id)
+        self._synadb_run(run_id)
+        self._mark(run_id, LifecycleStage.DELETED)
 
     def restore_run(self, run_id):
-        _wrap(self.client.restore_run, run_id)
+        self._synadb_run(run_id)
+        self._mark(run_id, LifecycleStage.ACTIVE)
+
+    def _get_deleted_runs(self, older_than=0):
+        """Ids of deleted runs deleted at least ``older_than`` ms ago (``mlflow gc``)."""
+        cutoff = _ms(time.time()) - older_than
+        return [r.id for r in self.tracker.list_runs()
+                if shim.lifecycle_stage(r) == LifecycleStage.DELETED
+                and int(r.tag_values.get(DELETED_TAG) or 0) <= cutoff]
+
+    def _hard_delete_run(self, run_id):
+        """Delete a run for good, with its metrics, artifacts and inputs (``mlflow gc``)."""
+        _wrap(self.tracker.delete_run, run_id)
+        self.docs.delete(_INPUTS, run_id)
+        self.docs.delete(_OUTPUTS, run_id)
 
     def get_metric_history(self, run_id, metric_key, max_results=None, page_token=None):
-        metrics = [Metric(m.key, m.value, m.timestamp, m.step)
-                   for m in _wrap(self.client.get_metric_history, run_id, metric_key)]
-        if max_results is not None or page_token is not None:
-            page, token = SearchUtils.paginate(metrics, page_token, max_results or len(metrics))
-            return PagedList(page, token)
-        return PagedList(metrics, None)
+        run = self._synadb_run(run_id)
+        if metric_key not in run.metric_names:
+            return PagedList([], None)
+        rows = self.tracker.metric_rows(run_id, metric_key)
+        order = np.lexsort((rows[:, 0], rows[:, 1], np.round(rows[:, 2] * 1000)))
+        offset = SearchUtils.parse_start_offset_from_page_token(page_token)
+        stop = len(order) if max_results is None else offset + max_results
+        metrics = [Metric(metric_key, _clamp(v), int(round(t * 1000)), int(s), run_id=run_id)
+                   for v, s, t in rows[order[offset:stop]].tolist()]
+        token = SearchUtils.create_page_token(stop) if stop < len(order) else None
+        return PagedList(metrics, token)
 
     def _search_runs(self, experiment_ids, filter_string, run_view_type, max_results,
                      order_by, page_token):
+        if max_results is not None:
+            _check_max_results(max_results)
+        table = self.catalog.table()
+        names = {d["name"]: i for i, d in table.items()}
+        stages = set(LifecycleStage.view_type_to_stages(run_view_type))
         runs = []
-        known = self.client._names_by_id()
-        tracker = self.tracker
         for eid in experiment_ids or []:
-            name = known.get(str(eid))
-            if name is None:
+            doc = table.get(str(eid))
+            if doc is None:
                 continue
-            for run in tracker.list_runs(name):
-                if not shim._view_ok(shim.lifecycle_stage(run), run_view_type):
-                    continue
-                r = shim.to_mlflow_run(tracker, run, self.path)
-                runs.append(_to_run(r, shim.latest_metrics(tracker, run)))
+            for run in self.tracker.list_runs(doc["name"]):
+                if shim.lifecycle_stage(run) in stages:
+                    runs.append(self._to_run(run, names))
         runs = SearchUtils.filter(runs, filter_string)
         runs = SearchUtils.sort(runs, order_by)
-        return SearchUtils.paginate(runs, page_token, max_results)
+        return SearchUtils.paginate(runs, page_token, max_results or len(runs) or 1)
 
     def log_batch(self, run_id, metrics, params, tags):
-        _wrap(self.client.log_batch, run_id, metrics=metrics, params=params, tags=tags)
+        _validate_run_id(run_id)
+        metrics, params, tags = _validate_batch_log_data(list(metrics), list(params),
+                                                         list(tags))
+        _validate_param_keys_unique(params)
+        run = self._active_run(run_id)
+        try:
+            self._log_params(run, params)
+            self._set_tags(run_id, tags)
+            self._log_metrics(run_id, metrics)
+        except MlflowException:
+            raise
+        except SynaError as e:
+            raise _bad(str(e)) from e
+        except Exception as e:
+            raise MlflowException(str(e), _code("INTERNAL_ERROR")) from e
+
+    def _log_params(self, run: Any, params: list[Param]) -> None:
+        if not params:
+            return
+        have = run.params
+        changed = [p for p in params if p.key in have and have[p.key] != str(p.value)]
+        if changed:
+            shown = [Param(p.key, have[p.key]) for p in changed]
+            raise _bad(f"Changing param values is not allowed. Params were already logged="
+                       f"'{shown}' for run ID='{run.id}'.")
+        new = {p.key: str(p.value) for p in params if p.key not in have}
+        if new:
+            self.tracker.log_params(run.id, new)
+
+    def _set_tags(self, run_id: str, tags: list[RunTag]) -> None:
+        plain = {}
+        for t in tags:
+            if t.key == MLFLOW_RUN_NAME:
+                self._rename(run_id, str(t.value))
+            elif t.key == shim.LABELS_TAG:
+                self.tracker.add_tags(run_id, [x for x in str(t.value).split(",") if x])
+            else:
+                plain[t.key] = "" if t.value is None else str(t.value)
+        self.tracker.set_tags(run_id, plain)
+
+    def _log_metrics(self, run_id: str, metrics: list[Metric]) -> None:
+        """Append metrics, skipping any (key, step, timestamp, value) the run
+        already holds, as MLflow's stores do (a retried batch logs once)."""
+        if not metrics:
+            return
+        fresh: dict[str, list[Metric]] = {}
+        for m in metrics:
+            fresh.setdefault(m.key, []).append(m)
+        for key, group in fresh.items():
+            cache = self._metric(run_id, key, dedup=True)
+            rows = []
+            for m in group:
+                row = (int(m.step or 0), int(m.timestamp), float(m.value))
+                k = _row_key(row)
+                if k not in cache.seen:
+                    cache.seen.add(k)
+                    rows.append(row)
+            if len(rows) == 1:
+                step, ts, value = rows[0]
+                self.tracker.log_metric(run_id, key, value, step, ts / 1000)
+            elif rows:
+                arr = np.asarray(rows, dtype=np.float64)
+                self.tracker.log_metric_batch(run_id, key, arr[:, 2], arr[:, 0], arr[:, 1] / 1000)
+            for row in rows:  # rows this store wrote need no re-reading
+                if cache.latest is None or _later(row, cache.latest):
+                    cache.latest = row
+            cache.n += len(rows)
+        with_models = [m for m in metrics if getattr(m, "model_id", None)]
+        if with_models and hasattr(self, "_record_model_metrics"):
+            self._record_model_metrics(run_id, with_models)
 
     def log_metric(self, run_id, metric):
-        self.log_batch(run_id, metrics=[metric], params=[], tags=[])
+        if metric.value is None:
+            raise _bad("Missing value for required parameter 'value'. See the API docs for "
+                       "more information about request parameters.")
+        _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)
+        self._active_run(run_id)
+        self._log_metrics(run_id, [metric])
 
     def log_param(self, run_id, param):
-        self.log_batch(run_id, metrics=[], params=[param], tags=[])
+        param = _validate_param(param.key, param.value) or param
+        run = self._active_run(run_id)
+        if param.key in run.params and run.params[param.key] != str(param.value):
+            raise _bad(f"Changing param values is not allowed. Param with key='{param.key}' was "
+                       f"already logged with value='{run.params[param.key]}' for run "
+                       f"ID='{run_id}'. Attempted logging new value '{param.value}'.")
+        self._log_params(run, [param])
 
     def set_tag(self, run_id, tag):
-        self.log_batch(run_id, metrics=[], params=[], tags=[tag])
+        _validate_tag(tag.key, tag.value)
+        self._active_run(run_id)
+        self._set_tags(run_id, [tag])
 
     def delete_tag(self, run_id, key):
-        _wrap(self.client.delete_tag, run_id, key)
+        run = self._active_run(run_id)
+        if key not in self._to_run(run).data.tags:
+            raise _bad(f"No tag with name: {key} in run with id {run_id}",
+                       "RESOURCE_DOES_NOT_EXIST")
+        if key == MLFLOW_RUN_NAME:
+            self.tracker.set_tag(run_id, NO_NAME_TAG, "1")
+        else:
+            _wrap(self.tracker.delete_tag, run_id, key)
 
+    # -- inputs and outputs ------------------------------------------------
     def log_inputs(self, run_id, datasets=None, models=None):
-        # Dataset inputs have no place in a synadb run yet: accepted and not
-        # kept, so mlflow.log_input in a script does not fail.
-        self._run(run_id)
+        _validate_run_id(run_id)
+        if datasets is not None:
+            if not isinstance(datasets, list):
+                raise TypeError(f"Argument 'datasets' should be a list, got '{type(datasets)}'")
+            _validate_dataset_inputs(datasets)
+        run = self._active_run(run_id)
+        eid = self.catalog.id_of(run.experiment) or ""
+        unique: dict[tuple[str, str], Any] = {}
+        for d in datasets or []:
+            if d.dataset is None:
+                raise MlflowException("Dataset input must have a dataset associated with it.",
+                                      _code("INTERNAL_ERROR"))
+            unique.setdefault((d.dataset.name, d.dataset.digest), d)
+        with self.docs.atomic():
+            doc = self.docs.get(_INPUTS, run_id) or {"datasets": [], "models": []}
+            logged = {d["dataset"] for d in doc["datasets"]}
+            for (name, digest), d in unique.items():
+                key = f"{eid}:{digest}:{name}"
+                if self.docs.get(_DATASETS, key) is None:
+                    ds = d.dataset
+                    self.docs.put(_DATASETS, key, {"experiment_id": eid, "fields": {
+                        "name": ds.name, "digest": ds.digest, "source_type": ds.source_type,
+                        "source": ds.source, "schema": ds.schema, "profile": ds.profile}})
+                if key not in logged:
+                    logged.add(key)
+                    doc["datasets"].append({"dataset": key,
+                                            "tags": [[t.key, t.value] for t in d.tags]})
+            for m in models or []:
+                if m.model_id not in doc["models"]:
+                    doc["models"].append(m.model_id)
+            self.docs.put(_INPUTS, run_id, doc)
 
-    def search_logged_models(self, experiment_ids, filter_string=None, datasets=None,
-                             max_results=None, order_by=None, page_token=None):
-        # MLflow 3 looks for logged models when listing run artifacts; a
-        # synadb file holds none (models go to the registry).
-        return PagedList([], None)
+    def log_outputs(self, run_id, models):
+        self._active_run(run_id)
+        with self.docs.atomic():
+            doc = self.docs.get(_OUTPUTS, run_id) or []
+            for m in models:
+                doc.append({"model_id": m.model_id, "step": m.step})
+            self.docs.put(_OUTPUTS, run_id, doc)
 
-    def link_traces_to_run(self, trace_ids, run_id):
-        raise MlflowException("traces are not stored in synadb files",
-                              _code("INVALID_PARAMETER_VALUE"))
+    def _search_datasets(self, experiment_ids):
+        """Dataset summaries (name, digest, context) of runs in ``experiment_ids``,
+        for the UI's Dataset column."""
+        from mlflow.store.tracking.sqlalchemy_store import _DatasetSummary
+
+        wanted = {str(e) for e in experiment_ids}
+        table = self.catalog.table()
+        seen: dict[tuple[str, str, str, str | None], None] = {}
+        for eid in wanted:
+            doc = table.get(eid)
+            if doc is None:
+                continue
+            for rid in self.tracker.run_ids(doc["name"]):
+                inputs = self.docs.get(_INPUTS, rid)
+                for d in (inputs or {}).get("datasets", []):
+                    _, digest, name = d["dataset"].split(":", 2)
+                    context = dict(d["tags"]).get(MLFLOW_DATASET_CONTEXT)
+                    seen[(eid, name, digest, context)] = None
+                    if len(seen) >= 1000:
+                        break
+        return [_DatasetSummary(experiment_id=e, name=n, digest=g, context=c)
+                for e, n, g, c in seen]
+
+
+def _check_max_results(max_results: Any) -> None:
+    if max_results is None or max_results < 1:
+        raise _bad(f"Invalid value {max_results} for parameter 'max_results' supplied. It "
+                   "must be a positive integer")
+    if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+        raise _bad(f"Invalid value {max_results} for parameter 'max_results' supplied. It "
+                   f"must be at most {SEARCH_MAX_RESULTS_THRESHOLD}")
 
 
 class SynaArtifactRepository(ArtifactRepository):
@@ -254,7 +665,7 @@ class SynaArtifactRepository(ArtifactRepository):
         self.path = candidate
         self.run_id = rest[1]
         self.base = "/".join(rest[3:])
-        self.client = _client(candidate)
+        self.client = shim.MlflowClient(candidate)
 
     def _name(self, rel: str | None) -> str:
         return "/".join(p for p in (self.base, (rel or "").strip("/")) if p)
