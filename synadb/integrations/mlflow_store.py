@@ -637,12 +637,92 @@ def _check_max_results(max_results: Any) -> None:
                    f"must be at most {SEARCH_MAX_RESULTS_THRESHOLD}")
 
 
-class SynaArtifactRepository(ArtifactRepository):
-    """Run artifacts inside the synadb file.
+class _RunFiles:
+    """A run's artifacts: synadb's own (``ExperimentTracker.log_artifact``)."""
 
-    ``artifact_uri`` is ``synadb:///abs/file.db/runs/<run id>/artifacts[/sub]``
-    (what the tracking store hands out): the file is the longest prefix of
-    the path that is an existing file.
+    def __init__(self, tracker: Any, run_id: str) -> None:
+        self.tracker, self.run_id = tracker, run_id
+
+    def sizes(self) -> dict[str, int]:
+        return {n: int(i.get("size", 0)) for n, i in self.tracker.artifact_infos(
+            self.run_id).items()}
+
+    def put(self, name: str, local: str) -> None:
+        _wrap(self.tracker.log_artifact, self.run_id, name, Path(local))
+
+    def get(self, name: str) -> bytes:
+        return _wrap(self.tracker.get_artifact, self.run_id, name)
+
+    def delete(self, name: str) -> None:
+        self.tracker.delete_artifact(self.run_id, name)
+
+
+class _DocFiles:
+    """The files of anything but a run (a logged model's, a trace's), as
+    bytes values ``mlflow/files/<scope>/<id>/<name>`` with a manifest of
+    names and sizes (``mlflow/files_<scope>/<id>``), changed together."""
+
+    def __init__(self, docs: Docs, scope: str, owner: str) -> None:
+        self.docs, self.db = docs, docs.db
+        self.kind, self.owner = f"files_{scope}", owner
+        self.prefix = f"mlflow/files/{scope}/{owner}/"
+
+    def sizes(self) -> dict[str, int]:
+        return dict(self.docs.get(self.kind, self.owner) or {})
+
+    def put(self, name: str, local: str) -> None:
+        data = Path(local).read_bytes()
+        with self.docs.atomic():
+            manifest = self.sizes()
+            self.db.put_bytes(self.prefix + name, data)
+            manifest[name] = len(data)
+            self.docs.put(self.kind, self.owner, manifest)
+
+    def get(self, name: str) -> bytes:
+        data = self.db.get_bytes(self.prefix + name)
+        if data is None:
+            raise MlflowException(f"no artifact {name!r}", _code("RESOURCE_DOES_NOT_EXIST"))
+        return data
+
+    def delete(self, name: str) -> None:
+        with self.docs.atomic():
+            manifest = self.sizes()
+            manifest.pop(name, None)
+            self.db.delete(self.prefix + name)
+            self.docs.put(self.kind, self.owner, manifest)
+
+
+def _listing(sizes: dict[str, int], prefix: str) -> list[FileInfo]:
+    """The direct children of ``prefix`` among ``sizes``' names, MLflow style."""
+    prefix = prefix.strip("/")
+    files: dict[str, int] = {}
+    dirs: set[str] = set()
+    for name, size in sizes.items():
+        if prefix:
+            if not name.startswith(prefix + "/"):
+                continue
+            rest = name[len(prefix) + 1:]
+        else:
+            rest = name
+        head, sep, _ = rest.partition("/")
+        full = f"{prefix}/{head}" if prefix else head
+        if sep:
+            dirs.add(full)
+        else:
+            files[full] = size
+    out = [FileInfo(d, True, None) for d in dirs]
+    out += [FileInfo(f, False, n) for f, n in files.items()]
+    return sorted(out, key=lambda f: f.path)
+
+
+class SynaArtifactRepository(ArtifactRepository):
+    """Artifacts inside the synadb file.
+
+    ``artifact_uri`` is ``synadb:///abs/file.db/<scope>/<id>/artifacts[/sub]``
+    as the stores hand it out: ``runs/<run id>`` (the run's synadb
+    artifacts), ``models/<model id>`` (a logged model's files) or any other
+    scope.  The file is the longest prefix of the path that is an existing
+    file.
     """
 
     def __init__(self, artifact_uri: str, tracking_uri: str | None = None,
@@ -658,43 +738,52 @@ class SynaArtifactRepository(ArtifactRepository):
         else:
             raise MlflowException(f"no synadb file in artifact URI {artifact_uri!r}",
                                   _code("INVALID_PARAMETER_VALUE"))
-        if len(rest) < 3 or rest[0] != "runs" or rest[2] != "artifacts":
-            raise MlflowException(f"artifact URI {artifact_uri!r} does not name a run's "
-                                  "artifacts (.../file.db/runs/<id>/artifacts)",
+        if len(rest) < 3 or rest[2] != "artifacts":
+            raise MlflowException(f"artifact URI {artifact_uri!r} does not name artifacts "
+                                  "in the file (.../file.db/runs/<id>/artifacts)",
                                   _code("INVALID_PARAMETER_VALUE"))
         self.path = candidate
-        self.run_id = rest[1]
+        self.scope, self.owner = rest[0], rest[1]
         self.base = "/".join(rest[3:])
         self.client = shim.MlflowClient(candidate)
+        tracker = self.client.tracker
+        self.files = (_RunFiles(tracker, self.owner) if self.scope == "runs"
+                      else _DocFiles(Docs(tracker.db), self.scope, self.owner))
+
+    @property
+    def run_id(self) -> str:
+        return self.owner
 
     def _name(self, rel: str | None) -> str:
         return "/".join(p for p in (self.base, (rel or "").strip("/")) if p)
 
     def log_artifact(self, local_file, artifact_path=None):
         name = self._name(posixpath.join(artifact_path or "", os.path.basename(local_file)))
-        _wrap(self.client.tracker.log_artifact, self.run_id, name, Path(local_file))
+        self.files.put(name, local_file)
 
     def log_artifacts(self, local_dir, artifact_path=None):
-        _wrap(self.client.log_artifacts, self.run_id, local_dir,
-              self._name(artifact_path) or None)
+        root = Path(local_dir)
+        for dirpath, _dirs, names in os.walk(root):
+            rel = Path(dirpath).relative_to(root).as_posix()
+            for f in sorted(names):
+                sub = posixpath.join(artifact_path or "", "" if rel == "." else rel, f)
+                self.files.put(self._name(sub), os.path.join(dirpath, f))
 
     def list_artifacts(self, path=None):
-        full = self._name(path)
-        infos = shim.list_artifact_infos(self.client.tracker, self.run_id, full or None)
+        infos = _listing(self.files.sizes(), self._name(path))
         cut = len(self.base) + 1 if self.base else 0
         return [FileInfo(f.path[cut:], f.is_dir, f.file_size) for f in infos]
 
     def _download_file(self, remote_file_path, local_path):
-        data = _wrap(self.client.tracker.get_artifact, self.run_id, self._name(remote_file_path))
+        data = self.files.get(self._name(remote_file_path))
         with open(local_path, "wb") as f:
             f.write(data)
 
     def delete_artifacts(self, artifact_path=None):
         full = self._name(artifact_path)
-        tracker = self.client.tracker
-        for name in tracker.list_artifacts(self.run_id):
+        for name in list(self.files.sizes()):
             if not full or name == full or name.startswith(full + "/"):
-                tracker.delete_artifact(self.run_id, name)
+                self.files.delete(name)
 
 
 from .mlflow_registry import SynaModelRegistryStore  # noqa: E402  (the entry point's home)
