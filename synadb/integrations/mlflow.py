@@ -45,6 +45,7 @@ use the same mapping):
 from __future__ import annotations
 
 import atexit
+import base64
 import functools
 import getpass
 import json
@@ -545,6 +546,10 @@ class _Parser:
             return lambda r: (_lookup(r, entity, key) is None) != negate
         negate = self.word("NOT")
         if self.word("IN"):
+            if entity not in ("attr", "dataset") or (entity == "attr" and key != "run_id"):
+                raise _bad(f"Invalid comparator '{'NOT IN' if negate else 'IN'}' for "
+                           f"{entity} {key!r}: MLflow accepts IN only on run_id and "
+                           "dataset fields")
             if self.take()[0] != "lp":
                 raise _bad("IN needs a parenthesised list of values")
             values = []
@@ -707,6 +712,32 @@ def sort_rows(rows: list[Any], order_by: Sequence[str] | None,
         present.sort(key=value, reverse=not asc)
         rows = present + missing
     return rows
+
+
+# ------------------------------------------------------------------ paging
+class PagedList(list):
+    """A page of results with MLflow's ``token`` for the next (None on the last)."""
+
+    def __init__(self, items: Iterable[Any], token: str | None) -> None:
+        super().__init__(items)
+        self.token = token
+
+
+def _page(rows: list[Any], max_results: int | None, page_token: str | None) -> PagedList:
+    """One page of ``rows``; tokens are MLflow's (base64 JSON of an offset)."""
+    offset = 0
+    if page_token:
+        try:
+            offset = int(json.loads(base64.b64decode(page_token))["offset"])
+        except (ValueError, KeyError, TypeError):
+            raise _bad(f"Invalid page token, could not base64-decode: {page_token!r}") from None
+    if max_results is None:
+        return PagedList(rows[offset:], None)
+    stop = offset + max_results
+    token = None
+    if stop < len(rows):
+        token = base64.b64encode(json.dumps({"offset": stop}).encode()).decode()
+    return PagedList(rows[offset:stop], token)
 
 
 # ------------------------------------------------------------------ client
@@ -964,7 +995,7 @@ class MlflowClient:
                 if pred(r):
                     runs.append(r)
         created = {rid: i for i, rid in enumerate(self.tracker.run_ids())}
-        return sort_rows(runs, order_by, created=created)[:max_results]
+        return _page(sort_rows(runs, order_by, created=created), max_results, page_token)
 
     # -- artifacts -------------------------------------------------------
     def log_artifact(self, run_id: str, local_path: str | os.PathLike[str],
@@ -1140,9 +1171,12 @@ class MlflowClient:
         for name in self.registry.list_models():
             for v in self.registry.list_versions(name):
                 mv = self._model_version(v)
-                if pred(_ExpRow(mv)):
-                    out.append(mv)
-        return out[:max_results] if max_results is not None else out
+                row = _ExpRow(mv)
+                if pred(row):
+                    out.append(row)
+        rows = sort_rows(out, order_by, kind="exp", default=(
+            ("exp", "name", True), ("exp", "version_number", False)))
+        return _page([r.exp for r in rows], max_results, page_token)
 
     def update_model_version(self, name: str, version: str | int,
                              description: str | None = None) -> ModelVersion:
@@ -1184,6 +1218,8 @@ class _ExpRow:
         self.info = exp
 
     def __getattr__(self, name: str) -> Any:
+        if name == "version_number":  # MLflow's order_by name for a version's number
+            return int(self.exp.version)
         return getattr(self.exp, name)
 
 
@@ -1255,6 +1291,7 @@ class _State:
         self.registries: dict[str, ModelRegistry] = {}
         self.local = threading.local()
         self.last_run_id: str | None = None
+        self.bridged: set[str] = set()  # runs lent to real mlflow's fluent API
         self.lock = threading.Lock()
 
     def path(self) -> str:
@@ -1403,7 +1440,6 @@ def start_run(run_id: str | None = None, experiment_id: str | None = None,
                                 run_name=run_name)
         run_id = run.info.run_id
     stack.append(run_id)
-    _STATE.last_run_id = run_id
     return ActiveRun(run.info, run.data)
 
 
@@ -1415,7 +1451,15 @@ def end_run(status: str = "FINISHED") -> None:
     # Terminate first: a bad status raises and leaves the run active, as in
     # MLflow, instead of dropping it from the stack still RUNNING.
     _client().set_terminated(stack[-1], status)
-    stack.pop()
+    ended = stack.pop()
+    _STATE.last_run_id = ended  # MLflow's last_active_run: the run that ended last
+    real = sys.modules.get("mlflow")
+    if real is not None and ended in _STATE.bridged:
+        # Real mlflow was lent this run (see __getattr__): end it there too.
+        _STATE.bridged.discard(ended)
+        active = real.active_run()
+        if active is not None and active.info.run_id == ended:
+            real.end_run(status)
 
 
 @atexit.register
@@ -1519,6 +1563,65 @@ def log_image(image: Any, artifact_file: str | None = None, key: str | None = No
               step: int | None = None, timestamp: int | None = None,
               synchronous: bool | None = None) -> None:
     _client().log_image(_run_id(), image, artifact_file, key, step)
+
+
+def delete_run(run_id: str) -> None:
+    """Mark a run deleted (``restore_run`` brings it back), as MLflow does."""
+    _client().delete_run(run_id)
+
+
+def register_model(model_uri: str, name: str, tags: Mapping[str, Any] | None = None,
+                   await_registration_for: int | None = None) -> ModelVersion:
+    """Register ``model_uri`` (``runs:/<run id>/<path>`` or a local file) as
+    a new version of ``name``, creating the registered model if needed."""
+    return _client().create_model_version(name, model_uri, tags=tags)
+
+
+# What real mlflow offers and this shim does not (flavors, models, data,
+# artifacts, tracing): served by real mlflow on the same file when it is
+# installed, else a MissingDependency naming the extra.
+_DELEGATED = frozenset({
+    "sklearn", "pyfunc", "pytorch", "tensorflow", "keras", "transformers", "langchain",
+    "llama_index", "openai", "xgboost", "lightgbm", "catboost", "onnx", "statsmodels",
+    "spark", "sentence_transformers", "models", "data", "artifacts", "tracing", "genai",
+    "evaluate", "trace", "start_span", "get_trace", "search_traces", "log_input",
+    "log_inputs", "log_table", "log_model", "load_table", "autolog", "set_registry_uri",
+    "get_registry_uri", "set_active_model", "get_active_model_id", "last_logged_model",
+    "get_logged_model", "search_logged_models", "create_external_model", "environment_variables",
+    "entities", "exceptions", "tracking", "store", "utils", "MlflowClient"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _DELEGATED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        import mlflow as real
+    except ImportError:
+        from ..errors import MissingDependency
+
+        raise MissingDependency("mlflow", "mlflow",
+                                f"mlflow.{name} on a synadb file (the shim delegates it to "
+                                "real mlflow)") from None
+    _bridge(real)
+    return getattr(real, name)
+
+
+def _bridge(real: Any) -> None:
+    """Point real mlflow at this shim's file, experiment and active run, so a
+    flavor's ``log_model`` lands in the run the script started here."""
+    uri = f"synadb://{Path(_STATE.path()).as_posix()}"
+    if real.get_tracking_uri() != uri:
+        real.set_tracking_uri(uri)
+    stack = _stack()
+    if not stack:
+        return
+    active = real.active_run()
+    if active is not None and active.info.run_id == stack[-1]:
+        return
+    if active is not None:
+        real.end_run()
+    real.start_run(run_id=stack[-1])
+    _STATE.bridged.add(stack[-1])
 
 
 def get_artifact_uri(artifact_path: str | None = None) -> str:
