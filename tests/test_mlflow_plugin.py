@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import forget_mlflow_state
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -103,6 +104,7 @@ def real_mlflow(tmp_path):
     before = mlflow.get_tracking_uri()
     db = tmp_path / "experiments.db"
     mlflow.set_tracking_uri(f"synadb://{db}")
+    forget_mlflow_state()
     yield str(db)
     while mlflow.active_run() is not None:
         mlflow.end_run()
@@ -126,7 +128,7 @@ def test_entry_points_are_registered():
     for group in ("mlflow.tracking_store", "mlflow.artifact_repository",
                   "mlflow.model_registry_store"):
         names = {ep.name: ep.value for ep in entry_points(group=group)}
-        assert names.get("synadb", "").startswith("synadb.integrations.mlflow_store:")
+        assert names.get("synadb", "").startswith("synadb.integrations.mlflow_plugin:")
 
 
 def test_real_mlflow_logs_into_the_synadb_file(real_mlflow):

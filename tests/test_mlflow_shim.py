@@ -211,8 +211,7 @@ def test_search_runs_dataframe_has_mlflow_columns(uri):
     ("metrics.acc > 0.9 and params.lr = '0.1'", [1]),
     ("metrics.acc >= 0.8 AND params.lr = '0.01'", [0]),
     ("params.lr != '0.01'", [1]),
-    ("params.lr IN ('0.01', '0.1')", [0, 1]),
-    ("params.lr NOT IN ('0.01')", [1]),
+    ("attributes.run_id IN ('nothing')", []),
     ("tags.`model.kind` = 'cnn'", [0, 1]),
     ('tags."model.kind" = "cnn"', [0, 1]),
     ("tags.team LIKE 'vis%'", [0, 1]),
@@ -232,6 +231,35 @@ def test_search_runs_filter_grammar(uri, flt, want):
     ids = _train()
     got = mlflow.search_runs(filter_string=flt, output_format="list")
     assert sorted(r.info.run_id for r in got) == sorted(ids[i] for i in want)
+
+
+@pytest.mark.parametrize("flt", ["params.lr IN ('0.01', '0.1')", "params.lr NOT IN ('0.01')",
+                                 "tags.team IN ('vision')", "attributes.status IN ('FINISHED')"])
+def test_search_runs_refuses_in_where_mlflow_does(uri, flt):
+    # MLflow accepts IN only on run ids and dataset fields
+    _train()
+    with pytest.raises(mlflow.MlflowException, match="IN"):
+        mlflow.search_runs(filter_string=flt, output_format="list")
+
+
+def test_client_search_runs_pages_with_mlflow_tokens(uri):
+    ids = _train([0.1] * 12)
+    client, token, seen = mlflow.MlflowClient(), None, []
+    while True:
+        page = client.search_runs([mlflow.get_experiment_by_name("mnist").experiment_id],
+                                  max_results=5, page_token=token)
+        seen += [r.info.run_id for r in page]
+        token = page.token
+        if token is None:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == 12
+
+
+def test_last_active_run_is_the_run_that_ended_last(uri):
+    with mlflow.start_run() as parent:
+        with mlflow.start_run(nested=True):
+            pass
+    assert mlflow.last_active_run().info.run_id == parent.info.run_id
 
 
 def test_search_runs_order_by(uri):

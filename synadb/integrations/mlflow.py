@@ -546,7 +546,8 @@ class _Parser:
             return lambda r: (_lookup(r, entity, key) is None) != negate
         negate = self.word("NOT")
         if self.word("IN"):
-            if entity not in ("attr", "dataset") or (entity == "attr" and key != "run_id"):
+            if not (entity == "dataset" or (entity == "attr" and key == "run_id")
+                    or (entity == "exp" and key in ("run_id", "name", "version_number"))):
                 raise _bad(f"Invalid comparator '{'NOT IN' if negate else 'IN'}' for "
                            f"{entity} {key!r}: MLflow accepts IN only on run_id and "
                            "dataset fields")
@@ -1661,6 +1662,7 @@ def search_runs(experiment_ids: Sequence[str] | None = None, filter_string: str 
 
 
 def _output(runs: list[Run], output_format: str) -> Any:
+    runs = list(runs)
     if output_format == "list":
         return runs
     if output_format != "pandas":

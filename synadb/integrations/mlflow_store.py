@@ -33,6 +33,7 @@ MLflow's own repository for that URI holds them, as with any MLflow store.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import posixpath
@@ -656,6 +657,9 @@ class _RunFiles:
     def delete(self, name: str) -> None:
         self.tracker.delete_artifact(self.run_id, name)
 
+    def together(self) -> Any:
+        return contextlib.nullcontext()  # each run artifact is its own record
+
 
 class _DocFiles:
     """The files of anything but a run (a logged model's, a trace's), as
@@ -683,6 +687,9 @@ class _DocFiles:
         if data is None:
             raise MlflowException(f"no artifact {name!r}", _code("RESOURCE_DOES_NOT_EXIST"))
         return data
+
+    def together(self) -> Any:
+        return self.docs.atomic()
 
     def delete(self, name: str) -> None:
         with self.docs.atomic():
@@ -720,8 +727,8 @@ class SynaArtifactRepository(ArtifactRepository):
 
     ``artifact_uri`` is ``synadb:///abs/file.db/<scope>/<id>/artifacts[/sub]``
     as the stores hand it out: ``runs/<run id>`` (the run's synadb
-    artifacts), ``models/<model id>`` (a logged model's files) or any other
-    scope.  The file is the longest prefix of the path that is an existing
+    artifacts), ``models/<model id>`` (a logged model's files),
+    ``experiments/<id>/traces/<trace id>`` (a trace's attachments).  The file is the longest prefix of the path that is an existing
     file.
     """
 
@@ -738,13 +745,15 @@ class SynaArtifactRepository(ArtifactRepository):
         else:
             raise MlflowException(f"no synadb file in artifact URI {artifact_uri!r}",
                                   _code("INVALID_PARAMETER_VALUE"))
-        if len(rest) < 3 or rest[2] != "artifacts":
+        k = rest.index("artifacts") if "artifacts" in rest[2:] else -1
+        if k < 2:
             raise MlflowException(f"artifact URI {artifact_uri!r} does not name artifacts "
                                   "in the file (.../file.db/runs/<id>/artifacts)",
                                   _code("INVALID_PARAMETER_VALUE"))
         self.path = candidate
-        self.scope, self.owner = rest[0], rest[1]
-        self.base = "/".join(rest[3:])
+        # runs/<id>, models/<id>, experiments/<id>/traces/<id>, ...
+        self.scope, self.owner = "/".join(rest[:k - 1]), rest[k - 1]
+        self.base = "/".join(rest[k + 1:])
         self.client = shim.MlflowClient(candidate)
         tracker = self.client.tracker
         self.files = (_RunFiles(tracker, self.owner) if self.scope == "runs"
@@ -763,11 +772,15 @@ class SynaArtifactRepository(ArtifactRepository):
 
     def log_artifacts(self, local_dir, artifact_path=None):
         root = Path(local_dir)
+        files = []
         for dirpath, _dirs, names in os.walk(root):
             rel = Path(dirpath).relative_to(root).as_posix()
             for f in sorted(names):
                 sub = posixpath.join(artifact_path or "", "" if rel == "." else rel, f)
-                self.files.put(self._name(sub), os.path.join(dirpath, f))
+                files.append((self._name(sub), os.path.join(dirpath, f)))
+        with self.files.together():  # a model's files land all at once (or not at all)
+            for name, local in files:
+                self.files.put(name, local)
 
     def list_artifacts(self, path=None):
         infos = _listing(self.files.sizes(), self._name(path))
