@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test crash bench bench-vectors examples clean
+.PHONY: demo test conformance crash bench bench-vectors examples clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,9 +25,15 @@ demo: $(VENV)/.core
 
 # Studio's browser tests use Debian's chromium: installed here when missing
 # (and allowed), or they skip and say why.
+# Then MLflow's own tests against the synadb:// store (tools/mlflow_conformance.py):
+# it prints the figure and fails when a test that is not listed as SQL-only fails.
 test: $(VENV)/.dev
 	@bash .ci/chromium.sh
 	$(BIN)/python -m pytest -q
+	$(BIN)/python tools/mlflow_conformance.py
+
+conformance: $(VENV)/.dev
+	$(BIN)/python tools/mlflow_conformance.py
 
 # The fault suite (tests/faults) on its full budget: every crash state of the
 # page-loss model for small segments, many more torn pages and samples, every
