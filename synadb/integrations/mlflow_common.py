@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import KeyNotFound, MissingDependency, SynaError
-from . import mlflow as shim
+from . import mlflow_mapping as mapping
 
 try:
     from mlflow.exceptions import MlflowException
@@ -27,7 +27,7 @@ def wrap(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Call into the shim; our errors become MlflowException with MLflow's codes."""
     try:
         return fn(*args, **kwargs)
-    except shim.MlflowException as e:
+    except mapping.MlflowException as e:
         raise MlflowException(e.message, code(e.error_code)) from e
     except KeyNotFound as e:
         raise MlflowException(str(e), code("RESOURCE_DOES_NOT_EXIST")) from e

@@ -42,7 +42,9 @@ from typing import Any
 from ..errors import KeyNotFound, MissingDependency, SynaError
 from ..registry import ModelRegistry
 from ..registry import ModelVersion as SynaVersion
-from . import mlflow as shim
+from . import mlflow_mapping as mapping
+from .mlflow_client import MlflowClient, get_tracking_uri
+from .mlflow_entities import mlflow_stage
 from .mlflow_docs import Docs
 
 try:
@@ -330,7 +332,7 @@ class SynaModelRegistryStore(AbstractRegistryStore):
 
     def __init__(self, store_uri: str | None = None, tracking_uri: str | None = None) -> None:
         super().__init__(store_uri, tracking_uri)
-        self.path = shim.parse_tracking_uri(store_uri or shim.get_tracking_uri())
+        self.path = mapping.parse_tracking_uri(store_uri or get_tracking_uri())
         self.registry = _registry(self.path)
         self.docs = Docs(self.registry.db)
 
@@ -413,7 +415,7 @@ class SynaModelRegistryStore(AbstractRegistryStore):
         return ModelVersion(
             model["name"], rv.version, doc["created"], doc["updated"],
             rv.description or doc["description"], doc["user_id"],
-            shim.mlflow_stage(rv.stage), doc["source"], doc["run_id"], doc["status"],
+            mlflow_stage(rv.stage), doc["source"], doc["run_id"], doc["status"],
             doc["status_message"], [ModelVersionTag(k, v) for k, v in rv.tags.items()],
             doc["run_link"], aliases, model_id=doc.get("model_id"))
 
@@ -453,7 +455,7 @@ class SynaModelRegistryStore(AbstractRegistryStore):
         parsed = urllib.parse.urlparse(source)
         if parsed.scheme == "runs":
             run_id, _, artifact = parsed.path.lstrip("/").partition("/")
-            tracker = shim.MlflowClient(self.path).tracker
+            tracker = MlflowClient(self.path).tracker
             try:
                 if artifact in tracker.list_artifacts(run_id):
                     return tracker.get_artifact(run_id, artifact)
@@ -632,7 +634,7 @@ class SynaModelRegistryStore(AbstractRegistryStore):
             moves = [(rv, target)]
             if archive_existing_versions:
                 moves += [(other, STAGE_ARCHIVED) for other in self.registry.list_versions(store)
-                          if other.version != v and shim.mlflow_stage(other.stage) == target]
+                          if other.version != v and mlflow_stage(other.stage) == target]
             for entry, to in moves:
                 self.registry.set_stage(store, entry.version, to, archive_existing=False)
                 vdoc = self._version_doc(store, entry)

@@ -46,7 +46,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import KeyNotFound, MissingDependency, SynaError
-from . import mlflow as shim
+from . import mlflow_mapping as mapping
+from .mlflow_client import MlflowClient, get_tracking_uri
 from .mlflow_common import code as _code, wrap as _wrap
 from .mlflow_docs import Docs
 from .mlflow_experiments import DEFAULT_EXPERIMENT_ID, catalog
@@ -148,9 +149,9 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
 
     def __init__(self, store_uri: str | None = None, artifact_uri: str | None = None) -> None:
         super().__init__()
-        self.store_uri = store_uri or shim.get_tracking_uri()
-        self.path = shim.parse_tracking_uri(self.store_uri)
-        self.client = shim.MlflowClient(self.path)
+        self.store_uri = store_uri or get_tracking_uri()
+        self.path = mapping.parse_tracking_uri(self.store_uri)
+        self.client = MlflowClient(self.path)
         self.docs = Docs(self.tracker.db)
         self.catalog = catalog(self.tracker)
         self.artifact_root_uri = resolve_uri_if_local(artifact_uri) if artifact_uri else None
@@ -166,7 +167,7 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
 
     # -- experiments -----------------------------------------------------
     def _location(self, eid: str, doc: dict[str, Any]) -> str:
-        return doc.get("artifact_location") or shim.experiment_location(self.path)
+        return doc.get("artifact_location") or mapping.experiment_location(self.path)
 
     def _to_experiment(self, eid: str, doc: dict[str, Any]) -> Experiment:
         return Experiment(eid, doc["name"], self._location(eid, doc), doc["lifecycle_stage"],
@@ -232,12 +233,12 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
     def _set_runs_stage(self, eid: str, stage: str) -> None:
         name = self._experiment_doc(eid)["name"]
         for run in self.tracker.list_runs(name):
-            if shim.lifecycle_stage(run) != stage:
+            if mapping.lifecycle_stage(run) != stage:
                 self._mark(run.id, stage)
 
     def _mark(self, run_id: str, stage: str) -> None:
         self.tracker.set_tags(run_id, {
-            shim.LIFECYCLE_TAG: stage,
+            mapping.LIFECYCLE_TAG: stage,
             DELETED_TAG: str(_ms(time.time())) if stage == LifecycleStage.DELETED else ""})
 
     def delete_experiment(self, experiment_id):
@@ -293,7 +294,7 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
 
     def _active_run(self, run_id: str) -> Any:
         run = self._synadb_run(run_id)
-        stage = shim.lifecycle_stage(run)
+        stage = mapping.lifecycle_stage(run)
         if stage != LifecycleStage.ACTIVE:
             raise _bad(f"The run {run_id} must be in the 'active' state. "
                        f"Current state is {stage}.")
@@ -322,16 +323,16 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
         return cache
 
     def _to_run(self, run: Any, ids: dict[str, str] | None = None) -> Run:
-        tags = shim.mlflow_tags(run)
+        tags = mapping.mlflow_tags(run)
         hidden = run.tag_values
         if NO_NAME_TAG in hidden:
             tags.pop(MLFLOW_RUN_NAME, None)
         eid = (ids if ids is not None else self.catalog.by_name()).get(run.experiment, "")
-        status = hidden.get(STATUS_TAG) or shim.mlflow_status(run.status)
+        status = hidden.get(STATUS_TAG) or mapping.mlflow_status(run.status)
         info = RunInfo(experiment_id=eid, user_id=hidden.get(USER_TAG, ""),
                        status=status, start_time=_ms(run.start_time),
-                       end_time=_ms(run.end_time), lifecycle_stage=shim.lifecycle_stage(run),
-                       artifact_uri=hidden.get(ARTIFACT_TAG) or shim.artifact_uri_for(
+                       end_time=_ms(run.end_time), lifecycle_stage=mapping.lifecycle_stage(run),
+                       artifact_uri=hidden.get(ARTIFACT_TAG) or mapping.artifact_uri_for(
                            self.path, run.id),
                        run_id=run.id, run_name=run.name)
         data = RunData(metrics=self._latest(run),
@@ -369,7 +370,7 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
                        f"with different values (run_name='{run_name}', "
                        f"mlflow.runName='{name_tag}').")
         run_name = run_name or name_tag or _generate_random_name()
-        values = {t.key: str(t.value) for t in tags if t.key not in shim.VIRTUAL_TAGS}
+        values = {t.key: str(t.value) for t in tags if t.key not in mapping.VIRTUAL_TAGS}
         if user_id:
             values[USER_TAG] = str(user_id)
         run_id = uuid.uuid4().hex
@@ -377,8 +378,8 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
         if location:
             values[ARTIFACT_TAG] = append_to_uri_path(location, run_id,
                                                       self.ARTIFACTS_FOLDER_NAME)
-        parent = next((t.value for t in tags if t.key == shim.PARENT_TAG), None)
-        labels = next((t.value for t in tags if t.key == shim.LABELS_TAG), "")
+        parent = next((t.value for t in tags if t.key == mapping.PARENT_TAG), None)
+        labels = next((t.value for t in tags if t.key == mapping.LABELS_TAG), "")
         _wrap(self.tracker.start_run, doc["name"], [x for x in labels.split(",") if x],
               name=run_name, tag_values=values, parent_id=parent, run_id=run_id,
               start_time=None if start_time is None else start_time / 1000)
@@ -390,9 +391,9 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
         if run_status is not None:
             status = RunStatus.to_string(run_status) if isinstance(run_status, int) \
                 else str(run_status)
-            st = shim.synadb_status(status)
+            st = mapping.synadb_status(status)
             _wrap(self.tracker.end_run, run_id, st, end_time=end_s, stamp=False)
-            exact = status if shim.mlflow_status(st) != status else ""
+            exact = status if mapping.mlflow_status(st) != status else ""
             if exact or run.tag_values.get(STATUS_TAG):
                 self.tracker.set_tag(run_id, STATUS_TAG, exact)
         elif end_s is not None:
@@ -418,7 +419,7 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
         """Ids of deleted runs deleted at least ``older_than`` ms ago (``mlflow gc``)."""
         cutoff = _ms(time.time()) - older_than
         return [r.id for r in self.tracker.list_runs()
-                if shim.lifecycle_stage(r) == LifecycleStage.DELETED
+                if mapping.lifecycle_stage(r) == LifecycleStage.DELETED
                 and int(r.tag_values.get(DELETED_TAG) or 0) <= cutoff]
 
     def _hard_delete_run(self, run_id):
@@ -453,7 +454,7 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
             if doc is None:
                 continue
             for run in self.tracker.list_runs(doc["name"]):
-                if shim.lifecycle_stage(run) in stages:
+                if mapping.lifecycle_stage(run) in stages:
                     runs.append(self._to_run(run, names))
         runs = SearchUtils.filter(runs, filter_string)
         runs = SearchUtils.sort(runs, order_by)
@@ -494,7 +495,7 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
         for t in tags:
             if t.key == MLFLOW_RUN_NAME:
                 self._rename(run_id, str(t.value))
-            elif t.key == shim.LABELS_TAG:
+            elif t.key == mapping.LABELS_TAG:
                 self.tracker.add_tags(run_id, [x for x in str(t.value).split(",") if x])
             else:
                 plain[t.key] = "" if t.value is None else str(t.value)
@@ -735,7 +736,7 @@ class SynaArtifactRepository(ArtifactRepository):
     def __init__(self, artifact_uri: str, tracking_uri: str | None = None,
                  registry_uri: str | None = None) -> None:
         super().__init__(artifact_uri, tracking_uri, registry_uri)
-        path = shim.parse_tracking_uri(artifact_uri)
+        path = mapping.parse_tracking_uri(artifact_uri)
         parts = Path(path).parts
         for i in range(len(parts), 0, -1):
             candidate = os.path.join(*parts[:i])
@@ -754,7 +755,7 @@ class SynaArtifactRepository(ArtifactRepository):
         # runs/<id>, models/<id>, experiments/<id>/traces/<id>, ...
         self.scope, self.owner = "/".join(rest[:k - 1]), rest[k - 1]
         self.base = "/".join(rest[k + 1:])
-        self.client = shim.MlflowClient(candidate)
+        self.client = MlflowClient(candidate)
         tracker = self.client.tracker
         self.files = (_RunFiles(tracker, self.owner) if self.scope == "runs"
                       else _DocFiles(Docs(tracker.db), self.scope, self.owner))
