@@ -25,7 +25,6 @@ training process logs while it reads.
 
 from __future__ import annotations
 
-import enum
 import io
 import json
 import math
@@ -38,10 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from . import _convert, errors
+from . import errors
 from .db import DbConfig, Storage, SynaDB
 from .report import ComponentReport, describe, warn
-from .engine.files import storage_error
+from .tracking_media import decode_artifact, encode_artifact, json_default, to_png
+from .tracking_query import matches, sorted_runs
+from .tracking_values import RunStatus, param_text
 
 __all__ = ["ExperimentTracker", "Experiment", "Run", "RunStatus", "TrackerReport",
            "flatten_params"]
@@ -52,33 +53,6 @@ _CATALOG_MAGIC = b"SYNTRK1\n"
 _now = time.time
 _ROW = 3  # (value, step, unix time) per metric record
 _UNREAD = object()  # a value get_many could not read (read it alone to learn why)
-
-
-class RunStatus(str, enum.Enum):
-    """A run's life: Running, then Completed, Failed or Killed."""
-
-    RUNNING = "Running"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    KILLED = "Killed"
-
-    def __str__(self) -> str:
-        return self.value
-
-    @classmethod
-    def parse(cls, value: "RunStatus | str") -> "RunStatus":
-        if isinstance(value, RunStatus):
-            return value
-        word = str(value).strip().lower()
-        aliases = {"finished": "completed", "complete": "completed", "done": "completed",
-                   "success": "completed", "error": "failed", "failure": "failed",
-                   "scheduled": "running", "active": "running"}
-        word = aliases.get(word, word)
-        for status in cls:
-            if status.value.lower() == word:
-                return status
-        raise errors.InvalidArgument(
-            f"unknown run status {value!r}; use Running, Completed, Failed or Killed")
 
 
 _STATUS = {s.value: s for s in RunStatus}
@@ -201,7 +175,7 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "", sep: str = ".") 
                 stack.append((name, iter(value.items())))
                 path.append(id(value))
                 break
-            out[name] = _param_str(value)
+            out[name] = param_text(value)
         else:
             stack.pop()
             path.pop()
@@ -228,7 +202,7 @@ def _str_map(what: str, values: object) -> dict[str, str]:
         return {}
     if not isinstance(values, Mapping):
         raise errors.InvalidType(f"{what} must be a dict, got {type(values).__name__}")
-    return {_check_name(what, str(k) if isinstance(k, (int, float)) else k): _param_str(v)
+    return {_check_name(what, str(k) if isinstance(k, (int, float)) else k): param_text(v)
             for k, v in values.items()}
 
 
@@ -243,20 +217,6 @@ def _seconds(what: str, value: object) -> float:
     if not math.isfinite(out):
         raise errors.InvalidArgument(f"{what} must be finite, got {value!r}")
     return out
-
-
-def _param_str(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (np.integer, np.floating)):
-        return str(value.item())
-    try:
-        return str(value)
-    except RecursionError:  # a list nested thousands deep
-        raise errors.InvalidArgument(
-            f"a {type(value).__name__} value is nested too deeply to store as text") from None
 
 
 def _check_name(kind: str, name: object, limit: int = 250) -> str:
@@ -1119,7 +1079,7 @@ class ExperimentTracker:
         """A key-value tag (MLflow's tags); see ``add_tags`` for labels."""
         _check_name("tag", key)
         with self._change(run_id) as entry:
-            entry["tag_values"][key] = _param_str(value)
+            entry["tag_values"][key] = param_text(value)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         """Several key-value tags in one change."""
@@ -1327,7 +1287,7 @@ class ExperimentTracker:
         Anything else needs ``allow_pickle=True``.
         """
         check_artifact_name(name)
-        kind, mime, raw = _encode_artifact(name, data, allow_pickle)
+        kind, mime, raw = encode_artifact(name, data, allow_pickle)
         return self._put_artifact(run_id, name, raw, kind, mime)
 
     def log_text(self, run_id: str, name: str, text: str) -> str:
@@ -1358,7 +1318,7 @@ class ExperimentTracker:
                 return self._put_artifact(run_id, name, text.encode(), "yaml",
                                           "application/x-yaml")
         try:
-            raw = json.dumps(data, indent=2, default=_json_default).encode("utf-8")
+            raw = json.dumps(data, indent=2, default=json_default).encode("utf-8")
         except RecursionError:
             raise errors.InvalidArgument(
                 f"artifact {name!r}: the dict is nested too deeply for JSON") from None
@@ -1369,7 +1329,7 @@ class ExperimentTracker:
     def log_image(self, run_id: str, name: str, image: Any) -> str:
         """A PNG from a numpy array (HxW, HxWx3 or HxWx4; uint8, or floats in
         [0, 1]), a PIL image or a matplotlib figure."""
-        return self._put_artifact(run_id, name, _to_png(image), "image", "image/png")
+        return self._put_artifact(run_id, name, to_png(image), "image", "image/png")
 
     def log_figure(self, run_id: str, name: str, figure: Any) -> str:
         """A matplotlib (or anything with ``savefig``) figure as PNG; a name
@@ -1385,7 +1345,7 @@ class ExperimentTracker:
         if not hasattr(figure, "savefig"):
             raise errors.InvalidArgument(
                 f"log_figure needs a matplotlib figure, got {type(figure).__name__}")
-        return self._put_artifact(run_id, name, _to_png(figure), "figure", "image/png")
+        return self._put_artifact(run_id, name, to_png(figure), "figure", "image/png")
 
     def log_table(self, run_id: str, name: str, columns: Sequence[str],
                   rows: Sequence[Sequence[Any]]) -> str:
@@ -1407,7 +1367,7 @@ class ExperimentTracker:
                 raise errors.DimensionMismatch(
                     f"table {name!r}: row {i} has {len(r)} values for {len(cols)} columns")
         try:
-            raw = json.dumps({"columns": cols, "data": data}, default=_json_default).encode()
+            raw = json.dumps({"columns": cols, "data": data}, default=json_default).encode()
         except RecursionError:
             raise errors.InvalidArgument(f"table {name!r}: a value is nested too deeply") from None
         except (TypeError, ValueError) as e:
@@ -1446,9 +1406,9 @@ class ExperimentTracker:
         kind = self.artifact_info(run_id, name)["type"]
         raw = self.get_artifact(run_id, name)
         if kind in ("torch", "pickle"):
-            return _decode_artifact(kind, raw, allow_pickle)
+            return decode_artifact(kind, raw, allow_pickle)
         try:
-            return _decode_artifact(kind, raw, allow_pickle)
+            return decode_artifact(kind, raw, allow_pickle)
         except (ValueError, RecursionError, EOFError, OSError, KeyError, IndexError) as e:
             # UnicodeDecodeError and JSONDecodeError are ValueErrors.  The
             # record passed its CRC, so these are bytes someone wrote that
@@ -1503,9 +1463,9 @@ class ExperimentTracker:
             raise errors.InvalidArgument(f"limit must not be negative, got {limit!r}")
         runs = self.list_runs(experiment)
         if filter:
-            runs = [r for r in runs if _matches(r, filter)]
+            runs = [r for r in runs if matches(r, filter)]
         if sort_by:
-            runs = _sorted(runs, sort_by, ascending)
+            runs = sorted_runs(runs, sort_by, ascending)
         return runs[:limit] if limit is not None else runs
 
     def get_best_run(self, experiment: str | None, metric: str,
@@ -1576,354 +1536,6 @@ def _step(name: str, step: object) -> int:
     return int(step)
 
 
-# -- queries ---------------------------------------------------------------
-_OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-        ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "=": lambda a, b: a == b,
-        "!=": lambda a, b: a != b,
-        "$lt": lambda a, b: a < b, "$lte": lambda a, b: a <= b, "$gt": lambda a, b: a > b,
-        "$gte": lambda a, b: a >= b, "$eq": lambda a, b: a == b, "$ne": lambda a, b: a != b}
-
-
-def _compare(have: Any, want: Any, numeric: bool) -> bool:
-    if isinstance(want, Mapping):
-        return all(_compare_op(have, op, v, numeric) for op, v in want.items())
-    if isinstance(want, tuple) and len(want) == 2 and isinstance(want[0], str) and (
-            want[0] in _OPS or want[0] in ("$in", "$nin", "in", "not in")
-            or (want[0] and not want[0].strip("<>=!~$"))):
-        return _compare_op(have, want[0], want[1], numeric)  # raises on unknown ops
-    if isinstance(want, (list, set, frozenset)):
-        return any(_compare(have, w, numeric) for w in want)
-    if have is None:
-        return want is None
-    if numeric:
-        try:
-            return float(have) == float(want)
-        except (TypeError, ValueError):
-            return False
-    return str(have) == _param_str(want)
-
-
-def _compare_op(have: Any, op: str, want: Any, numeric: bool) -> bool:
-    if not isinstance(op, str):
-        raise errors.InvalidType(f"a filter operator is a str such as '>=', got {op!r}")
-    if op in ("$in", "in", "$nin", "not in") and (
-            isinstance(want, (str, bytes, Mapping)) or not isinstance(want, Iterable)):
-        raise errors.InvalidType(f"filter operator {op!r} takes a list of values, got {want!r}")
-    if op in ("$in", "in"):
-        return any(_compare(have, w, numeric) for w in want)
-    if op in ("$nin", "not in"):
-        return not any(_compare(have, w, numeric) for w in want)
-    fn = _OPS.get(op)
-    if fn is None:
-        raise errors.InvalidArgument(f"unknown filter operator {op!r}")
-    if have is None:
-        return op in ("!=", "$ne") and want is not None
-    if op in ("==", "=", "$eq", "!=", "$ne") and not numeric:
-        return fn(str(have), _param_str(want))
-    try:
-        return fn(float(have), float(want))
-    except (TypeError, ValueError):
-        return fn(str(have), _param_str(want))
-
-
-def _matches(run: Run, flt: Mapping[str, Any]) -> bool:
-    for key, want in flt.items():
-        if key == "status":
-            wants = want if isinstance(want, (list, tuple, set)) else [want]
-            if run.status not in {RunStatus.parse(w) for w in wants}:
-                return False
-        elif key == "tags":
-            if not isinstance(want, (str, list, tuple, set, frozenset)):
-                raise errors.InvalidArgument(f"filter 'tags' takes a label or a list of "
-                                             f"labels, got {want!r}")
-            labels = [want] if isinstance(want, str) else list(want)
-            if not all(t in run.tags for t in labels):
-                return False
-        elif key in ("name", "experiment", "id"):
-            if not _compare(getattr(run, key), want, False):
-                return False
-        elif key in ("params", "metrics", "tag_values"):
-            if not isinstance(want, Mapping):
-                raise errors.InvalidType(f"filter {key!r} takes a dict of name -> value, "
-                                         f"got {want!r}")
-            have = getattr(run, key)
-            numeric = key == "metrics"
-            if not all(isinstance(k, str) and _compare(have.get(k), v, numeric)
-                       for k, v in want.items()):
-                return False
-        elif key in run.params:
-            if not _compare(run.params[key], want, False):
-                return False
-        elif key in run.metrics:
-            if not _compare(run.metrics[key], want, True):
-                return False
-        elif key in run.tag_values:
-            if not _compare(run.tag_values[key], want, False):
-                return False
-        else:
-            return False
-    return True
-
-
-def _sorted(runs: list[Run], sort_by: str, ascending: bool) -> list[Run]:
-    """Sort by a metric's last value or a param (numerically when it parses);
-    runs without the value go last either way."""
-    field = sort_by
-    for prefix in ("metrics.", "params.", "attributes."):
-        if sort_by.startswith(prefix):
-            field = sort_by[len(prefix):]
-    attrs = {"start_time", "end_time", "name", "status", "id"}
-
-    def value(run: Run) -> Any:
-        if sort_by.startswith("params."):
-            v = run.params.get(field)
-        elif sort_by.startswith("metrics."):
-            v = run.metrics.get(field)
-        elif field in attrs and not sort_by.startswith(("metrics.", "params.")) \
-                and field not in run.metrics and field not in run.params:
-            v = getattr(run, field)
-            v = v.value if isinstance(v, RunStatus) else v
-        else:
-            v = run.metrics.get(field, run.params.get(field))
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return None
-        if isinstance(v, str):
-            try:
-                return float(v)
-            except ValueError:
-                return v
-        return v
-
-    keyed = [(value(r), i, r) for i, r in enumerate(runs)]
-    present = [k for k in keyed if k[0] is not None]
-    missing = [k[2] for k in keyed if k[0] is None]
-    nums = [k for k in present if not isinstance(k[0], str)]
-    texts = [k for k in present if isinstance(k[0], str)]
-    nums.sort(key=lambda k: k[0], reverse=not ascending)
-    texts.sort(key=lambda k: k[0], reverse=not ascending)
-    return [k[2] for k in nums] + [k[2] for k in texts] + missing
-
-
-# -- artifacts -------------------------------------------------------------
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
-
-
-def _torch_bytes(obj: Any) -> bytes:
-    # Only the adapters import a framework (DESIGN.md), and components never
-    # import an adapter: the torch one lends torch.save through
-    # synadb/_convert.py.  A torch object here means torch is loaded already.
-    return _convert.get("torch_save", "torch artifacts")(obj)
-
-
-def _is_torch(obj: Any) -> bool:
-    mod = type(obj).__module__ or ""
-    if mod.startswith("torch"):
-        return True
-    if isinstance(obj, Mapping) and obj:
-        return all((type(v).__module__ or "").startswith("torch") for v in obj.values())
-    return False
-
-
-def _encode_artifact(name: str, data: Any, allow_pickle: bool) -> tuple[str, str, Any]:
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return "bytes", "application/octet-stream", bytes(data)
-    if isinstance(data, str):
-        return "text", "text/plain", data.encode("utf-8")
-    if isinstance(data, os.PathLike):
-        try:
-            with open(data, "rb") as f:
-                return "file", "application/octet-stream", f.read()
-        except FileNotFoundError:
-            raise errors.InvalidPath(f"artifact {name!r}: no file {os.fspath(data)!r}") from None
-        except OSError as e:
-            raise storage_error(e, "read the artifact file", os.fspath(data)) from e
-    if isinstance(data, np.ndarray):
-        if data.dtype.hasobject:
-            raise errors.InvalidArgument(f"artifact {name!r}: object arrays need pickling; "
-                                         "pass allow_pickle=True and a pickled bytes value")
-        buf = io.BytesIO()
-        np.save(buf, data, allow_pickle=False)
-        return "numpy", "application/x-npy", buf.getvalue()
-    if _is_torch(data):
-        if hasattr(data, "state_dict") and not isinstance(data, Mapping):
-            data = data.state_dict()  # a Module: keep its weights, never the class
-        return "torch", "application/x-torch", _torch_bytes(data)
-    if isinstance(data, (Mapping, list, tuple, int, float, bool)) or data is None:
-        try:
-            return "json", "application/json", json.dumps(data).encode("utf-8")
-        except (TypeError, ValueError):
-            pass
-        except RecursionError:
-            raise errors.InvalidArgument(
-                f"artifact {name!r}: nested too deeply to store") from None
-    if allow_pickle:
-        import pickle
-
-        try:
-            return "pickle", "application/x-pickle", pickle.dumps(data)
-        except RecursionError:
-            raise errors.InvalidArgument(
-                f"artifact {name!r}: nested too deeply to pickle") from None
-    raise errors.InvalidArgument(
-        f"artifact {name!r}: cannot store a {type(data).__name__} without pickling; "
-        "pass bytes, str, a numpy array or a torch state_dict, or allow_pickle=True")
-
-
-def _decode_artifact(kind: str, raw: bytes, allow_pickle: bool) -> Any:
-    if kind in ("text",):
-        return raw.decode("utf-8")
-    if kind in ("json", "table"):
-        return json.loads(raw)
-    if kind == "yaml":
-        import yaml
-
-        return yaml.safe_load(raw)
-    if kind == "numpy":
-        return np.load(io.BytesIO(raw), allow_pickle=False)
-    if kind in ("image", "figure") and raw[:8] == b"\x89PNG\r\n\x1a\n":
-        return _png_decode(raw)
-    if kind == "torch":
-        return _convert.get("torch_load", "torch artifacts")(raw)
-    if kind == "pickle":
-        if not allow_pickle:
-            raise errors.InvalidArgument("this artifact is a pickle; load it with "
-                                         "allow_pickle=True only if you trust the file")
-        import pickle
-
-        return pickle.loads(raw)
-    return raw
-
-
-def _to_png(image: Any) -> bytes:
-    """PNG bytes of a numpy array, a PIL image or a matplotlib figure."""
-    if isinstance(image, (bytes, bytearray)) and bytes(image[:8]) == b"\x89PNG\r\n\x1a\n":
-        return bytes(image)
-    if hasattr(image, "savefig"):  # matplotlib Figure
-        buf = io.BytesIO()
-        image.savefig(buf, format="png")
-        return buf.getvalue()
-    if hasattr(image, "figure") and hasattr(image.figure, "savefig"):  # Axes
-        return _to_png(image.figure)
-    if type(image).__module__.startswith("PIL.") and hasattr(image, "save"):
-        buf = io.BytesIO()
-        image.save(buf, format="PNG")
-        return buf.getvalue()
-    if hasattr(image, "detach") and hasattr(image, "numpy"):  # a torch tensor
-        image = image.detach().cpu().numpy()
-    arr = np.asarray(image)
-    return png_encode(arr)
-
-
-def png_encode(arr: np.ndarray) -> bytes:
-    """Encode an HxW (gray), HxWx1, HxWx3 (RGB) or HxWx4 (RGBA) array as PNG.
-
-    uint8 is taken as is; floats are taken as [0, 1] and clipped; bool as
-    black and white.  A CHW array with 1, 3 or 4 leading channels (torch's
-    layout) is transposed.
-    """
-    import struct
-    import zlib
-
-    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
-        arr = np.transpose(arr, (1, 2, 0))
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)) \
-            or 0 in arr.shape:
-        raise errors.DimensionMismatch(
-            f"an image must be HxW, HxWx3 or HxWx4, got shape {arr.shape}")
-    if arr.dtype == np.bool_:
-        arr = arr.astype(np.uint8) * 255
-    elif arr.dtype.kind == "f":
-        if not np.isfinite(arr).all():
-            raise errors.NonFiniteValue("an image has NaN or infinite pixels")
-        arr = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    elif arr.dtype != np.uint8:
-        if arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() > 255:
-            raise errors.InvalidArgument(
-                f"image pixels of dtype {arr.dtype} must be uint8, or floats in [0, 1]")
-        arr = arr.astype(np.uint8)
-    h, w = arr.shape[:2]
-    color = {2: 0, 3: 2 if arr.ndim == 3 and arr.shape[2] == 3 else 6}[arr.ndim]
-    rows = np.ascontiguousarray(arr).reshape(h, -1)
-    raw = np.hstack([np.zeros((h, 1), np.uint8), rows]).tobytes()  # filter 0 per row
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + tag + body
-                + struct.pack(">I", zlib.crc32(tag + body)))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
-
-
-def _png_decode(raw: bytes) -> Any:
-    """A PNG as a numpy array (PIL if installed, else our own 8-bit reader)."""
-    try:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(raw)) as img:
-            return np.asarray(img)
-    except ImportError:
-        pass
-    return _png_decode_plain(raw)
-
-
-def _png_decode_plain(raw: bytes) -> np.ndarray:
-    import struct
-    import zlib
-
-    pos, idat, hdr = 8, [], None
-    while pos < len(raw):
-        (n,) = struct.unpack(">I", raw[pos:pos + 4])
-        tag = raw[pos + 4:pos + 8]
-        body = raw[pos + 8:pos + 8 + n]
-        if tag == b"IHDR":
-            hdr = struct.unpack(">IIBBBBB", body)
-        elif tag == b"IDAT":
-            idat.append(body)
-        pos += 12 + n
-    if hdr is None:
-        raise errors.CorruptDatabase("not a PNG")
-    w, h, depth, color, _, _, interlace = hdr
-    ch = {0: 1, 2: 3, 6: 4, 4: 2}.get(color)
-    if depth != 8 or ch is None or interlace:
-        return raw  # not one we wrote: hand back the bytes
-    data = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(h, w * ch + 1)
-    out = np.empty((h, w * ch), np.int32)
-    prev = np.zeros(w * ch, np.int32)
-    for y in range(h):
-        f, line = data[y, 0], data[y, 1:].astype(np.int32)
-        if f == 0:
-            cur = line
-        elif f == 2:
-            cur = (line + prev) & 255
-        else:  # 1, 3, 4 need a left neighbour: do them byte by byte
-            cur = np.zeros_like(line)
-            for x in range(len(line)):
-                a = cur[x - ch] if x >= ch else 0
-                b = prev[x]
-                c = prev[x - ch] if x >= ch else 0
-                if f == 1:
-                    cur[x] = (line[x] + a) & 255
-                elif f == 3:
-                    cur[x] = (line[x] + (a + b) // 2) & 255
-                else:
-                    p = a + b - c
-                    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                    pr = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                    cur[x] = (line[x] + pr) & 255
-        out[y] = cur
-        prev = cur
-    arr = out.astype(np.uint8).reshape(h, w, ch)
-    return arr[:, :, 0] if ch == 1 else arr
-
-
-# -- object style ----------------------------------------------------------
 class Experiment:
     """One experiment in a tracking file: ``Experiment("mnist", "experiments.db")``.
 

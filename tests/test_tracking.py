@@ -17,7 +17,7 @@ import pytest
 
 import synadb
 from synadb import Experiment, ExperimentTracker, RunStatus
-from synadb.tracking import png_encode
+from synadb.tracking_media import png_encode
 
 ROOT = str(Path(__file__).resolve().parents[1])
 
@@ -279,12 +279,12 @@ def test_images_figures_and_tables_are_typed_pngs_and_json(path):
 
 
 def test_png_encoder_round_trips_through_our_own_decoder():
-    from synadb.tracking import _png_decode_plain
+    from synadb.tracking_media import png_decode_plain
 
     rng = np.random.default_rng(1)
     for shape in [(1, 1), (7, 3), (4, 5, 3), (6, 2, 4)]:
         arr = rng.integers(0, 256, shape, dtype=np.uint8)
-        np.testing.assert_array_equal(_png_decode_plain(png_encode(arr)), arr)
+        np.testing.assert_array_equal(png_decode_plain(png_encode(arr)), arr)
 
 
 # -- processes: crash, live reader, copies, two writers --------------------------
