@@ -269,3 +269,16 @@ def test_rest_writes_through_the_server_land_in_the_file(server):
         h = tracker.get_metric_history(rid, "acc")
         assert (h["value"].tolist(), h["step"].tolist(), h["timestamp"].tolist()) == \
             ([0.75], [4], [1_800_000_000.5])
+
+
+def test_the_readme_mlflow_plugin_snippet_runs_as_printed(tmp_path):
+    """The README's real-MLflow block (autolog, register, alias, trace), run
+    as printed in a fresh process and folder: one file, nothing beside it."""
+    text = Path(ROOT, "README.md").read_text()
+    start = text.index("import mlflow\nfrom sklearn.datasets import load_iris")
+    block = text[start:text.index("```", start)]
+    out = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "PYTHONPATH": ROOT})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[0 0 0] 1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiments.db"]
