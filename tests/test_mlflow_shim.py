@@ -454,3 +454,38 @@ def test_client_errors_are_mlflow_exceptions(tmp_path):
     assert info.value.error_code == "INVALID_PARAMETER_VALUE"
     with pytest.raises(mlflow.MlflowException):
         client.set_terminated("f" * 32)
+
+
+def test_flavors_without_mlflow_name_the_extra(uri):
+    code = ("import sys; sys.modules['mlflow'] = None\n"
+            "import synadb, synadb.integrations.mlflow as m\n"
+            "for name in ('sklearn', 'pyfunc', 'models', 'data', 'artifacts'):\n"
+            "    try:\n        getattr(m, name)\n"
+            "    except synadb.MissingDependency as e:\n        print(name, e.extra)\n"
+            "try:\n    m.no_such_thing\nexcept AttributeError:\n    print('AttributeError')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert out.stdout.split() == ["sklearn", "mlflow", "pyfunc", "mlflow", "models", "mlflow",
+                                  "data", "mlflow", "artifacts", "mlflow", "AttributeError"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning",
+                            "ignore::FutureWarning")
+def test_a_flavor_logs_into_the_shims_active_run(uri):
+    pytest.importorskip("mlflow")
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    X = np.arange(40, dtype=float).reshape(20, 2)
+    y = (X[:, 0] > 20).astype(int)
+    mlflow.set_experiment("flavors")
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(sklearn.LogisticRegression().fit(X, y), name="model")
+        mlflow.log_metric("acc", 1.0)
+    # the model is the shim's run's, and the run ended once, FINISHED
+    assert info.run_id == run.info.run_id
+    assert mlflow.get_run(run.info.run_id).info.status == "FINISHED"
+    loaded = mlflow.sklearn.load_model(info.model_uri)
+    assert (loaded.predict(X) == sklearn.LogisticRegression().fit(X, y).predict(X)).all()
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", "clf")
+    assert version.name == "clf"
+    mlflow.delete_run(run.info.run_id)
+    assert mlflow.get_run(run.info.run_id).info.lifecycle_stage == "deleted"
