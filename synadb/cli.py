@@ -324,12 +324,16 @@ def _cmd_mlflow_push(args: argparse.Namespace) -> int:
             print(line)
 
     counts = push(args.file, args.to, experiments=args.experiment or None,
-                  models=not args.no_models, log=say)
+                  models=not args.no_models, traces=not args.no_traces, log=say,
+                  progress=not (args.quiet or args.no_progress))
     if args.json:
         print(_dump({"to": args.to, **counts}))
     else:
         print(f"pushed {counts['runs']} runs ({counts['runs_skipped']} already there), "
-              f"{counts['metrics']} metric values, {counts['artifacts']} artifacts and "
+              f"{counts['metrics']} metric values, {counts['artifacts']} artifacts, "
+              f"{counts['datasets']} dataset inputs, {counts['logged_models']} logged models "
+              f"({counts['logged_models_skipped']} already there), {counts['traces']} traces "
+              f"({counts['traces_skipped']} already there) and "
               f"{counts['model_versions']} model versions "
               f"({counts['model_versions_skipped']} already there) to {args.to}")
     return 0
@@ -425,8 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", metavar="MODEL", help="only this model's versions")
     p.add_argument("--json", action="store_true", help="print the versions as JSON")
 
-    p = command("mlflow-push", "copy experiments, runs and registered models to an MLflow "
-                "tracking server (needs synadb[mlflow]; pushing again adds only what is new)",
+    p = command("mlflow-push", "copy experiments, runs, logged models, traces and registered "
+                "models to an MLflow tracking server (needs synadb[mlflow]; pushing again "
+                "adds only what is new)",
                 _cmd_mlflow_push)
     p.add_argument("--to", metavar="URL", required=True,
                    help="the MLflow tracking server, e.g. http://127.0.0.1:5000")
@@ -434,7 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="push only this experiment (repeatable; default: all)")
     p.add_argument("--no-models", action="store_true",
                    help="do not push the file's registered models")
-    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.add_argument("--no-traces", action="store_true", help="do not push the file's traces")
+    p.add_argument("--no-progress", action="store_true", help="show no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only the summary (and show no progress bar)")
     p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
 
     from .studio import add_parser as add_studio

@@ -1,7 +1,10 @@
-"""`synadb mlflow-push`: a synadb file's runs and models onto a real MLflow
-server (sqlite backend, proxied artifacts) on loopback, idempotently."""
+"""`synadb mlflow-push`: a synadb file's runs, logged models, traces and
+registered models onto a real MLflow server (sqlite backend, proxied
+artifacts) on loopback, idempotently; an unreachable server fails fast."""
 
 import json
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,17 @@ mlflow = pytest.importorskip("mlflow")
 from synadb import ExperimentTracker, ModelRegistry  # noqa: E402
 from synadb.cli import main  # noqa: E402
 import synadb.integrations.mlflow as shim  # noqa: E402
+from synadb.integrations.mlflow_push import PushError, push  # noqa: E402
+from conftest import forget_mlflow_state  # noqa: E402
 from test_mlflow_plugin import start_mlflow_server, stop_mlflow_server  # noqa: E402
+
+# MLflow's own warnings (type-hint inference of traced functions, its SQLite
+# store's SQLAlchemy deprecations, stages, its pandas calls): not ours to fix.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:.*type hint is inferred:UserWarning",
+    "ignore:Starting with pandas version 4.0",
+    "ignore::sqlalchemy.exc.SADeprecationWarning",
+    "ignore::FutureWarning")
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +172,111 @@ def test_push_without_mlflow_names_the_extra(tmp_path):
                               "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert out.returncode == 1
     assert "pip install 'synadb[mlflow]'" in out.stderr
+
+
+@pytest.fixture
+def synadb_tracking(tmp_path, monkeypatch):
+    """mlflow's fluent API (tracking and registry) on a fresh synadb file;
+    traces export synchronously."""
+    monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
+    path = tmp_path / "experiments.db"
+    uri = f"synadb://{path}"
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    forget_mlflow_state()
+    try:
+        yield path
+    finally:
+        forget_mlflow_state()
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+
+
+def test_push_logged_model_registry_traces_and_datasets(server, synadb_tracking, capsys):
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 0.0], [0.5, 0.5], [2.5, 0.5]])
+    y = np.array([0, 0, 1, 1, 0, 1])
+    mlflow.set_experiment("push-sklearn")
+    with mlflow.start_run(run_name="train") as run:
+        mlflow.log_input(mlflow.data.from_pandas(pd.DataFrame(X, columns=["a", "b"]),
+                                                 name="train-set"), context="training")
+        info = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name="saved_model",
+                                        registered_model_name="clf-mlflow",
+                                        params={"solver": "lbfgs"})
+        mlflow.log_metric("acc", 0.75, model_id=info.model_id)
+
+        @mlflow.trace
+        def predict(rows):
+            return int(sum(rows))
+
+        predict([1, 2])
+    trace_id = mlflow.get_last_active_trace_id()
+    local = mlflow.MlflowClient()
+    local.set_registered_model_alias("clf-mlflow", "champion", 1)
+    local.set_registered_model_tag("clf-mlflow", "team", "ml")
+    local.update_registered_model("clf-mlflow", "a classifier")
+    local.set_model_version_tag("clf-mlflow", "1", "checked", "yes")
+    expected = mlflow.pyfunc.load_model("models:/clf-mlflow/1").predict(X)
+
+    first = _push(synadb_tracking, server, capsys)
+    assert (first["runs"], first["datasets"], first["logged_models"], first["traces"],
+            first["model_versions"]) == (1, 1, 1, 1, 1)
+
+    remote = mlflow.MlflowClient(server, registry_uri=server)
+    eid = remote.get_experiment_by_name("push-sklearn").experiment_id
+    (pushed_run,) = remote.search_runs([eid])
+    assert pushed_run.data.tags["synadb.run_id"] == run.info.run_id
+    (dataset,) = pushed_run.inputs.dataset_inputs
+    assert dataset.dataset.name == "train-set"
+    (model,) = remote.search_logged_models([eid])
+    assert model.tags["synadb.model_id"] == info.model_id
+    assert model.source_run_id == pushed_run.info.run_id
+    assert model.params["solver"] == "lbfgs"
+    assert [(m.key, m.value) for m in model.metrics] == [("acc", 0.75)]
+    assert [o.model_id for o in pushed_run.outputs.model_outputs] == [model.model_id]
+
+    version = remote.get_model_version("clf-mlflow", "1")
+    assert version.source == f"models:/{model.model_id}"
+    assert version.run_id == pushed_run.info.run_id
+    assert version.tags["checked"] == "yes"
+    registered = remote.get_registered_model("clf-mlflow")
+    assert registered.aliases == {"champion": "1"}
+    assert (registered.tags["team"], registered.description) == ("ml", "a classifier")
+    mlflow.set_tracking_uri(server)  # load from the server, not the file
+    mlflow.set_registry_uri(server)
+    for uri in ("models:/clf-mlflow/1", "models:/clf-mlflow@champion"):
+        assert (mlflow.pyfunc.load_model(uri).predict(X) == expected).all()
+
+    traces = remote.search_traces(locations=[eid])
+    assert [t.info.trace_id for t in traces] == [trace_id]
+    assert traces[0].info.tags["synadb.push_state"] == "complete"
+    assert traces[0].info.trace_metadata["mlflow.sourceRun"] == pushed_run.info.run_id
+    assert [s.name for s in traces[0].data.spans] == ["predict"]
+
+    again = _push(synadb_tracking, server, capsys)
+    assert (again["runs"], again["logged_models"], again["traces"], again["model_versions"],
+            again["runs_skipped"], again["logged_models_skipped"], again["traces_skipped"],
+            again["model_versions_skipped"]) == (0, 0, 0, 0, 1, 1, 1, 1)
+
+
+def test_unreachable_server_or_no_scheme_fails_fast_with_one_line(tmp_path, capsys):
+    path = tmp_path / "experiments.db"
+    with ExperimentTracker(path) as tracker:
+        tracker.end_run(tracker.start_run("push-down"))
+    with socket.socket() as bound:  # bound but not listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{bound.getsockname()[1]}"
+        for to in (down, "127.0.0.1:5000"):
+            started = time.monotonic()
+            assert main(["mlflow-push", str(path), "--to", to]) == 1
+            assert time.monotonic() - started < 30  # MLflow's own retries take minutes
+            out = capsys.readouterr()
+            assert out.out == ""
+            assert len(out.err.strip().splitlines()) == 1
+            assert out.err.startswith("synadb: error: ")
+        with pytest.raises(PushError, match="unreachable"):
+            push(path, down, progress=False)

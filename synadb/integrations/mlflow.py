@@ -64,7 +64,6 @@ from .mlflow_client import STATE, MlflowClient, get_tracking_uri, set_tracking_u
 from .mlflow_entities import (Experiment, FileInfo, Metric, ModelVersion, Param,
                               RegisteredModel, Run, RunData, RunInfo, RunTag)
 from .mlflow_experiments import catalog
-from .mlflow_mapping import LIFECYCLE_TAG, mlflow_status, mlflow_tags, ms  # noqa: F401 (push)
 from .mlflow_mapping import artifact_uri_for, current_user
 from .mlflow_mapping import DEFAULT_EXPERIMENT, DEFAULT_EXPERIMENT_ID, parse_tracking_uri
 from .mlflow_mapping import PARENT_TAG, MlflowException, ViewType, bad_parameter, not_found

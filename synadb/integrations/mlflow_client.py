@@ -29,10 +29,6 @@ from .mlflow_mapping import (DEFAULT_EXPERIMENT, DEFAULT_PATH, LABELS_TAG, LIFEC
                              not_found, parse_tracking_uri, synadb_status)
 
 # ------------------------------------------------------------------ client
-def _trackers() -> dict[str, ExperimentTracker]:
-    return STATE.trackers
-
-
 def _as_mlflow_errors(cls: type) -> type:
     """Make each public method raise MlflowException, as MLflow's client
     does, where synadb raised KeyNotFound or InvalidArgument (both stay in
@@ -68,18 +64,20 @@ class MlflowClient:
     [0.5]
     """
 
-    def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
+    def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None, *,
+                 read_only: bool = False) -> None:
         self.path = parse_tracking_uri(tracking_uri) if tracking_uri else STATE.path()
         self._tracking_uri = tracking_uri or get_tracking_uri()
+        self.read_only = read_only  # reads only: never writes to or locks the file
 
     # -- handles -------------------------------------------------------
     @property
     def tracker(self) -> ExperimentTracker:
-        return STATE.tracker(self.path)
+        return STATE.tracker(self.path, self.read_only)
 
     @property
     def registry(self) -> ModelRegistry:
-        return STATE.registry(self.path)
+        return STATE.registry(self.path, self.read_only)
 
     @property
     def tracking_uri(self) -> str:
@@ -550,8 +548,8 @@ class State:
     def __init__(self) -> None:
         self.uri: str | None = None
         self.experiment: str | None = None
-        self.trackers: dict[str, ExperimentTracker] = {}
-        self.registries: dict[str, ModelRegistry] = {}
+        self.trackers: dict[tuple[str, bool], ExperimentTracker] = {}
+        self.registries: dict[tuple[str, bool], ModelRegistry] = {}
         self.local = threading.local()
         self.last_run_id: str | None = None
         self.bridged: set[str] = set()  # runs lent to real mlflow's fluent API
@@ -560,20 +558,22 @@ class State:
     def path(self) -> str:
         return parse_tracking_uri(get_tracking_uri())
 
-    def tracker(self, path: str | None = None) -> ExperimentTracker:
-        path = path or self.path()
+    def tracker(self, path: str | None = None, read_only: bool = False) -> ExperimentTracker:
+        """The process's tracker on ``path`` (one writable, one read-only)."""
+        key = (path or self.path(), read_only)
         with self.lock:
-            t = self.trackers.get(path)
+            t = self.trackers.get(key)
             if t is None or t.closed:
-                t = self.trackers[path] = ExperimentTracker(path)
+                t = self.trackers[key] = ExperimentTracker(key[0], read_only=read_only)
             return t
 
-    def registry(self, path: str | None = None) -> ModelRegistry:
-        path = path or self.path()
+    def registry(self, path: str | None = None, read_only: bool = False) -> ModelRegistry:
+        key = (path or self.path(), read_only)
         with self.lock:
-            r = self.registries.get(path)
+            r = self.registries.get(key)
             if r is None or r.db.closed:
-                r = self.registries[path] = ModelRegistry(path, progress=False)
+                r = self.registries[key] = ModelRegistry(key[0], read_only=read_only,
+                                                         progress=False)
             return r
 
     def close(self) -> None:

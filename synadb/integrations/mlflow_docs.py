@@ -69,6 +69,10 @@ class Docs:
         with self.db.batch(sync=False):
             yield self
 
+    def last_id(self, counter: str) -> int | None:
+        """The counter's last value (None before its first ``next_id``)."""
+        return self.db.get_int(f"{PREFIX}counter/{counter}")
+
     def next_id(self, counter: str, start: int = 1) -> int:
         """The next integer of a counter (call inside :meth:`atomic`)."""
         key = f"{PREFIX}counter/{counter}"

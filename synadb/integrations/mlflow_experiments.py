@@ -83,6 +83,8 @@ class ExperimentCatalog:
         if DEFAULT_EXPERIMENT_ID in table and all(
                 n in known for n in self.tracker.list_experiments()):
             return table
+        if self.tracker.db.config.read_only:
+            return self._provisional(table, known)
         with self.docs.atomic():
             ids = self.docs.ids(_KIND)
             table = {i: d for i, d in zip(ids, self.docs.many(_KIND, ids)) if d is not None}
@@ -99,6 +101,26 @@ class ExperimentCatalog:
                 else:
                     eid = str(self.docs.next_id("experiment"))
                 table[eid] = self._adopt(eid, name)
+        return table
+
+    def _provisional(self, table: dict[str, dict[str, Any]], known: set[str]
+                     ) -> dict[str, dict[str, Any]]:
+        """A read-only handle cannot number new experiments: it shows them
+        with the ids a writer would give them next (in the same order)."""
+        counter = self.docs.last_id("experiment") or 0
+        for name in self.tracker.list_experiments():
+            if name in known:
+                continue
+            if name == DEFAULT_EXPERIMENT and DEFAULT_EXPERIMENT_ID not in table:
+                eid = DEFAULT_EXPERIMENT_ID
+            else:
+                counter += 1
+                eid = str(counter)
+            info = self.tracker.experiment_info(name)
+            created = info.get("created") or _now()
+            table[eid] = {"name": name, "tags": dict(info.get("tags") or {}),
+                          "lifecycle_stage": "active", "created": created, "updated": created,
+                          "artifact_location": None}
         return table
 
     def _adopt(self, eid: str, name: str) -> dict[str, Any]:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -40,10 +39,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import KeyNotFound, MissingDependency, SynaError
-from ..registry import ModelRegistry
 from ..registry import ModelVersion as SynaVersion
 from . import mlflow_mapping as mapping
-from .mlflow_client import MlflowClient, get_tracking_uri
+from .mlflow_client import STATE, MlflowClient, get_tracking_uri
 from .mlflow_entities import mlflow_stage
 from .mlflow_docs import Docs
 
@@ -86,8 +84,6 @@ MODEL, WEBHOOK = "reg_model", "reg_webhook"
 _REDACTED = {"description": None, "user_id": None, "source": "REDACTED-SOURCE-PATH",
              "run_id": "REDACTED-RUN-ID", "run_link": "REDACTED-RUN-LINK",
              "status_message": None}
-_REGISTRIES: dict[str, ModelRegistry] = {}
-_REGISTRIES_LOCK = threading.Lock()
 # Like MLflow's SQL store: the key from the environment, else one per process
 # (a secret written then cannot be read back by another process).
 _PROCESS_KEY = Fernet.generate_key()
@@ -120,15 +116,6 @@ def _esc(name: str) -> str:
 
 def _version_kind(store: str) -> str:
     return f"reg_version/{_esc(store)}"
-
-
-def _registry(path: str) -> ModelRegistry:
-    """One registry handle per file and process, shared by every store."""
-    with _REGISTRIES_LOCK:
-        reg = _REGISTRIES.get(path)
-        if reg is None or reg.db.closed:
-            reg = _REGISTRIES[path] = ModelRegistry(path, progress=False)
-        return reg
 
 
 def _ms(seconds: float) -> int:
@@ -330,10 +317,12 @@ def _webhook(doc: dict[str, Any]) -> Webhook:
 class SynaModelRegistryStore(AbstractRegistryStore):
     """MLflow's model registry store over ``ModelRegistry`` in the same file."""
 
-    def __init__(self, store_uri: str | None = None, tracking_uri: str | None = None) -> None:
+    def __init__(self, store_uri: str | None = None, tracking_uri: str | None = None, *,
+                 read_only: bool = False) -> None:
         super().__init__(store_uri, tracking_uri)
         self.path = mapping.parse_tracking_uri(store_uri or get_tracking_uri())
-        self.registry = _registry(self.path)
+        # One registry handle per file and process, shared with the shim's client.
+        self.registry = STATE.registry(self.path, read_only)
         self.docs = Docs(self.registry.db)
 
     # -- storage -----------------------------------------------------------

@@ -147,19 +147,18 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
     DEFAULT_EXPERIMENT_ID = DEFAULT_EXPERIMENT_ID
     ARTIFACTS_FOLDER_NAME = "artifacts"
 
-    def __init__(self, store_uri: str | None = None, artifact_uri: str | None = None) -> None:
+    def __init__(self, store_uri: str | None = None, artifact_uri: str | None = None, *,
+                 read_only: bool = False) -> None:
         super().__init__()
         self.store_uri = store_uri or get_tracking_uri()
         self.path = mapping.parse_tracking_uri(self.store_uri)
-        self.client = MlflowClient(self.path)
+        self.client = MlflowClient(self.path, read_only=read_only)
         self.docs = Docs(self.tracker.db)
         self.catalog = catalog(self.tracker)
         self.artifact_root_uri = resolve_uri_if_local(artifact_uri) if artifact_uri else None
         self._metrics: dict[tuple[str, str], _MetricCache] = {}
-        try:
+        if not read_only:
             self.catalog.table()  # the Default experiment exists, as in MLflow's stores
-        except SynaError:
-            pass  # a read-only file: Default appears once a writer opens it
 
     @property
     def tracker(self) -> Any:
