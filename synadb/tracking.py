@@ -1036,6 +1036,19 @@ class ExperimentTracker:
     def get_run(self, run_id: str) -> Run:
         return Run(self, run_id, self._entry(run_id))
 
+    def changes_since(self, mark: tuple[int, int] | None
+                      ) -> tuple[set[str] | None, tuple[int, int]]:
+        """Ids of the runs whose entry, metrics or artifacts changed (in any
+        process) since ``mark``, and the mark to pass next time.  ``None``
+        instead of a set means "assume all": no mark yet, or the file was
+        compacted since.  Lets a cache of derived run data stay valid."""
+        storage = self._db.storage
+        salt = storage.salt()
+        if mark is None or mark[0] != salt:
+            return None, (salt, storage.log_end())
+        keys, end = storage.keys_written_since(mark[1])
+        return {k[4:].split("/", 1)[0] for k in keys if k.startswith("run/")}, (salt, end)
+
     def list_runs(self, experiment: str | None = None) -> list[Run]:
         """Runs of ``experiment`` (or of all), oldest first."""
         if experiment is not None:

@@ -141,6 +141,27 @@ def _row_key(row: tuple[int, int, float]) -> tuple[int, int, Any]:
     return (row[0], row[1], "nan" if math.isnan(v) else v)
 
 
+class _SearchRow:
+    """What MLflow's ``SearchUtils`` reads of a run (``info``, ``data.metrics
+    / params / tags``, ``inputs``), without building the whole entity."""
+
+    __slots__ = ("info", "data", "inputs")
+
+    def __init__(self, info: RunInfo, metrics: dict[str, float], params: dict[str, str],
+                 tags: dict[str, str]) -> None:
+        self.info = info
+        self.data = _SearchData(metrics, params, tags)
+        self.inputs = RunInputs(dataset_inputs=[], model_inputs=[])
+
+
+class _SearchData:
+    __slots__ = ("metrics", "params", "tags")
+
+    def __init__(self, metrics: dict[str, float], params: dict[str, str],
+                 tags: dict[str, str]) -> None:
+        self.metrics, self.params, self.tags = metrics, params, tags
+
+
 class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
     """MLflow's tracking store over ``ExperimentTracker``: ``synadb:///abs/path.db``."""
 
@@ -157,6 +178,10 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
         self.catalog = catalog(self.tracker)
         self.artifact_root_uri = resolve_uri_if_local(artifact_uri) if artifact_uri else None
         self._metrics: dict[tuple[str, str], _MetricCache] = {}
+        # What search_runs filters and sorts on, per run, until the run changes.
+        self._rows: dict[str, _SearchRow] = {}
+        self._rows_mark: tuple[int, int] | None = None
+        self._location_prefix = mapping.experiment_location(self.path)
         if not read_only:
             self.catalog.table()  # the Default experiment exists, as in MLflow's stores
 
@@ -321,7 +346,8 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
             cache.take(self.tracker.metric_rows(run_id, key, cache.n, n))
         return cache
 
-    def _to_run(self, run: Any, ids: dict[str, str] | None = None) -> Run:
+    def _info_and_tags(self, run: Any, ids: dict[str, str] | None
+                       ) -> tuple[RunInfo, dict[str, str]]:
         tags = mapping.mlflow_tags(run)
         hidden = run.tag_values
         if NO_NAME_TAG in hidden:
@@ -330,14 +356,24 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
         status = hidden.get(STATUS_TAG) or mapping.mlflow_status(run.status)
         info = RunInfo(experiment_id=eid, user_id=hidden.get(USER_TAG, ""),
                        status=status, start_time=_ms(run.start_time),
-                       end_time=_ms(run.end_time), lifecycle_stage=mapping.lifecycle_stage(run),
-                       artifact_uri=hidden.get(ARTIFACT_TAG) or mapping.artifact_uri_for(
-                           self.path, run.id),
+                       end_time=_ms(run.end_time),
+                       lifecycle_stage=hidden.get(mapping.LIFECYCLE_TAG, LifecycleStage.ACTIVE),
+                       artifact_uri=hidden.get(ARTIFACT_TAG)
+                       or f"{self._location_prefix}/runs/{run.id}/artifacts",
                        run_id=run.id, run_name=run.name)
+        return info, tags
+
+    def _to_run(self, run: Any, ids: dict[str, str] | None = None) -> Run:
+        info, tags = self._info_and_tags(run, ids)
         data = RunData(metrics=self._latest(run),
                        params=[Param(k, v) for k, v in run.params.items()],
                        tags=[RunTag(k, v) for k, v in tags.items()])
         return Run(info, data, self._inputs(run.id), self._outputs(run.id))
+
+    def _search_row(self, run: Any, ids: dict[str, str]) -> "_SearchRow":
+        info, tags = self._info_and_tags(run, ids)
+        metrics = {m.key: m.value for m in self._latest(run)}
+        return _SearchRow(info, metrics, dict(run.params), tags)
 
     def _inputs(self, run_id: str) -> RunInputs:
         doc = self.docs.get(_INPUTS, run_id)
@@ -442,22 +478,39 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
 
     def _search_runs(self, experiment_ids, filter_string, run_view_type, max_results,
                      order_by, page_token):
+        """MLflow's search: filter and sort light rows (kept until their run
+        changes, in any process), then build full runs for the page only."""
         if max_results is not None:
             _check_max_results(max_results)
         table = self.catalog.table()
         names = {d["name"]: i for i, d in table.items()}
         stages = set(LifecycleStage.view_type_to_stages(run_view_type))
-        runs = []
+        changed, self._rows_mark = self.tracker.changes_since(self._rows_mark)
+        if changed is None:
+            self._rows.clear()
+        else:
+            for rid in changed:
+                self._rows.pop(rid, None)
+        by_id: dict[str, Any] = {}
+        rows = []
         for eid in experiment_ids or []:
             doc = table.get(str(eid))
             if doc is None:
                 continue
             for run in self.tracker.list_runs(doc["name"]):
-                if mapping.lifecycle_stage(run) in stages:
-                    runs.append(self._to_run(run, names))
-        runs = SearchUtils.filter(runs, filter_string)
-        runs = SearchUtils.sort(runs, order_by)
-        return SearchUtils.paginate(runs, page_token, max_results or len(runs) or 1)
+                row = self._rows.get(run.id)
+                if row is None or row.info.experiment_id != str(eid):
+                    row = self._rows[run.id] = self._search_row(run, names)
+                if row.info.lifecycle_stage in stages:
+                    rows.append(row)
+                    by_id[run.id] = run
+        if filter_string and "dataset" in filter_string.lower():
+            for row in rows:  # only a dataset filter reads the inputs
+                row.inputs = self._inputs(row.info.run_id)
+        rows = SearchUtils.filter(rows, filter_string)
+        rows = SearchUtils.sort(rows, order_by)
+        page, token = SearchUtils.paginate(rows, page_token, max_results or len(rows) or 1)
+        return [self._to_run(by_id[r.info.run_id], names) for r in page], token
 
     def log_batch(self, run_id, metrics, params, tags):
         _validate_run_id(run_id)
