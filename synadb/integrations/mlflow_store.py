@@ -121,13 +121,21 @@ class _MetricCache:
         self.seen: set[tuple[int, int, Any]] | None = None
 
     def take(self, rows: np.ndarray) -> None:
-        for value, step, ts in rows.tolist():
-            row = (int(step), int(round(ts * 1000)), value)
-            if self.latest is None or _later(row, self.latest):
-                self.latest = row
-            if self.seen is not None:
-                self.seen.add(_row_key(row))
+        """Take in rows (value, step, unix time) logged after the ones seen."""
         self.n += len(rows)
+        if len(rows) == 0:
+            return
+        if self.seen is not None:
+            for value, step, ts in rows.tolist():
+                row = (int(step), int(round(ts * 1000)), value)
+                self.seen.add(_row_key(row))
+        ms = np.round(rows[:, 2] * 1000)
+        # NaN sorts last in lexsort, so a NaN value loses a tie to a number
+        value = np.where(np.isnan(rows[:, 0]), -np.inf, rows[:, 0])
+        i = int(np.lexsort((value, ms, rows[:, 1]))[-1])
+        best = (int(rows[i, 1]), int(ms[i]), float(rows[i, 0]))
+        if self.latest is None or _later(best, self.latest):
+            self.latest = best
 
 
 def _later(a: tuple[int, int, float], b: tuple[int, int, float]) -> bool:
@@ -339,6 +347,13 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
             cache = self._metrics[(run_id, key)] = _MetricCache()
         if dedup and cache.seen is None:
             cache.seen, cache.n, cache.latest = set(), 0, None  # re-read, keeping every row
+        if cache.n == 0:  # first look: the whole history in one vectorised read
+            try:
+                h = self.tracker.get_metric_history(run_id, key)
+            except KeyNotFound:  # a metric not logged yet
+                return cache
+            cache.take(np.column_stack((h["value"], h["step"], h["timestamp"])))
+            return cache
         n = self.tracker.metric_count(run_id, key)
         if n < cache.n:  # the run was deleted and made again, or compacted
             cache.n, cache.latest, cache.seen = 0, None, set() if cache.seen is not None else None
