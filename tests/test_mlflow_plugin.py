@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import forget_mlflow_state
 
@@ -282,3 +283,33 @@ def test_the_readme_mlflow_plugin_snippet_runs_as_printed(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[0 0 0] 1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["experiments.db"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning",
+                            "ignore::FutureWarning")
+@pytest.mark.parametrize("slashes", ["///", "////"])
+def test_three_and_four_slash_uris_work_everywhere(tmp_path, slashes):
+    """sqlite's idiom f"sqlite:///{abs_path}" gives four slashes; artifact
+    reads below a folder, and loading a registered model, work with both."""
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    db = tmp_path / "four.db"
+    mlflow.set_tracking_uri(f"synadb:{slashes}{str(db).lstrip('/')}" if slashes == "///"
+                            else f"synadb:///{db}")
+    forget_mlflow_state()
+    try:
+        X = np.arange(20, dtype=float).reshape(10, 2)
+        y = (X[:, 0] > 8).astype(int)
+        fitted = sklearn.LogisticRegression().fit(X, y)
+        with mlflow.start_run() as run:
+            mlflow.log_dict({"a": 1}, "cfg/params.json")
+            mlflow.sklearn.log_model(fitted, name="model", registered_model_name="four")
+        rid = run.info.run_id
+        assert mlflow.artifacts.load_dict(f"runs:/{rid}/cfg/params.json") == {"a": 1}
+        local = mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="cfg",
+                                                    dst_path=str(tmp_path / "out"))
+        assert os.listdir(local) == ["params.json"]
+        model = mlflow.sklearn.load_model("models:/four/1")
+        assert (model.predict(X) == fitted.predict(X)).all()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["four.db", "out"]
+    finally:
+        forget_mlflow_state()
