@@ -26,15 +26,19 @@ our VectorStore vs raw hnswlib, Chroma (``.venv-chroma``) and the wheel's
 VectorStore, printed after the core table; the tensor benchmark; and the
 tracking + registry benchmark, benchmarks/bench_tracking.py: our
 ExperimentTracker and ModelRegistry vs MLflow, W&B offline, plain files and
-the wheel's Experiment and ModelRegistry.
+the wheel's Experiment and ModelRegistry; and the MLflow plugin benchmark,
+benchmarks/bench_mlflow_store.py: ``synadb:///`` vs ``sqlite:///`` through
+real MLflow (log_metric, log_batch, and search_runs over 10K runs through an
+``mlflow server`` per backend).
 
 Usage:  python benchmarks/run.py [--quick] [--skip-peers] [--strict]
-                                [--only core|vectors|tensors|tracking]
+                                [--only core|vectors|tensors|tracking|mlflow_store]
 Exit status: 1 if our synadb could not be measured (import or workload
 error), or with --strict if a target is missed; otherwise 0.
 Writes: benchmarks/out/results.json and benchmarks/out/table.md (core),
         benchmarks/out/vectors.md and benchmarks/out/vectors.json (vectors),
-        benchmarks/out/tracking.md and benchmarks/out/tracking.json (tracking)
+        benchmarks/out/tracking.md and benchmarks/out/tracking.json (tracking),
+        benchmarks/out/mlflow_store.md and benchmarks/out/mlflow_store.json (MLflow plugin)
 """
 
 from __future__ import annotations
@@ -479,9 +483,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(c.OUT_DIR), help="output folder (default: benchmarks/out)")
     ap.add_argument("--peer-timeout", type=float, default=600.0, help="seconds for the wheel run")
     ap.add_argument("--strict", action="store_true", help="exit 1 if any target fails")
-    ap.add_argument("--only", choices=("core", "vectors", "tensors", "tracking"), default=None,
-                    help="run only the core engine, vector, tensor or tracking benchmark "
-                         "(default: all four, core first)")
+    ap.add_argument("--only", choices=("core", "vectors", "tensors", "tracking", "mlflow_store"),
+                    default=None,
+                    help="run only the core engine, vector, tensor, tracking or MLflow plugin "
+                         "benchmark (default: all five, core first)")
     args = ap.parse_args(argv)
 
     rc = 0
@@ -517,6 +522,17 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             rc = 1
         elif args.strict and trk["failed"]:
+            rc = 1
+    if args.only in (None, "mlflow_store"):
+        if args.only is None:
+            print("\n")
+        import bench_mlflow_store
+        mls = bench_mlflow_store.run_bench(
+            quick=args.quick, out_dir=Path(args.out),
+            work_root=Path(args.workdir) if args.workdir else None)
+        if mls["broken"]:
+            print("ERROR: the synadb:// MLflow store could not be measured (see notes)",
+                  file=sys.stderr)
             rc = 1
     return rc
 
