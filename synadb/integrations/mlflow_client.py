@@ -24,7 +24,8 @@ from .mlflow_experiments import ExperimentCatalog, catalog
 from .mlflow_filter import EntityRow, compile_filter, page_of, sort_rows, view_ok
 from .mlflow_mapping import (DEFAULT_EXPERIMENT, DEFAULT_PATH, LABELS_TAG, LIFECYCLE_TAG,
                              MODEL_META, PARENT_TAG, RUN_NAME_TAG, VIRTUAL_TAGS, MlflowException,
-                             ViewType, artifact_uri_for, bad_parameter, experiment_location,
+                             ViewType, artifact_children, artifact_uri_for, bad_parameter,
+                             experiment_location,
                              latest_metrics, lifecycle_stage, mlflow_status, mlflow_tags, ms,
                              not_found, parse_tracking_uri, synadb_status)
 
@@ -512,25 +513,10 @@ def set_run_tag(tracker: ExperimentTracker, run_id: str, key: str, value: Any) -
 def list_artifact_infos(tracker: ExperimentTracker, run_id: str,
                         path: str | None = None) -> list[FileInfo]:
     """The direct children of ``path`` among a run's artifacts, MLflow style."""
-    prefix = (path or "").strip("/")
-    entries = tracker.artifact_infos(run_id)
-    files: dict[str, int] = {}
-    dirs: set[str] = set()
-    for name, info in entries.items():
-        if prefix:
-            if not name.startswith(prefix + "/"):
-                continue
-            rest = name[len(prefix) + 1:]
-        else:
-            rest = name
-        head, sep, _ = rest.partition("/")
-        full = join_path(prefix, head)
-        if sep:
-            dirs.add(full)
-        else:
-            files[full] = int(info.get("size", 0))
-    out = [FileInfo(d, True, None) for d in dirs] + [FileInfo(f, False, s)
-                                                      for f, s in files.items()]
+    sizes = {n: int(i.get("size", 0)) for n, i in tracker.artifact_infos(run_id).items()}
+    dirs, files = artifact_children(sizes, path)
+    out = [FileInfo(d, True, None) for d in dirs]
+    out += [FileInfo(f, False, n) for f, n in files.items()]
     return sorted(out, key=lambda f: f.path)
 
 

@@ -12,10 +12,11 @@ from . import mlflow_mapping as mapping
 try:
     from mlflow.exceptions import MlflowException
     from mlflow.protos import databricks_pb2
+    from mlflow.store.tracking import SEARCH_MAX_RESULTS_THRESHOLD
 except ImportError as e:  # pragma: no cover
     raise MissingDependency("mlflow", "mlflow", "the synadb:// MLflow plugin") from e
 
-__all__ = ["code", "wrap", "MlflowException"]
+__all__ = ["code", "wrap", "check_max_results", "MlflowException"]
 
 
 def code(name: str) -> int:
@@ -33,3 +34,15 @@ def wrap(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise MlflowException(str(e), code("RESOURCE_DOES_NOT_EXIST")) from e
     except SynaError as e:
         raise MlflowException(str(e), code("INVALID_PARAMETER_VALUE")) from e
+
+
+def check_max_results(max_results: Any, limit: int = SEARCH_MAX_RESULTS_THRESHOLD) -> None:
+    """MLflow's check (and message) for a search's ``max_results``."""
+    if max_results is None or max_results < 1:
+        raise MlflowException(f"Invalid value {max_results} for parameter 'max_results' "
+                              "supplied. It must be a positive integer",
+                              code("INVALID_PARAMETER_VALUE"))
+    if max_results > limit:
+        raise MlflowException(f"Invalid value {max_results} for parameter 'max_results' "
+                              f"supplied. It must be at most {limit}",
+                              code("INVALID_PARAMETER_VALUE"))

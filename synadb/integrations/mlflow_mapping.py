@@ -164,3 +164,26 @@ def current_user() -> str:
         return getpass.getuser()
     except Exception:  # no login name in some containers
         return "unknown"
+
+
+def artifact_children(sizes: dict[str, int], prefix: str | None
+                      ) -> tuple[set[str], dict[str, int]]:
+    """The direct children of folder ``prefix`` among artifact names (with
+    their sizes), as MLflow lists them: (sub-folders, files with sizes)."""
+    prefix = (prefix or "").strip("/")
+    files: dict[str, int] = {}
+    dirs: set[str] = set()
+    for name, size in sizes.items():
+        if prefix:
+            if not name.startswith(prefix + "/"):
+                continue
+            rest = name[len(prefix) + 1:]
+        else:
+            rest = name
+        head, sep, _ = rest.partition("/")
+        full = f"{prefix}/{head}" if prefix else head
+        if sep:
+            dirs.add(full)
+        else:
+            files[full] = size
+    return dirs, files

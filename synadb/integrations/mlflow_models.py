@@ -41,7 +41,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..errors import MissingDependency
-from .mlflow_common import code as _code
+from .mlflow_common import check_max_results, code as _code
 from .mlflow_docs import Docs
 
 try:
@@ -53,8 +53,7 @@ try:
     from mlflow.entities.lifecycle_stage import LifecycleStage
     from mlflow.exceptions import MlflowException
     from mlflow.store.entities.paged_list import PagedList
-    from mlflow.store.tracking import (SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT,
-                                       SEARCH_MAX_RESULTS_THRESHOLD)
+    from mlflow.store.tracking import SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
     from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_MODELS, MLFLOW_USER
     from mlflow.utils.name_utils import _generate_random_name
     from mlflow.utils.search_utils import (SearchEvaluationDatasetsUtils,
@@ -148,15 +147,6 @@ def _model_location(experiment_location: str, model_id: str) -> str:
         # append_to_uri_path would drop the empty authority (synadb:/abs/...)
         return f"{experiment_location.rstrip('/')}/models/{model_id}/artifacts"
     return append_to_uri_path(experiment_location, "models", model_id, "artifacts")
-
-
-def _check_max_results(max_results: Any) -> None:
-    if max_results is None or max_results < 1:
-        raise _invalid(f"Invalid value {max_results} for parameter 'max_results' supplied. "
-                       "It must be a positive integer")
-    if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
-        raise _invalid(f"Invalid value {max_results} for parameter 'max_results' supplied. "
-                       f"It must be at most {SEARCH_MAX_RESULTS_THRESHOLD}")
 
 
 # ---------------------------------------------------------------- documents
@@ -524,7 +514,7 @@ class LoggedModelMixin:
                         page_token: str | None = None) -> PagedList[EvaluationDataset]:
         """Datasets (without records) of any of ``experiment_ids`` (all when
         empty), filtered and ordered with MLflow's dataset search grammar."""
-        _check_max_results(max_results)
+        check_max_results(max_results)
         offset = SearchUtils.parse_start_offset_from_page_token(page_token)
         clauses = _dataset_filter(filter_string)
         sort_clauses = _dataset_sort_clauses(order_by)

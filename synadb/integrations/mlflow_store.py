@@ -48,7 +48,7 @@ import numpy as np
 from ..errors import KeyNotFound, MissingDependency, SynaError
 from . import mlflow_mapping as mapping
 from .mlflow_client import MlflowClient, get_tracking_uri
-from .mlflow_common import code as _code, wrap as _wrap
+from .mlflow_common import check_max_results, code as _code, wrap as _wrap
 from .mlflow_docs import Docs
 from .mlflow_experiments import DEFAULT_EXPERIMENT_ID, catalog
 from .mlflow_models import LoggedModelMixin
@@ -62,7 +62,7 @@ try:
     from mlflow.exceptions import MlflowException
     from mlflow.store.artifact.artifact_repo import ArtifactRepository
     from mlflow.store.entities.paged_list import PagedList
-    from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
+    from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT
     from mlflow.store.tracking.abstract_store import AbstractStore
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_RUN_NAME
     from mlflow.utils.name_utils import _generate_random_name
@@ -226,7 +226,7 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
     def search_experiments(self, view_type=ViewType.ACTIVE_ONLY,
                            max_results=SEARCH_MAX_RESULTS_DEFAULT, filter_string=None,
                            order_by=None, page_token=None):
-        _check_max_results(max_results)
+        check_max_results(max_results)
         stages = set(LifecycleStage.view_type_to_stages(view_type))
         exps = [self._to_experiment(i, d) for i, d in self.catalog.table().items()
                 if d["lifecycle_stage"] in stages]
@@ -496,7 +496,7 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
         """MLflow's search: filter and sort light rows (kept until their run
         changes, in any process), then build full runs for the page only."""
         if max_results is not None:
-            _check_max_results(max_results)
+            check_max_results(max_results)
         table = self.catalog.table()
         names = {d["name"]: i for i, d in table.items()}
         stages = set(LifecycleStage.view_type_to_stages(run_view_type))
@@ -697,15 +697,6 @@ class SynaTrackingStore(TraceStoreMixin, LoggedModelMixin, AbstractStore):
                 for e, n, g, c in seen]
 
 
-def _check_max_results(max_results: Any) -> None:
-    if max_results is None or max_results < 1:
-        raise _bad(f"Invalid value {max_results} for parameter 'max_results' supplied. It "
-                   "must be a positive integer")
-    if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
-        raise _bad(f"Invalid value {max_results} for parameter 'max_results' supplied. It "
-                   f"must be at most {SEARCH_MAX_RESULTS_THRESHOLD}")
-
-
 class _RunFiles:
     """A run's artifacts: synadb's own (``ExperimentTracker.log_artifact``)."""
 
@@ -768,23 +759,7 @@ class _DocFiles:
 
 
 def _listing(sizes: dict[str, int], prefix: str) -> list[FileInfo]:
-    """The direct children of ``prefix`` among ``sizes``' names, MLflow style."""
-    prefix = prefix.strip("/")
-    files: dict[str, int] = {}
-    dirs: set[str] = set()
-    for name, size in sizes.items():
-        if prefix:
-            if not name.startswith(prefix + "/"):
-                continue
-            rest = name[len(prefix) + 1:]
-        else:
-            rest = name
-        head, sep, _ = rest.partition("/")
-        full = f"{prefix}/{head}" if prefix else head
-        if sep:
-            dirs.add(full)
-        else:
-            files[full] = size
+    dirs, files = mapping.artifact_children(sizes, prefix)
     out = [FileInfo(d, True, None) for d in dirs]
     out += [FileInfo(f, False, n) for f, n in files.items()]
     return sorted(out, key=lambda f: f.path)

@@ -61,7 +61,6 @@ from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.tracking import (
     MAX_RESULTS_QUERY_TRACE_METRICS,
     MAX_TRACE_LINKS_PER_REQUEST,
-    SEARCH_MAX_RESULTS_THRESHOLD,
     SEARCH_TRACES_DEFAULT_MAX_RESULTS,
 )
 from mlflow.store.tracking.utils.trace_analytics import (
@@ -103,7 +102,7 @@ from mlflow.utils.search_utils import SearchTraceUtils
 from mlflow.utils.time import get_current_time_millis
 from mlflow.utils.validation import _resolve_experiment_ids_and_locations, _validate_trace_tag
 
-from .mlflow_common import code
+from .mlflow_common import check_max_results, code
 from .mlflow_docs import Docs
 
 __all__ = ["TraceStoreMixin"]
@@ -1011,12 +1010,7 @@ class TraceStoreMixin:
                       model_id: str | None = None, locations: list[str] | None = None
                       ) -> tuple[list[TraceInfo], str | None]:
         locations = _resolve_experiment_ids_and_locations(experiment_ids, locations)
-        if max_results is None or max_results < 1:
-            raise _invalid(f"Invalid value {max_results} for parameter 'max_results' supplied. "
-                           "It must be a positive integer")
-        if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
-            raise _invalid(f"Invalid value {max_results} for parameter 'max_results' supplied. "
-                           f"It must be at most {SEARCH_MAX_RESULTS_THRESHOLD}")
+        check_max_results(max_results)
         key = _order_key(order_by or [])
         hits = sorted(self._matching(self._scope(locations), filter_string), key=key)
         offset = SearchTraceUtils.parse_start_offset_from_page_token(page_token)
