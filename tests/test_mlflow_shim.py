@@ -387,7 +387,7 @@ def test_client_model_registry(uri):
     v2 = client.create_model_version("clf", src, run.info.run_id)
     v3 = client.create_model_version("clf", src, run.info.run_id)
     assert (v1.version, v1.current_stage, v1.source, v1.run_id) == \
-        ("1", "None", src, run.info.run_id)
+        (1, "None", src, run.info.run_id)  # ints, as MLflow's own client
     client.transition_model_version_stage("clf", 1, "Production")
     out = client.transition_model_version_stage("clf", "2", "Production",
                                                 archive_existing_versions=True)
@@ -396,11 +396,11 @@ def test_client_model_registry(uri):
     client.transition_model_version_stage("clf", 3, "Staging")
     latest = client.get_latest_versions("clf", stages=["Production", "Staging"])
     assert sorted((m.version, m.current_stage) for m in latest) == \
-        [("2", "Production"), ("3", "Staging")]
+        [(2, "Production"), (3, "Staging")]
     assert [m.version for m in client.get_latest_versions("clf", ["None"])] == []
     model = client.get_registered_model("clf")
     assert model.description == "a classifier" and model.tags == {"task": "mnist"}
-    assert {m.version for m in model.latest_versions} == {"1", "2", "3"}
+    assert {m.version for m in model.latest_versions} == {1, 2, 3}
     with pytest.raises(mlflow.MlflowException):
         client.create_registered_model("clf")
     # The versions are ModelRegistry versions in the same file, bytes included.
@@ -410,7 +410,39 @@ def test_client_model_registry(uri):
         assert data == b"weights-v1" and info.stage == "Production"
         assert [c.to_stage for c in registry.stage_history("clf", 1)] == \
             ["Development", "Production", "Archived"]
-    assert v3.version == "3"
+    assert v3.version == 3
+
+
+def test_client_aliases_descriptions_and_tags_are_the_plugins(uri):
+    """MLflow 3's aliases (and a model's description and tags) set through
+    the shim are the ones real MLflow's registry store reads from the file."""
+    client = mlflow.MlflowClient()
+    for _ in range(2):
+        client.create_model_version("net", "s3://bucket/model")
+    client.set_registered_model_alias("net", "champion", 1)
+    client.set_registered_model_alias("net", "challenger", "2")
+    assert client.get_model_version_by_alias("net", "champion").version == 1
+    assert client.get_model_version("net", 2).aliases == ["challenger"]
+    client.update_registered_model("net", "a small net")
+    client.set_registered_model_tag("net", "team", "vision")
+    client.set_registered_model_tag("net", "tmp", "x")
+    client.delete_registered_model_tag("net", "tmp")
+    client.delete_model_version("net", 2)  # its alias goes with it
+    with pytest.raises(mlflow.MlflowException, match="alias challenger not found"):
+        client.get_model_version_by_alias("net", "challenger")
+    with pytest.raises(mlflow.MlflowException, match="alias"):
+        client.set_registered_model_alias("net", "latest", 1)
+    model = client.get_registered_model("net")
+    assert (model.description, model.tags, model.aliases) == \
+        ("a small net", {"team": "vision"}, {"champion": 1})
+    pytest.importorskip("mlflow.entities")
+    from synadb.integrations.mlflow_registry import SynaModelRegistryStore
+
+    store = SynaModelRegistryStore(f"synadb://{uri}")
+    real = store.get_registered_model("net")
+    assert (real.description, real.tags) == ("a small net", {"team": "vision"})
+    assert {a: int(v) for a, v in real.aliases.items()} == {"champion": 1}
+    assert store.get_model_version_by_alias("net", "champion").version == 1
 
 
 def test_transition_archiving_staging(uri):

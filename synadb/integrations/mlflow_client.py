@@ -11,7 +11,8 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..registry import STAGES, ModelRegistry, canonical_stage
 from ..tracking import ExperimentTracker, flatten_params
 from .mlflow_entities import (Experiment, FileInfo, Metric, ModelVersion, Param,
                               RegisteredModel, Run, RunData, RunInfo, mlflow_stage)
+from .mlflow_docs import REG_MODEL, Docs, doc_id
 from .mlflow_experiments import ExperimentCatalog, catalog
 from .mlflow_filter import EntityRow, compile_filter, page_of, sort_rows, view_ok
 from .mlflow_mapping import (DEFAULT_EXPERIMENT, DEFAULT_PATH, LABELS_TAG, LIFECYCLE_TAG,
@@ -342,40 +344,92 @@ class MlflowClient:
         return str(dst / path) if path else str(dst)
 
     # -- model registry --------------------------------------------------
-    def _model_meta(self, name: str) -> dict[str, Any] | None:
-        text = self.tracker.db.get_text(MODEL_META + name)
-        return json.loads(text) if text else None
+    # A model's MLflow fields live in the document the plugin's registry
+    # store uses (mlflow_docs.REG_MODEL), so both see the same description,
+    # tags and aliases; versions, stages and version tags are ModelRegistry's.
+    @property
+    def _docs(self) -> Docs:
+        return Docs(self.tracker.db)
 
-    def _model_version(self, v: Any) -> ModelVersion:
+    def _model_meta(self, name: str) -> dict[str, Any] | None:
+        doc = self._docs.get(REG_MODEL, doc_id(name))
+        if doc is not None:
+            return doc
+        text = self.tracker.db.get_text(MODEL_META + name)  # written before the documents
+        if not text:
+            return None
+        old = json.loads(text)
+        return {"name": name, "store": name, "created": ms(old.get("created")),
+                "updated": ms(old.get("created")), "description": old.get("description") or None,
+                "tags": dict(old.get("tags") or {}), "aliases": {}}
+
+    @contextmanager
+    def _change_model(self, name: str) -> Iterator[dict[str, Any]]:
+        """A read-modify-write of ``name``'s document (made for a model that
+        has only versions), under the file's lock; yields the document."""
+        with self._docs.atomic():
+            doc = self._model_meta(name)
+            if doc is None:
+                versions = self.registry.list_versions(name)
+                if not versions:
+                    raise not_found(f"Registered Model with name={name} not found")
+                first = ms(versions[0].created_at)
+                doc = {"name": name, "store": name, "created": first, "updated": first,
+                       "description": None, "tags": {}, "aliases": {}}
+            doc.setdefault("aliases", {})
+            yield doc
+            doc["updated"] = ms(time.time())
+            self._docs.put(REG_MODEL, doc_id(name), doc)
+
+    def _model_version(self, v: Any, aliases: Mapping[str, int] | None = None
+                       ) -> ModelVersion:
         meta = v.metadata or {}
-        return ModelVersion(v.name, str(v.version), ms(v.created_at) or 0,
-                            ms(max(v.created_at, v.stage_changed_at)) or 0,
-                            v.description, mlflow_stage(v.stage), str(meta.get("source", "")),
-                            meta.get("run_id"), dict(v.tags))
+        mv = ModelVersion(v.name, v.version, ms(v.created_at) or 0,
+                          ms(max(v.created_at, v.stage_changed_at)) or 0,
+                          v.description, mlflow_stage(v.stage), str(meta.get("source", "")),
+                          meta.get("run_id"), dict(v.tags))
+        if aliases is None:
+            aliases = (self._model_meta(v.name) or {}).get("aliases") or {}
+        mv.aliases = sorted(a for a, n in aliases.items() if int(n) == v.version)
+        return mv
 
     def _registered(self, name: str) -> RegisteredModel:
         meta = self._model_meta(name)
         versions = self.registry.list_versions(name)
         if meta is None and not versions:
-            raise not_found(f"Registered Model with name={name!r} not found")
+            raise not_found(f"Registered Model with name={name} not found")
         meta = meta or {}
-        created = ms(meta.get("created")) or (ms(versions[0].created_at) if versions else None)
+        created = meta.get("created") or (ms(versions[0].created_at) if versions else None)
         latest = self.get_latest_versions(name) if versions else []
-        updated = max([created or 0] + [int(m.last_updated_timestamp) for m in latest])
-        return RegisteredModel(name, created, updated, meta.get("description", ""), latest,
-                               dict(meta.get("tags", {})))
+        updated = max([meta.get("updated") or created or 0]
+                      + [int(m.last_updated_timestamp) for m in latest])
+        model = RegisteredModel(name, created, updated, meta.get("description") or "", latest,
+                                dict(meta.get("tags", {})))
+        model.aliases = dict(meta.get("aliases") or {})
+        return model
 
     def create_registered_model(self, name: str, tags: Mapping[str, Any] | None = None,
                                 description: str | None = None) -> RegisteredModel:
-        if self._model_meta(name) is not None or self.registry.list_versions(name):
-            raise MlflowException(f"Registered Model (name={name}) already exists.",
-                                  "RESOURCE_ALREADY_EXISTS")
-        self.tracker.db.put_text(MODEL_META + name, json.dumps({
-            "name": name, "created": time.time(), "description": description or "",
-            "tags": {str(k): str(v) for k, v in (tags or {}).items()}}))
+        if not isinstance(name, str) or not name:
+            raise bad_parameter(f"a registered model name must be a non-empty str, got {name!r}")
+        with self._docs.atomic():
+            if self._model_meta(name) is not None or self.registry.list_versions(name):
+                raise MlflowException(f"Registered Model (name={name}) already exists.",
+                                      "RESOURCE_ALREADY_EXISTS")
+            now = ms(time.time())
+            self._docs.put(REG_MODEL, doc_id(name), {
+                "name": name, "store": name, "created": now, "updated": now,
+                "description": description, "aliases": {},
+                "tags": {str(k): str(v) for k, v in (tags or {}).items()}})
         return self._registered(name)
 
     def get_registered_model(self, name: str) -> RegisteredModel:
+        return self._registered(name)
+
+    def update_registered_model(self, name: str, description: str | None = None
+                                ) -> RegisteredModel:
+        with self._change_model(name) as doc:
+            doc["description"] = description
         return self._registered(name)
 
     def search_registered_models(self, filter_string: str | None = None,
@@ -383,12 +437,36 @@ class MlflowClient:
                                  order_by: Sequence[str] | None = None,
                                  page_token: str | None = None) -> list[RegisteredModel]:
         names = list(self.registry.list_models())
+        names += [d["name"] for d in self._docs.all(REG_MODEL) if d["name"] not in names]
         for key in self.tracker.db.keys(MODEL_META + "*"):
             if key[len(MODEL_META):] not in names:
                 names.append(key[len(MODEL_META):])
         pred = compile_filter(filter_string, "exp")
         models = [m for m in (self._registered(n) for n in sorted(names)) if pred(EntityRow(m))]
-        return models[:max_results] if max_results is not None else models
+        return page_of(models, max_results, page_token)
+
+    # aliases: MLflow 3's names for versions ("champion"), kept in the model's document
+    def set_registered_model_alias(self, name: str, alias: str, version: str | int) -> None:
+        if not isinstance(alias, str) or not alias or alias.lower() == "latest" or (
+                alias[:1].lower() == "v" and alias[1:].isdigit()):
+            raise bad_parameter(f"Invalid alias name {alias!r}: an alias is a non-empty name "
+                                "other than 'latest' and v<number>")
+        self.get_model_version(name, version)
+        with self._change_model(name) as doc:
+            doc["aliases"][alias] = int(version)
+
+    def delete_registered_model_alias(self, name: str, alias: str) -> None:
+        with self._change_model(name) as doc:
+            doc["aliases"].pop(alias, None)
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+        meta = self._model_meta(name)
+        if meta is None and not self.registry.list_versions(name):
+            raise not_found(f"Registered Model with name={name} not found")
+        version = (meta or {}).get("aliases", {}).get(alias)
+        if version is None:
+            raise not_found(f"Registered model alias {alias} not found.")
+        return self.get_model_version(name, version)
 
     def create_model_version(self, name: str, source: str, run_id: str | None = None,
                              tags: Mapping[str, Any] | None = None, run_link: str | None = None,
@@ -480,19 +558,26 @@ class MlflowClient:
 
     def delete_model_version(self, name: str, version: str | int) -> None:
         self.registry.delete(name, int(version))
+        if (self._model_meta(name) or {}).get("aliases"):  # its aliases go with it
+            with self._change_model(name) as doc:
+                doc["aliases"] = {a: n for a, n in doc["aliases"].items() if int(n) != int(version)}
 
     def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
-        meta = self._model_meta(name) or {"name": name, "created": time.time(),
-                                          "description": "", "tags": {}}
-        meta["tags"][str(key)] = str(value)
-        self.tracker.db.put_text(MODEL_META + name, json.dumps(meta))
+        with self._change_model(name) as doc:
+            doc["tags"][str(key)] = str(value)
+
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        with self._change_model(name) as doc:
+            doc["tags"].pop(key, None)
 
     def delete_registered_model(self, name: str) -> None:
         self._registered(name)
         if self.registry.list_versions(name):
             self.registry.delete(name)
+        self._docs.delete(REG_MODEL, doc_id(name))
         if self.tracker.db.exists(MODEL_META + name):
             self.tracker.db.delete(MODEL_META + name)
+
 
 def join_path(base: str | None, name: str) -> str:
     base = (base or "").strip("/")

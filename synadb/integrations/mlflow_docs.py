@@ -22,9 +22,18 @@ from typing import Any, Iterator
 from ..db import SynaDB
 from ..errors import SynaError
 
-__all__ = ["Docs", "PREFIX"]
+__all__ = ["Docs", "PREFIX", "REG_MODEL", "doc_id"]
 
 PREFIX = "mlflow/"
+# A registered model's MLflow fields (description, tags, aliases, times in
+# ms, and "store": the ModelRegistry model that holds its versions), shared
+# by the shim's client and the plugin's registry store.
+REG_MODEL = "reg_model"
+
+
+def doc_id(name: str) -> str:
+    """``name`` (a model name, which may hold ``/``) as one document id."""
+    return name.replace("%", "%25").replace("/", "%2F")
 
 
 class Docs:

@@ -105,14 +105,14 @@ class FileInfo(Entity):
 
 
 class ModelVersion(Entity):
-    """A registered model version as MLflow shows it: ``version`` is a str
+    """A registered model version as MLflow shows it: ``version`` is an int
     and ``current_stage`` is None/Staging/Production/Archived."""
 
     __slots__ = ("name", "version", "creation_timestamp", "last_updated_timestamp",
                  "description", "user_id", "current_stage", "source", "run_id", "status",
                  "status_message", "tags", "run_link", "aliases")
 
-    def __init__(self, name: str, version: str, creation_timestamp: int,
+    def __init__(self, name: str, version: int, creation_timestamp: int,
                  last_updated_timestamp: int, description: str, current_stage: str,
                  source: str, run_id: str | None, tags: dict[str, str]) -> None:
         self.name, self.version = name, version

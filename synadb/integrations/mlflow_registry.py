@@ -43,7 +43,7 @@ from ..registry import ModelVersion as SynaVersion
 from . import mlflow_mapping as mapping
 from .mlflow_client import STATE, MlflowClient, get_tracking_uri
 from .mlflow_entities import mlflow_stage
-from .mlflow_docs import Docs
+from .mlflow_docs import REG_MODEL, Docs, doc_id
 
 try:
     from cryptography.fernet import Fernet, InvalidToken
@@ -80,7 +80,7 @@ except ImportError as e:  # pragma: no cover
 
 __all__ = ["SynaModelRegistryStore"]
 
-MODEL, WEBHOOK = "reg_model", "reg_webhook"
+MODEL, WEBHOOK = REG_MODEL, "reg_webhook"
 _REDACTED = {"description": None, "user_id": None, "source": "REDACTED-SOURCE-PATH",
              "run_id": "REDACTED-RUN-ID", "run_link": "REDACTED-RUN-LINK",
              "status_message": None}
@@ -109,13 +109,8 @@ def _now() -> int:
     return _mlflow_registry("get_current_time_millis")()
 
 
-def _esc(name: str) -> str:
-    """``name`` as one document id (no ``/``)."""
-    return name.replace("%", "%25").replace("/", "%2F")
-
-
 def _version_kind(store: str) -> str:
-    return f"reg_version/{_esc(store)}"
+    return f"reg_version/{doc_id(store)}"
 
 
 def _ms(seconds: float) -> int:
@@ -359,13 +354,13 @@ class SynaModelRegistryStore(AbstractRegistryStore):
     def _model(self, name: str) -> dict[str, Any]:
         """The model document of ``name`` (RESOURCE_DOES_NOT_EXIST if none)."""
         _validate_model_name(name)
-        doc = self.docs.get(MODEL, _esc(name)) or self._native(name)
+        doc = self.docs.get(MODEL, doc_id(name)) or self._native(name)
         if doc is None:
             raise _model_not_found(name)
         return doc
 
     def _put_model(self, doc: dict[str, Any]) -> None:
-        self.docs.put(MODEL, _esc(doc["name"]), doc)
+        self.docs.put(MODEL, doc_id(doc["name"]), doc)
 
     def _version_doc(self, store: str, rv: SynaVersion) -> dict[str, Any]:
         """The MLflow fields of a version (made up from the registry entry
@@ -385,7 +380,7 @@ class SynaModelRegistryStore(AbstractRegistryStore):
         (as in MLflow's SQL store, a missing model is a missing version)."""
         _validate_model_name(name)
         v = _validate_model_version(version)
-        doc = self.docs.get(MODEL, _esc(name)) or self._native(name)
+        doc = self.docs.get(MODEL, doc_id(name)) or self._native(name)
         try:
             if doc is not None:
                 return doc, v, self.registry.get_version(doc["store"], v)
@@ -461,7 +456,7 @@ class SynaModelRegistryStore(AbstractRegistryStore):
         for tag in tags or []:
             _validate_registered_model_tag(tag.key, tag.value)
         with self._write():
-            existing = self.docs.get(MODEL, _esc(name)) or self._native(name)
+            existing = self.docs.get(MODEL, doc_id(name)) or self._native(name)
             if existing is not None:
                 handle_resource_already_exist_error(name, has_prompt_tag(existing["tags"]),
                                                     has_prompt_tag(tags))
@@ -489,7 +484,7 @@ class SynaModelRegistryStore(AbstractRegistryStore):
         _validate_model_renaming(new_name)
         with self._write():
             doc = self._model(name)
-            if new_name != name and (self.docs.get(MODEL, _esc(new_name))
+            if new_name != name and (self.docs.get(MODEL, doc_id(new_name))
                                      or self._native(new_name)):
                 raise MlflowException(f"Registered Model (name={new_name}) already exists.",
                                       RESOURCE_ALREADY_EXISTS)
@@ -499,7 +494,7 @@ class SynaModelRegistryStore(AbstractRegistryStore):
                 vdoc = self._version_doc(doc["store"], rv)
                 vdoc["updated"] = now
                 self.docs.put(kind, rv.version, vdoc)
-            self.docs.delete(MODEL, _esc(name))
+            self.docs.delete(MODEL, doc_id(name))
             doc["name"], doc["updated"] = new_name, now
             self._put_model(doc)
         return self._registered(doc)
@@ -512,7 +507,7 @@ class SynaModelRegistryStore(AbstractRegistryStore):
             kind = _version_kind(doc["store"])
             for v in self.docs.ids(kind):
                 self.docs.delete(kind, v)
-            self.docs.delete(MODEL, _esc(name))
+            self.docs.delete(MODEL, doc_id(name))
 
     def search_registered_models(self, filter_string=None,
                                  max_results=SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT,
@@ -749,7 +744,7 @@ class SynaModelRegistryStore(AbstractRegistryStore):
 
     # -- webhooks ---------------------------------------------------------
     def _webhook_doc(self, webhook_id: str) -> dict[str, Any]:
-        doc = self.docs.get(WEBHOOK, _esc(webhook_id))
+        doc = self.docs.get(WEBHOOK, doc_id(webhook_id))
         if doc is None:
             raise MlflowException(f"Webhook with ID {webhook_id} not found.",
                                   RESOURCE_DOES_NOT_EXIST)
@@ -768,7 +763,7 @@ class SynaModelRegistryStore(AbstractRegistryStore):
                "secret": None if secret is None else _cipher().encrypt(secret.encode()).decode(),
                "status": (status or WebhookStatus.ACTIVE).value, "created": now, "updated": now}
         with self._write():
-            self.docs.put(WEBHOOK, _esc(doc["id"]), doc)
+            self.docs.put(WEBHOOK, doc_id(doc["id"]), doc)
         return _webhook(doc)
 
     def get_webhook(self, webhook_id: str) -> Webhook:
@@ -814,13 +809,13 @@ class SynaModelRegistryStore(AbstractRegistryStore):
             if status is not None:
                 doc["status"] = status.value
             doc["updated"] = _now()
-            self.docs.put(WEBHOOK, _esc(doc["id"]), doc)
+            self.docs.put(WEBHOOK, doc_id(doc["id"]), doc)
         return _webhook(doc)
 
     def delete_webhook(self, webhook_id: str) -> None:
         with self._write():
             self._webhook_doc(webhook_id)
-            self.docs.delete(WEBHOOK, _esc(webhook_id))
+            self.docs.delete(WEBHOOK, doc_id(webhook_id))
 
     def test_webhook(self, webhook_id: str,
                      event: WebhookEvent | None = None) -> WebhookTestResult:
