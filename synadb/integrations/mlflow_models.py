@@ -12,8 +12,6 @@ kind / id                   document
 ``lm/<model id>``           a logged model: attributes, tags, params
 ``lm-metric/<model id>/*``  one metric value linked to the model (the id
                             hashes MLflow's key: name, timestamp, step, run)
-``lm-files/<model id>``     the model's artifact manifest (path -> size);
-                            the bytes are ``mlflow/lm-file/<model id>/<path>``
 ``eds/<dataset id>``        an evaluation dataset (tags, experiments, ...)
 ``eds-rec/<dataset id>/*``  its records, one document each
 ``scorer/<key>``            a scorer (all its versions) of one experiment
@@ -80,11 +78,9 @@ __all__ = ["LoggedModelMixin"]
 _DATASET_LOG = logging.getLogger("mlflow.store.tracking.sqlalchemy_store")
 
 _LM = "lm"
-_LM_FILES = "lm-files"
 _EDS = "eds"
 _SCORER = "scorer"
 _SCORER_ONLINE = "scorer-online"
-_FILE_PREFIX = "mlflow/lm-file/"
 
 #: A logged model's attributes as filters and ``order_by`` name them
 #: (MLflow's SQL column names; aliases map onto these).
