@@ -39,22 +39,31 @@ def forget_mlflow_state() -> None:
     import mlflow
     import mlflow.tracking.fluent as fluent
 
-    from mlflow.environment_variables import MLFLOW_EXPERIMENT_ID
+    from mlflow.environment_variables import MLFLOW_EXPERIMENT_ID, MLFLOW_REGISTRY_URI
 
     while mlflow.active_run() is not None:
         mlflow.end_run()
     fluent._active_experiment_id = None  # set_experiment also exports it:
     MLFLOW_EXPERIMENT_ID.unset()
     fluent._reset_last_logged_model_id()
+    # The registry follows the tracking URI again (set_registry_uri pins it,
+    # and exports it to the environment too).
+    mlflow.set_registry_uri(None)
+    MLFLOW_REGISTRY_URI.unset()
+
+
+_MLFLOW_ENV = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_URI")
 
 
 @pytest.fixture(autouse=True)
-def _keep_mlflow_experiment_env():
-    """mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID to os.environ; a
-    test that calls it must not point the next test's file at its id."""
-    before = os.environ.get("MLFLOW_EXPERIMENT_ID")
+def _keep_mlflow_env():
+    """mlflow.set_experiment and set_registry_uri export MLFLOW_* variables
+    to os.environ; a test that calls them must not point the next test at
+    its file."""
+    before = {k: os.environ.get(k) for k in _MLFLOW_ENV}
     yield
-    if before is None:
-        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
-    else:
-        os.environ["MLFLOW_EXPERIMENT_ID"] = before
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

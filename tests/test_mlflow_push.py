@@ -181,16 +181,15 @@ def synadb_tracking(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
     path = tmp_path / "experiments.db"
     uri = f"synadb://{path}"
-    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    before = mlflow.get_tracking_uri()
+    forget_mlflow_state()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    forget_mlflow_state()
     try:
         yield path
     finally:
-        forget_mlflow_state()
-        mlflow.set_tracking_uri(before[0])
-        mlflow.set_registry_uri(before[1])
+        forget_mlflow_state()  # the registry follows the tracking URI again
+        mlflow.set_tracking_uri(before)
 
 
 def test_push_logged_model_registry_traces_and_datasets(server, synadb_tracking, capsys):
