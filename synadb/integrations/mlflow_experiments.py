@@ -41,6 +41,12 @@ def _now() -> float:
     return int(time.time() * 1000) / 1000
 
 
+def _whole_ms(seconds: float | None) -> float | None:
+    """A time cut to whole milliseconds, as MLflow's are (rounded up, a
+    creation time could pass a later ``creation_time >= t`` filter)."""
+    return None if seconds is None else int(seconds * 1000) / 1000
+
+
 def catalog(tracker: ExperimentTracker) -> "ExperimentCatalog":
     """The catalog of ``tracker``'s file (one per tracker handle, so its
     cache is shared by every client on that handle)."""
@@ -117,7 +123,7 @@ class ExperimentCatalog:
                 counter += 1
                 eid = str(counter)
             info = self.tracker.experiment_info(name)
-            created = info.get("created") or _now()
+            created = _whole_ms(info.get("created")) or _now()
             table[eid] = {"name": name, "tags": dict(info.get("tags") or {}),
                           "lifecycle_stage": "active", "created": created, "updated": created,
                           "artifact_location": None}
@@ -126,7 +132,7 @@ class ExperimentCatalog:
     def _adopt(self, eid: str, name: str) -> dict[str, Any]:
         info = self.tracker.experiment_info(name)
         legacy = self.docs.get(_LEGACY, name) or {}
-        created = info.get("created") or _now()
+        created = _whole_ms(info.get("created")) or _now()
         tags = dict(info.get("tags") or {})
         tags.update(legacy.get("tags") or {})
         doc = {"name": name, "tags": tags,
