@@ -31,9 +31,13 @@ LABELS_TAG = "synadb.labels"
 LIFECYCLE_TAG = "synadb.lifecycle_stage"
 VIRTUAL_TAGS = (RUN_NAME_TAG, PARENT_TAG, LABELS_TAG, LIFECYCLE_TAG)
 # Run fields MLflow has and synadb's run does not, kept as tags MLflow never shows.
-HIDDEN_TAGS = frozenset((LIFECYCLE_TAG, "synadb.user_id", "synadb.status",
-                         "synadb.artifact_uri", "synadb.deleted_time",
-                         "synadb.no_run_name_tag"))
+USER_TAG = "synadb.user_id"
+STATUS_TAG = "synadb.status"  # only where synadb's status cannot say it (SCHEDULED)
+ARTIFACT_TAG = "synadb.artifact_uri"  # only where artifacts live outside the file
+DELETED_TAG = "synadb.deleted_time"
+NO_NAME_TAG = "synadb.no_run_name_tag"  # the mlflow.runName tag was deleted (the name stays)
+HIDDEN_TAGS = frozenset((LIFECYCLE_TAG, USER_TAG, STATUS_TAG, ARTIFACT_TAG, DELETED_TAG,
+                         NO_NAME_TAG))
 # Shim-owned keys for what the tracker and registry do not model (experiment
 # tags added later, deleted experiments, registered models with no version).
 MODEL_META = "mlflow/model/"

@@ -37,7 +37,6 @@ import contextlib
 import math
 import os
 import posixpath
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -78,14 +77,10 @@ except ImportError as e:  # pragma: no cover - exercised in test_missing_extras 
 
 __all__ = ["SynaTrackingStore", "SynaArtifactRepository", "SynaModelRegistryStore"]
 
-_LOCK = threading.Lock()
 _MAX_FLOAT = 1.7976931348623157e308
 # Hidden run tags: fields of an MLflow run that synadb's run has no slot for.
-USER_TAG = "synadb.user_id"
-STATUS_TAG = "synadb.status"  # only where synadb's status cannot say it (SCHEDULED)
-ARTIFACT_TAG = "synadb.artifact_uri"  # only where artifacts live outside the file
-DELETED_TAG = "synadb.deleted_time"
-NO_NAME_TAG = "synadb.no_run_name_tag"  # the mlflow.runName tag was deleted (the name stays)
+USER_TAG, STATUS_TAG, ARTIFACT_TAG = mapping.USER_TAG, mapping.STATUS_TAG, mapping.ARTIFACT_TAG
+DELETED_TAG, NO_NAME_TAG = mapping.DELETED_TAG, mapping.NO_NAME_TAG
 _INPUTS = "run_inputs"  # docs: run id -> {"datasets": [...], "models": [...]}
 _OUTPUTS = "run_outputs"  # docs: run id -> [{"model_id", "step"}]
 _DATASETS = "dataset"  # docs: "<experiment id>:<digest>:<name>" -> dataset fields
