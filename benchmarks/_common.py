@@ -10,10 +10,13 @@ from __future__ import annotations
 import datetime as _dt
 import gc
 import json
+import logging
 import os
 import platform
+import statistics
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -188,3 +191,19 @@ def key_names(n: int, prefix: str = "k/") -> list[str]:
     """``n`` distinct keys of ~12 bytes (``k/0000000042``)."""
     width = max(1, 12 - len(prefix))
     return [f"{prefix}{i:0{width}d}" for i in range(n)]
+
+
+def med(xs: Iterable[float | None]) -> float | None:
+    """The median of the samples that were taken (None: none was)."""
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def quiet_mlflow() -> None:
+    """MLflow as a peer: its file store allowed, its warnings and logs off."""
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    os.environ["GIT_PYTHON_REFRESH"] = "quiet"
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    warnings.filterwarnings("ignore")
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.ERROR)

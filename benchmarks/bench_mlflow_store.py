@@ -39,20 +39,17 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import os
 import random
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 import urllib.request
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -85,18 +82,7 @@ def log(msg: str) -> None:
     print(f"[mlflow_store] {msg}", file=sys.stderr, flush=True)
 
 
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def _quiet_mlflow() -> None:
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-    os.environ["GIT_PYTHON_REFRESH"] = "quiet"
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    warnings.filterwarnings("ignore")
-    for name in ("mlflow", "alembic", "sqlalchemy"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+med = c.med
 
 
 def _uri(backend: str, d: Path) -> str:
@@ -506,7 +492,7 @@ def build_rows(p: dict, lg: dict, sr: dict) -> list[list[str]]:
 # --------------------------------------------------------------------------
 def run_bench(quick: bool = False, out_dir: Path | None = None,
               work_root: Path | None = None, only: set[str] | None = None) -> dict:
-    _quiet_mlflow()
+    c.quiet_mlflow()
     p = dict(QUICK if quick else FULL)
     out_dir = out_dir or c.OUT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)

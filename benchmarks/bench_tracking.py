@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
-import logging
 import os
 import shutil
 import statistics
@@ -36,7 +35,6 @@ import sys
 import tempfile
 import time
 import traceback
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -76,18 +74,7 @@ def log(msg: str) -> None:
     print(f"[tracking] {msg}", file=sys.stderr, flush=True)
 
 
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def _quiet_mlflow() -> None:
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-    os.environ["GIT_PYTHON_REFRESH"] = "quiet"
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    warnings.filterwarnings("ignore")
-    for name in ("mlflow", "alembic", "sqlalchemy"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+med = c.med
 
 
 # --------------------------------------------------------------------------
@@ -186,7 +173,7 @@ class MlflowStores:
     sqlite store costs seconds of schema migration, which is not logging."""
 
     def __init__(self, work: Path):
-        _quiet_mlflow()
+        c.quiet_mlflow()
         from mlflow.tracking import MlflowClient
 
         self.root = work / "mlflow"
@@ -578,7 +565,7 @@ class MlflowRegistry:
     keeps no checksum."""
 
     def __init__(self, work: Path):
-        _quiet_mlflow()
+        c.quiet_mlflow()
         from mlflow.tracking import MlflowClient
 
         self.work = work
