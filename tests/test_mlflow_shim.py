@@ -521,3 +521,28 @@ def test_a_flavor_logs_into_the_shims_active_run(uri):
     assert version.name == "clf"
     mlflow.delete_run(run.info.run_id)
     assert mlflow.get_run(run.info.run_id).info.lifecycle_stage == "deleted"
+
+
+def test_experiments_from_before_ids_are_numbered_with_their_fields(tmp_path):
+    """A file written before MLflow ids were kept (the tracker's experiments,
+    the shim's old mlflow/exp/<name> tags and lifecycle stage) gets MLflow's
+    integer ids on first sight, keeping those fields; a read-only handle
+    shows the same ids without writing."""
+    path = tmp_path / "old.db"
+    with ExperimentTracker(path) as tracker:
+        tracker.start_run("cifar")
+        tracker.start_run("mnist")
+        tracker.db.put_text("mlflow/exp/mnist", json.dumps(
+            {"tags": {"team": "vision"}, "lifecycle_stage": "deleted", "updated": 1.0e9}))
+    client = mlflow.MlflowClient(f"synadb://{path}", read_only=True)
+    seen = {e.name: e.experiment_id for e in client.search_experiments(view_type=3)}
+    assert seen == {"cifar": "1", "mnist": "2"}  # Default is made by the first writer
+    mlflow._STATE.close()
+    client = mlflow.MlflowClient(f"synadb://{path}")
+    exps = {e.name: e for e in client.search_experiments(view_type=3)}
+    assert {n: e.experiment_id for n, e in exps.items()} == {
+        "Default": "0", "cifar": "1", "mnist": "2"}
+    assert exps["mnist"].tags == {"team": "vision"}
+    assert exps["mnist"].lifecycle_stage == "deleted"
+    assert client.tracker.db.get_text("mlflow/exp/mnist") is None  # adopted, then dropped
+    mlflow._STATE.close()
