@@ -46,10 +46,6 @@ pd = pytest.importorskip("pandas")
 
 ROOT = str(Path(__file__).resolve().parents[1])
 MLFLOW_BIN = str(Path(sys.executable).parent / "mlflow")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 # Bounds, not delays: a busy 2-core machine needs them generous.
 SERVER_START_TIMEOUT_S = 180
 WAIT_MS = 60_000
@@ -207,16 +203,7 @@ def sqlite_site(tmp_path_factory):
     site.stop()
 
 
-# ---------------------------------------------------------------- the browser
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium chromium-driver)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
+# ------------------------------------------ the browser (the fixture is in conftest.py)
 
 
 _IDS = re.compile(r"\b(?:tr-|m-)?[0-9a-f]{32}\b")

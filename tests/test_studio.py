@@ -29,10 +29,6 @@ from synadb.registry import ModelRegistry  # noqa: E402
 from synadb.tracking import ExperimentTracker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 WAIT_MS = 15_000  # every browser wait is bounded by this
 
 
@@ -355,16 +351,7 @@ def test_static_files_are_served(live):
     assert status == 200 and b"/static/app.js" in body
 
 
-# ---------------------------------------------------------------- the browser
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium chromium-driver)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
+# ------------------------------------------ the browser (the fixture is in conftest.py)
 
 
 @pytest.fixture
