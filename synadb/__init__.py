@@ -36,6 +36,7 @@ from .errors import (
     TypeMismatch,
 )
 
+from .dataset import Column, Dataset, datasets
 from .registry import ModelRegistry, ModelVersion
 from .sweep import sweep
 from .tensors import TensorEngine
@@ -70,6 +71,9 @@ __all__ = [
     "DbConfig",
     "VerifyReport",
     "TensorEngine",
+    "Dataset",
+    "Column",
+    "datasets",
     "ExperimentTracker",
     "Experiment",
     "Run",
