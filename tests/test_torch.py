@@ -54,7 +54,8 @@ def test_all_is_pinned_and_aliased():
     import synadb.torch as alias
 
     assert sorted(st.__all__) == sorted(["SynaDataset", "SynaIterableDataset",
-                                         "SynaDataLoader", "create_distributed_loader",
+                                         "SynaDataLoader", "SeededSampler",
+                                         "create_distributed_loader", "pad_collate",
                                          "to_torch"])
     assert sorted(alias.__all__) == sorted(st.__all__)
     for name in st.__all__:
@@ -145,15 +146,24 @@ def test_a_new_pid_reopens(data, monkeypatch):
     assert ds._engine is not first and first.db._log is None  # the old handle is closed
 
 
-def test_a_worker_refuses_a_tensor_rewritten_since_creation(tmp_path):
+@pytest.mark.parametrize("persistent", [False, True])
+@pytest.mark.parametrize("rows", [3, 8])
+def test_a_re_put_with_another_row_count_is_read_whole_from_the_next_epoch(tmp_path, persistent,
+                                                                          rows):
+    # Used to kill the next epoch: a worker found the new row count and refused.
     path = str(tmp_path / "moving.db")
     with TensorEngine(path, progress=False) as e:
-        e.put_tensor("x/", np.zeros((5, 2), np.float32))
-    shipped = pickle.dumps(SynaDataset(path, "x/*"))  # what a spawn worker receives
+        e.put_tensor("x/", np.arange(5, dtype=np.float32).reshape(5, 1))
+    ds = SynaDataset(path, "x/*")
+    loader = SynaDataLoader(ds, batch_size=2, shuffle=True, seed=0, num_workers=2,
+                            persistent_workers=persistent)
+    assert sorted(torch.cat(list(loader)).flatten().tolist()) == [0, 1, 2, 3, 4]
     with TensorEngine(path, progress=False) as e:
-        e.put_tensor("x/", np.zeros((6, 2), np.float32))
-    with pytest.raises(errors.DimensionMismatch, match="6 rows now but 5"):
-        pickle.loads(shipped)[0]
+        e.put_tensor("x/", np.arange(10, 10 + rows, dtype=np.float32).reshape(rows, 1))
+    got = sorted(torch.cat(list(loader)).flatten().tolist())
+    assert got == list(range(10, 10 + rows))
+    shipped = pickle.loads(pickle.dumps(ds))  # what a spawn worker receives
+    assert len(shipped) == rows and shipped[rows - 1].item() == 9 + rows
 
 
 # 4 workers on a 2-core runner is what the test asks for; torch's advice against it is noise.

@@ -45,6 +45,9 @@ from typing import Any
 import numpy as np
 
 from .. import _convert, errors
+from ..dataset import Dataset as _Table
+from ..dataset import datasets as _dataset_names
+from ..dataset import pad as _pad
 from ..tensors import RowView, TensorEngine
 
 try:
@@ -55,6 +58,7 @@ try:
         Dataset,
         DistributedSampler,
         IterableDataset,
+        Sampler,
         default_collate,
         get_worker_info,
     )
@@ -65,7 +69,9 @@ __all__ = [
     "SynaDataLoader",
     "SynaDataset",
     "SynaIterableDataset",
+    "SeededSampler",
     "create_distributed_loader",
+    "pad_collate",
     "to_torch",
 ]
 
@@ -211,15 +217,20 @@ class _Reader:
             self._pid = os.getpid()
             if old is not None:
                 old.close()  # the fork's copy: read-only, closing it writes nothing
-            n = getattr(self, "_len", None)
-            if n is not None and len(self._x) != n:
-                # A writer replaced the tensor after the dataset was made:
-                # indices from the parent's sampler would be wrong here.
-                raise errors.DimensionMismatch(
-                    f"{self.pattern!r} in {self.path!r} has {len(self._x)} rows now but "
-                    f"{n} when the dataset was created")
+            self._len = len(self._x)
+            self._end = self._engine.db.storage.log_end()
         assert self._x is not None
         return self._x, self._y
+
+    def _fresh(self) -> None:
+        """Reopen the views if a writer changed the file since: a re-put
+        tensor (more or fewer rows) is read whole from the next epoch on,
+        which asks ``len`` again (the views held until then stay one
+        consistent version: they pin the map they were read from)."""
+        if self._engine is not None and self._pid == os.getpid() and \
+                self._engine.db.storage.log_end() != self._end:
+            self._engine = None  # the old views keep their map alive while used
+            self._views()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -298,6 +309,12 @@ class SynaDataset(_Reader, Dataset):  # type: ignore[type-arg]
     (3, (tensor([2., 3.]), tensor(1)))
     """
 
+    def __new__(cls, path: Any = None, pattern: str = "train/*", *args: Any,
+                **kwargs: Any) -> Any:
+        if cls is SynaDataset and _names_a_table(path, pattern):
+            return super().__new__(SynaTableDataset)
+        return super().__new__(cls)
+
     def __init__(self, path: str | os.PathLike[str], pattern: str = "train/*",
                  label_pattern: str | None = None, transform: Transform | None = None,
                  target_transform: Transform | None = None, dtype: Any = None) -> None:
@@ -305,10 +322,18 @@ class SynaDataset(_Reader, Dataset):  # type: ignore[type-arg]
                          dtype)
 
     def __len__(self) -> int:
+        self._fresh()
         return self._len
 
+    def _rows_for(self, top: int) -> tuple[RowView, RowView | None]:
+        # A persistent worker outlives epochs: after a re-put it catches up
+        # here (one cheap look at the file's end per batch).
+        self._views()
+        self._fresh()
+        return self._views()
+
     def __getitem__(self, index: int) -> Any:
-        x, y = self._views()
+        x, y = self._rows_for(int(index))
         i = int(index)
         if not -self._len <= i < self._len:
             raise IndexError(f"index {i} out of range for a dataset of {self._len} rows")
@@ -316,8 +341,8 @@ class SynaDataset(_Reader, Dataset):  # type: ignore[type-arg]
         return xt if y is None else (xt, self._y_tensor(y[i]))
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
-        x, y = self._views()
         idx = np.asarray(indices, dtype=np.int64)
+        x, y = self._rows_for(int(idx.max()) if len(idx) else 0)
         if len(idx) and (idx.min() < -self._len or idx.max() >= self._len):
             raise IndexError(f"an index in the batch is out of range for {self._len} rows")
         idx = np.where(idx < 0, idx + self._len, idx)
@@ -344,6 +369,207 @@ class SynaDataset(_Reader, Dataset):  # type: ignore[type-arg]
                 f"{self.stored_dtype}{list(self.row_shape)})")
 
 
+
+# ----------------------------------------------------------- dataset tables
+def _names_a_table(path: Any, pattern: Any) -> bool:
+    """Whether ``SynaDataset(path, pattern)`` means a :class:`synadb.Dataset`:
+    ``path`` is one, or ``pattern`` has no glob characters and names one."""
+    if isinstance(path, _Table):
+        return True
+    if not isinstance(pattern, str) or not pattern or any(c in pattern for c in "*?["):
+        return False
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        return False
+    try:
+        return pattern in _dataset_names(path)
+    except errors.SynaError:
+        return False
+
+
+def _dtypes(dtype: Any) -> Any:
+    if isinstance(dtype, dict):
+        return {k: _np_dtype(v) for k, v in dtype.items()}
+    return _np_dtype(dtype)
+
+
+def pad_collate(pad_value: Any = 0, columns: Sequence[str] | None = None) -> Callable[[Any], Any]:
+    """A ``collate_fn`` that pads ragged columns (lists of 1-d+ tensors, e.g.
+    token ids) to the longest row and adds ``<name>_lengths``; other
+    columns stack as ``default_collate`` does, and strings/bytes stay lists.
+
+    Use it with samples that are dicts (a :class:`SynaDataset` over a
+    :class:`synadb.Dataset`), e.g. ``DataLoader(ds, collate_fn=pad_collate())``.
+    """
+
+    def collate(batch: Any) -> Any:
+        stacked = getattr(batch, "stacked", None)
+        if isinstance(stacked, dict):
+            return _pad_dict(stacked, pad_value, columns)
+        if not batch or not isinstance(batch[0], dict):
+            return _default_collate(batch)
+        out: dict[str, Any] = {}
+        for k in batch[0]:
+            vals = [b[k] for b in batch]
+            same = all(isinstance(v, torch.Tensor) for v in vals) and \
+                len({tuple(v.shape) for v in vals}) == 1
+            out[k] = torch.stack(vals) if same else vals
+        return _pad_dict(out, pad_value, columns)
+
+    return collate
+
+
+def _pad_dict(batch: dict[str, Any], pad_value: Any, columns: Sequence[str] | None) -> Any:
+    out = dict(batch)
+    for k, v in batch.items():
+        if columns is not None and k not in columns:
+            continue
+        if isinstance(v, list) and v and all(isinstance(t, torch.Tensor) and t.ndim >= 1
+                                             for t in v):
+            padded, lengths = _pad([t.numpy() for t in v], pad_value)
+            out[k] = torch.from_numpy(padded)
+            out[k + "_lengths"] = torch.from_numpy(lengths)
+    return out
+
+
+class SynaTableDataset(SynaDataset):
+    """A map-style dataset over a :class:`synadb.Dataset`: each sample is a
+    dict of its columns (or a tuple, with ``as_tuple``).
+
+    Made by ``SynaDataset(path, "train")`` when ``"train"`` names a dataset
+    in the file (no glob characters), or ``SynaDataset(ds)``.  ``fixed``
+    columns come as tensors, ``ragged`` ones as 1-d+ tensors of varying
+    length (batched as a list, or padded with ``ragged="pad"`` plus a
+    ``<name>_lengths`` tensor), ``bytes``/``text``/``json`` as Python values.
+
+    Args:
+        path: the file, or an open :class:`synadb.Dataset`.
+        pattern: the dataset's name.
+        columns: the columns to read (default: all), in this order.
+        as_tuple: samples as tuples in ``columns`` order, e.g. ``(x, y)``.
+        transform: applied to each sample (the dict, or the tuple).
+        dtype: cast floating columns to this numpy or torch dtype, or a dict
+            ``{column: dtype}``.
+        ragged: ``"list"`` or ``"pad"`` (how a batch holds ragged columns).
+        pad_value: the padding of ``ragged="pad"``.
+
+    The length is the row count when the dataset is made (rows appended
+    later show after :meth:`refresh`): workers index the same rows.
+    """
+
+    def __init__(self, path: Any, pattern: str = "train", label_pattern: str | None = None,
+                 transform: Transform | None = None, target_transform: Transform | None = None,
+                 dtype: Any = None, *, columns: Sequence[str] | None = None,
+                 as_tuple: bool = False, ragged: str = "list", pad_value: Any = 0) -> None:
+        if label_pattern is not None or target_transform is not None:
+            raise errors.InvalidArgument(
+                "a dataset's samples are dicts of columns: choose them with columns=[...] "
+                "(and as_tuple=True for (x, y)), not label_pattern/target_transform")
+        if ragged not in ("list", "pad"):
+            raise errors.InvalidArgument(f"ragged is 'list' or 'pad', got {ragged!r}")
+        if isinstance(path, _Table):
+            name, path = path.name, path.path
+        else:
+            name = pattern
+        self.path = os.fspath(path)
+        self.pattern = self.name = name
+        self.label_pattern = None
+        self.transform = transform
+        self.target_transform = None
+        self.dtype = dtype
+        self._np_dtype = _dtypes(dtype)
+        self.as_tuple = bool(as_tuple)
+        self.ragged = ragged
+        self.pad_value = pad_value
+        self._table: _Table | None = None
+        self._pid = -1
+        t = self._open()
+        names = list(t.columns)
+        self.columns = list(columns) if columns is not None else names
+        missing = [c for c in self.columns if c not in names]
+        if missing:
+            raise errors.KeyNotFound(f"dataset {name!r} in {self.path!r} has no column "
+                                     f"{missing[0]!r} (it has {names})")
+        self.kinds = {c: t.columns[c].kind for c in self.columns}
+        self._len = len(t)
+
+    def _open(self) -> _Table:
+        if self._table is None or self._pid != os.getpid():
+            self._table = _Table(self.path, self.name, read_only=True, progress=False)
+            self._pid = os.getpid()
+        return self._table
+
+    def __len__(self) -> int:
+        return self._len
+
+    def refresh(self) -> int:
+        """Take in rows appended since the dataset was made; returns the length."""
+        self._len = len(self._open())
+        return self._len
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_table=None, _pid=-1)
+        return state
+
+    def close(self) -> None:
+        if self._table is not None and self._pid == os.getpid():
+            self._table.close()
+        self._table = None
+        self._pid = -1
+
+    def _cast(self, name: str, arr: np.ndarray) -> np.ndarray:
+        dt = self._np_dtype.get(name) if isinstance(self._np_dtype, dict) else self._np_dtype
+        if dt is not None and arr.dtype.kind == "f" and dt != arr.dtype:
+            return arr.astype(dt)
+        return arr
+
+    def _batch(self, idx: np.ndarray) -> dict[str, Any]:
+        got = self._open().take(idx, self.columns)
+        out: dict[str, Any] = {}
+        for c in self.columns:
+            v = got[c]
+            kind = self.kinds[c]
+            if kind == "fixed":
+                out[c] = torch.from_numpy(self._cast(c, v))
+            elif kind == "ragged":
+                out[c] = [torch.from_numpy(self._cast(c, a)) for a in v]
+            else:
+                out[c] = v
+        return out
+
+    def _check(self, idx: np.ndarray) -> np.ndarray:
+        n = self._len
+        if len(idx) and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"an index is out of range for a dataset of {n} rows")
+        return np.where(idx < 0, idx + n, idx)
+
+    def _shape(self, sample: dict[str, Any]) -> Any:
+        return tuple(sample[c] for c in self.columns) if self.as_tuple else sample
+
+    def __getitem__(self, index: int) -> Any:
+        b = self._batch(self._check(np.array([int(index)], dtype=np.int64)))
+        sample = self._shape({c: v[0] for c, v in b.items()})
+        return self.transform(sample) if self.transform is not None else sample
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        idx = self._check(np.asarray(indices, dtype=np.int64).reshape(-1))
+        b = self._batch(idx)
+        out = _Samples()
+        k = len(idx)
+        samples = [{c: v[i] for c, v in b.items()} for i in range(k)]
+        if self.transform is not None:
+            out.extend(self.transform(self._shape(s)) for s in samples)
+            return out
+        out.extend(self._shape(s) for s in samples)
+        if self.ragged == "pad":
+            b = _pad_dict(b, self.pad_value, None)
+        out.stacked = tuple(b[c] for c in self.columns) if self.as_tuple else b
+        return out
+
+    def __repr__(self) -> str:
+        cols = ", ".join(f"{c}: {k}" for c, k in self.kinds.items())
+        return f"SynaDataset({self.path!r}, {self.name!r}; {self._len} rows; {cols})"
+
 # ---------------------------------------------------------------- loaders
 def _move(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
@@ -357,6 +583,58 @@ def _move(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+class SeededSampler(Sampler[int]):
+    """Indices of a map-style dataset in an order that depends only on
+    ``seed`` and the epoch: the same for any ``num_workers``, on any
+    machine, and after a restart.
+
+    Each pass advances the epoch by one (so every epoch reshuffles) unless
+    :meth:`set_epoch` chose it.  ``start`` skips the first indices of the
+    next pass (resuming mid-epoch reads nothing for them).
+
+    Args:
+        data_source: the dataset (its ``len`` is taken at every pass).
+        shuffle: a seeded permutation, else ``0..n-1``.
+        seed: the seed; ``None`` draws one from torch's global generator
+            (so ``torch.manual_seed`` makes it repeatable).
+    """
+
+    def __init__(self, data_source: Any, shuffle: bool = True, seed: int | None = None) -> None:
+        self.data_source = data_source
+        self.shuffle = bool(shuffle)
+        if seed is None:
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise errors.InvalidType(f"seed must be an int, got {seed!r}")
+        self.seed = int(seed)
+        self.epoch = 0
+        self.start = 0
+        self._started = False
+        self._chosen = False
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch``'s order for the next pass."""
+        self.epoch = int(epoch)
+        self._chosen = True
+
+    def __len__(self) -> int:
+        return max(0, len(self.data_source) - self.start)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The whole order of ``epoch``."""
+        n = len(self.data_source)
+        if not self.shuffle:
+            return np.arange(n)
+        return np.random.default_rng([self.seed & (2**63 - 1), int(epoch)]).permutation(n)
+
+    def __iter__(self) -> Iterator[int]:
+        if self._started and not self._chosen:
+            self.epoch += 1
+        self._started, self._chosen = True, False
+        start, self.start = self.start, 0
+        return iter(self.order(self.epoch)[start:].tolist())
+
+
 class SynaDataLoader(DataLoader):  # type: ignore[type-arg]
     """``torch.utils.data.DataLoader`` with defaults for synadb datasets.
 
@@ -367,9 +645,18 @@ class SynaDataLoader(DataLoader):  # type: ignore[type-arg]
     :meth:`SynaDataset.__getitems__` already stacked; and ``device`` moves
     every batch there (``non_blocking``, from pinned memory).
 
+    Order and resumption: a map-style dataset is read in the order of a
+    :class:`SeededSampler` (``seed``), the same whatever ``num_workers`` is;
+    each pass over the loader is the next epoch unless :meth:`set_epoch`
+    says which.  :meth:`state_dict` records the epoch and the batches
+    already yielded; :meth:`load_state_dict` on a new loader resumes at the
+    next batch of that epoch (as ``torchdata``'s StatefulDataLoader does).
+
     Args:
         dataset: any dataset, typically a :class:`SynaDataset`.
         batch_size: rows per batch.
+        shuffle: shuffle each epoch.
+        seed: the shuffle seed (default: drawn from torch's generator).
         device: where batches go; ``None`` leaves them on the CPU.
         **kwargs: anything ``DataLoader`` takes.
 
@@ -378,7 +665,8 @@ class SynaDataLoader(DataLoader):  # type: ignore[type-arg]
     """
 
     def __init__(self, dataset: Any, batch_size: int | None = 32, shuffle: bool | None = None,
-                 num_workers: int = 0, *, device: str | torch.device | None = None,
+                 num_workers: int = 0, *, seed: int | None = None,
+                 device: str | torch.device | None = None,
                  pin_memory: bool | None = None, persistent_workers: bool | None = None,
                  collate_fn: Callable[[Any], Any] | None = None, **kwargs: Any) -> None:
         self.device = _device(device) if device is not None else None
@@ -389,16 +677,65 @@ class SynaDataLoader(DataLoader):  # type: ignore[type-arg]
             persistent_workers = num_workers > 0
         if collate_fn is None and batch_size is not None:
             collate_fn = _collate
+        iterable = isinstance(dataset, IterableDataset)
+        self.seeded: SeededSampler | None = None
+        if (not iterable and kwargs.get("sampler") is None
+                and kwargs.get("batch_sampler") is None):
+            self.seeded = SeededSampler(dataset, shuffle=bool(shuffle), seed=seed)
+            kwargs["sampler"] = self.seeded
+            shuffle = None
+        elif iterable and isinstance(dataset, SynaIterableDataset) and batch_size is not None \
+                and dataset.batch_size is None:
+            dataset.group = int(batch_size)  # workers deal whole batches: see its __iter__
+        self._epoch_batches = 0
+        self._resume = 0
         super().__init__(dataset, batch_size=batch_size, shuffle=shuffle,
                          num_workers=num_workers, pin_memory=pin_memory,
                          persistent_workers=persistent_workers, collate_fn=collate_fn,
                          **kwargs)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Read ``epoch``'s order on the next pass (sampler and dataset)."""
+        for obj in (self.seeded, self.sampler, self.dataset):
+            fn = getattr(obj, "set_epoch", None)
+            if fn is not None:
+                fn(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this loader is: the epoch and the batches it has yielded in it."""
+        if self.seeded is None:
+            raise errors.InvalidArgument("state_dict needs the loader's own sampler (no "
+                                         "sampler=/batch_sampler=, a map-style dataset)")
+        return {"epoch": self.seeded.epoch, "seed": self.seeded.seed,
+                "shuffle": self.seeded.shuffle, "batches": self._epoch_batches,
+                "batch_size": self.batch_size, "length": len(self.dataset)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume at the batch after the one ``state`` was taken at."""
+        if self.seeded is None:
+            raise errors.InvalidArgument("load_state_dict needs the loader's own sampler")
+        if state.get("batch_size") != self.batch_size:
+            raise errors.InvalidArgument(f"the state was taken with batch_size "
+                                         f"{state.get('batch_size')}, this loader has "
+                                         f"{self.batch_size}")
+        self.seeded.seed = int(state["seed"])
+        self.seeded.shuffle = bool(state["shuffle"])
+        self.seeded.set_epoch(int(state["epoch"]))
+        self._resume = int(state["batches"])
+
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        skip, self._resume = self._resume, 0
+        if self.seeded is not None:
+            self.seeded.start = skip * (self.batch_size or 1)
         it = super().__iter__()
-        if self.device is None or self.device.type == "cpu":
-            return it
-        return (_move(b, self.device) for b in it)
+        return self._count(it, skip)
+
+    def _count(self, it: Iterator[Any], skip: int) -> Iterator[Any]:
+        self._epoch_batches = skip
+        move = self.device is not None and self.device.type != "cpu"
+        for b in it:
+            self._epoch_batches += 1
+            yield _move(b, self.device) if move else b
 
 
 def create_distributed_loader(dataset: Any, batch_size: int, num_workers: int = 0,
@@ -483,7 +820,7 @@ class SynaIterableDataset(_Reader, IterableDataset):  # type: ignore[type-arg]
                  batch_size: int | None = None, shuffle_buffer: int = 0,
                  seed: int | None = None, *, label_pattern: str | None = None,
                  transform: Transform | None = None, target_transform: Transform | None = None,
-                 dtype: Any = None, read_rows: int = 1024) -> None:
+                 dtype: Any = None, read_rows: int = 1024, shuffle: bool = False) -> None:
         for name, v, low in (("batch_size", batch_size, 1), ("shuffle_buffer", shuffle_buffer, 0),
                              ("read_rows", read_rows, 1)):
             if v is None and name == "batch_size":
@@ -497,13 +834,26 @@ class SynaIterableDataset(_Reader, IterableDataset):  # type: ignore[type-arg]
                          dtype)
         self.batch_size = batch_size
         self.shuffle_buffer = int(shuffle_buffer)
+        self.shuffle = bool(shuffle)
+        if seed is None and self.shuffle:
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())
         self.seed = seed
         self.read_rows = int(read_rows)
-        self.epoch = 0
+        # Rows a DataLoader batches together: SynaDataLoader sets it to its
+        # batch_size, so that workers deal whole batches (see __iter__).
+        self.group: int | None = None
+        # The epoch lives in shared memory: set_epoch in the main process
+        # reaches persistent workers, which keep their copy of the dataset.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        """Vary the shuffle between epochs (call it before iterating)."""
-        self.epoch = int(epoch)
+        """Use ``epoch``'s order next (call it before iterating); it reaches
+        workers that persist across epochs."""
+        self._epoch.fill_(int(epoch))
 
     def __len__(self) -> int:
         if self.batch_size is not None:
@@ -517,12 +867,32 @@ class SynaIterableDataset(_Reader, IterableDataset):  # type: ignore[type-arg]
         wid, nw = (0, 1) if info is None else (info.id, info.num_workers)
         return self._len * wid // nw, self._len * (wid + 1) // nw, wid
 
+    def _dealt(self) -> list[np.ndarray] | None:
+        """This worker's units of rows when the order is global: the epoch's
+        order (seeded permutation, or key order) cut into units of one batch,
+        worker ``k`` of ``n`` taking units ``k, k+n, ...``.  A DataLoader
+        takes one batch from each worker in turn, so the batches come in the
+        same order for any ``num_workers``.  None: contiguous shards."""
+        unit = self.batch_size or self.group
+        if not self.shuffle and unit is None:
+            return None
+        info = get_worker_info()
+        wid, nw = (0, 1) if info is None else (info.id, info.num_workers)
+        n = self._len
+        order = (np.random.default_rng([int(self.seed or 0) & (2**63 - 1), self.epoch])
+                 .permutation(n) if self.shuffle else np.arange(n))
+        unit = unit or self.read_rows
+        return [order[s:s + unit] for s in range(wid * unit, n, nw * unit)]
+
     def _rows(self) -> Iterator[Any]:
-        """This worker's rows as tensors (or ``(x, y)`` pairs), in key order."""
+        """This worker's rows as tensors (or ``(x, y)`` pairs)."""
         x, y = self._views()
-        lo, hi, _ = self._shard()
-        for s in range(lo, hi, self.read_rows):
-            idx = np.arange(s, min(hi, s + self.read_rows))
+        dealt = self._dealt()
+        if dealt is None:
+            lo, hi, _ = self._shard()
+            dealt = [np.arange(s, min(hi, s + self.read_rows))
+                     for s in range(lo, hi, self.read_rows)]
+        for idx in dealt:
             xb = _tensor(x.batch(idx), self._np_dtype)
             if y is None:
                 for r in xb.unbind(0):
@@ -558,10 +928,14 @@ class SynaIterableDataset(_Reader, IterableDataset):  # type: ignore[type-arg]
     def __iter__(self) -> Iterator[Any]:
         lo, hi, wid = self._shard()
         if self.batch_size is not None and self.shuffle_buffer <= 1:
-            # In key order a batch is a contiguous run of rows: one gather each.
+            # A batch is one gather: a run of rows in key order, or a unit
+            # of the epoch's dealt order.
             x, y = self._views()
-            for s in range(lo, hi, self.batch_size):
-                idx = np.arange(s, min(hi, s + self.batch_size))
+            dealt = self._dealt()
+            if dealt is None:
+                dealt = [np.arange(s, min(hi, s + self.batch_size))
+                         for s in range(lo, hi, self.batch_size)]
+            for idx in dealt:
                 xb = _tensor(x.batch(idx), self._np_dtype)
                 yield xb if y is None else (xb, _tensor(y.batch(idx), None))
             return
