@@ -29,6 +29,7 @@ from . import errors
 from .engine import format as fmt
 from .engine.format import (
     F_BATCH,
+    F_LATEST,
     F_LZ4,
     MAX_KEY_BYTES,
     T_ABORT,
@@ -796,6 +797,10 @@ class SynaDB:
         """Rewrite the file without deleted keys (and, if asked, without
         superseded values), then swap it in atomically.  Returns bytes saved.
 
+        With ``keep_history`` every live key keeps its whole history, except
+        a key whose latest value was written latest-only (see
+        :meth:`Storage.put_blob_parts`): it keeps that value only, so its
+        ``get_history`` is ``[get(key)]`` afterwards.  ``get`` never changes.
         Readers open in other processes follow the swap.
         """
         log = self._w()
@@ -927,20 +932,24 @@ class SynaDB:
                                           "not bytes")
             return log.value_view(off, check)
 
-    def _put_blob_parts(self, key: str, parts: list[Any]) -> None:
-        """Append one bytes value given as buffers, with a single copy."""
+    def _put_blob_parts(self, key: str, parts: list[Any], keep_history: bool = True) -> None:
+        """Append one bytes value given as buffers, with a single copy
+        (latest-only unless ``keep_history``; see Storage.put_blob_parts)."""
         kb = self._key(key)
         log = self._w()
         with log.mutex:
             log.acquire()
-            pos = log.append_parts(T_BYTES | self._flag, kb, parts)
+            tf = T_BYTES | (0 if keep_history else F_LATEST) | self._flag
+            pos = log.append_parts(tf, kb, parts)
             log.index.append(key, T_BYTES, pos, math.nan)
             if not self._flag:
                 log.settle()
 
-    def _put_blobs(self, items: list[tuple[str, Any]], keys_checked: bool = False) -> None:
+    def _put_blobs(self, items: list[tuple[str, Any]], keys_checked: bool = False,
+                   keep_history: bool = True) -> None:
         """Append many bytes values (all or nothing), each given as bytes or
-        as a tuple of C-contiguous buffers that are written without being joined."""
+        as a tuple of C-contiguous buffers that are written without being
+        joined (latest-only unless ``keep_history``; see Storage.put_blobs)."""
         if not items:
             return
         log = self._w()
@@ -952,7 +961,7 @@ class SynaDB:
             log.acquire()
             flag = self._flag
             single = len(items) == 1 or flag
-            tf = T_BYTES | (flag if single else F_BATCH)
+            tf = T_BYTES | (0 if keep_history else F_LATEST) | (flag if single else F_BATCH)
             recs = [(kb, v if isinstance(v, tuple) else (v,)) for (_, kb), (_, v)
                     in zip(keys, items)]
             if not single:
@@ -1064,13 +1073,48 @@ class Storage:
         """A zero-copy, CRC-checked, read-only view of ``key``'s latest bytes."""
         return self._db._value_view(key, refresh, check)
 
-    def put_blob_parts(self, key: str, parts: list[Any]) -> None:
-        """Append one bytes value given as buffers, with a single copy."""
-        self._db._put_blob_parts(key, parts)
+    def put_blob_parts(self, key: str, parts: list[Any], keep_history: bool = True) -> None:
+        """Append one bytes value given as buffers, with a single copy.
 
-    def put_blobs(self, items: list[tuple[str, Any]], keys_checked: bool = False) -> None:
-        """Append many bytes values, all or nothing."""
-        self._db._put_blobs(items, keys_checked)
+        Args:
+            key: the key.
+            parts: C-contiguous buffers (bytes, NumPy arrays, memoryviews)
+                whose concatenation is the value; they are not joined.
+            keep_history: False writes a *latest-only* value: once a later
+                value of ``key`` supersedes it, the file need not keep it,
+                and while it is the key's latest value, compaction keeps only
+                it (even with ``compact(keep_history=True)``), so after
+                compaction ``get_history(key)`` may hold just that value.
+                Until compaction every value stays readable, and a later
+                ordinary value makes the key keep its history again.  Use it
+                for values that are replaced, not appended to (blocks of a
+                stored array, caches), where old copies are garbage.
+
+        Inside ``db.batch()`` the value counts only with the rest of the batch.
+        """
+        # The ordinary call keeps its two-argument form: fault-injection
+        # tests stand in for this hook with that signature.
+        if keep_history:
+            self._db._put_blob_parts(key, parts)
+        else:
+            self._db._put_blob_parts(key, parts, keep_history=False)
+
+    def put_blobs(self, items: list[tuple[str, Any]], keys_checked: bool = False,
+                  keep_history: bool = True) -> None:
+        """Append many bytes values, all or nothing.
+
+        Args:
+            items: (key, value) pairs; a value is bytes or a tuple of
+                C-contiguous buffers written without being joined.
+            keys_checked: the caller already validated every key
+                (:meth:`check_key`).
+            keep_history: False writes every value latest-only (see
+                :meth:`put_blob_parts`).
+        """
+        if keep_history:  # the older call's form, as above
+            self._db._put_blobs(items, keys_checked)
+        else:
+            self._db._put_blobs(items, keys_checked, keep_history=False)
 
     def history_len(self, key: str) -> int:
         """How many values ``key``'s live history holds (0 if absent)."""

@@ -1,10 +1,12 @@
 """Compaction and verification.
 
 Compaction copies every live key's history into a new file next to the old
-one, fsyncs it, renames it over the old path, and fsyncs the folder: the
-path always names either the whole old file or the whole new one.  Then it
-appends a T_MOVED record to the old file, so that handles still following it
-(readers in other processes, writers waiting for its lock) reopen the path.
+one (only the latest value of a key whose latest value is latest-only, see
+format.F_LATEST, or of every key without ``keep_history``), fsyncs it,
+renames it over the old path, and fsyncs the folder: the path always names
+either the whole old file or the whole new one.  Then it appends a T_MOVED
+record to the old file, so that handles still following it (readers in other
+processes, writers waiting for its lock) reopen the path.
 
 Every step can fail (EIO, ENOSPC, a kill).  Before the rename a failure
 removes the temp file and changes nothing else.  After it, the handle never
@@ -31,6 +33,7 @@ from .format import (
     F_BATCH,
     HEADER_SIZE,
     POS_MASK,
+    T_BYTES,
     T_CHECKPOINT,
     T_FLOAT,
     T_FLOATS,
@@ -70,7 +73,11 @@ class _Out:
 
 
 def compact(log: Log, *, keep_history: bool = True, progress: bool = True) -> int:
-    """Rewrite ``log``'s file with only live data; returns bytes saved."""
+    """Rewrite ``log``'s file with only live data; returns bytes saved.
+
+    ``keep_history``: copy every value of each live key, except for keys
+    whose latest value is latest-only (F_LATEST): those keep that value only.
+    """
     import numpy as np
     from tqdm.auto import tqdm
 
@@ -97,6 +104,19 @@ def compact(log: Log, *, keep_history: bool = True, progress: bool = True) -> in
                 kb = key.encode("utf-8")
                 n = len(h.typ)
                 i = 0 if keep_history else n - 1
+                if i < n - 1 and h.typ[-1] == T_BYTES and log.latest_only(h.off[-1]):
+                    # The latest value is latest-only: its writer said the
+                    # values it replaces are garbage (a large value re-put
+                    # under one key must not keep every old copy), whatever
+                    # keep_history says.  If that value turns out damaged
+                    # since it was indexed, the history is copied as for any
+                    # key, so that the key keeps what can still be read.
+                    got = log.stored_value(h.off[-1])
+                    if got is not None:
+                        new.append(key, T_BYTES, out.pos, h.val[-1])
+                        out.write(encode(got[0] & ~F_BATCH, kb, got[1], salt, out.pos,
+                                         POS_MASK))
+                        continue
                 while i < n:
                     t = h.typ[i]
                     if t == T_DAMAGED:  # never copy damage forward

@@ -31,6 +31,10 @@ record of one key stays constant and can be cached (the put hot path).
 
 Format 1 files (no offset seed, no synced-end watermark) are still read and
 appended to in their own format; compaction rewrites them as format 2.
+
+Flag bits (byte 1, high 3 bits): F_LZ4 on any value; bit 6 is F_XOR on
+T_FLOATS and F_LATEST (a latest-only value, see below) on T_BYTES, and zero
+on every other type; F_BATCH on records of an open batch.
 """
 
 from __future__ import annotations
@@ -82,6 +86,14 @@ T_MOVED = 12  # compaction replaced this file; reopen the path
 TYPE_MASK = 0x1F
 F_LZ4 = 0x20  # value is LZ4 block-compressed, with its size prefixed
 F_XOR = 0x40  # T_FLOATS values are XOR-delta encoded (lossless)
+# Bit 6 on T_BYTES: a latest-only value.  Once a later value of the key
+# supersedes it, compaction drops it even when keeping history (and if it is
+# the key's latest value, compaction keeps only it).  It shares its bit with
+# F_XOR because that bit had only ever been set on T_FLOATS, so no file of any
+# version has it on T_BYTES by accident; and it needs no new format version:
+# a reader that does not know it reads an ordinary bytes value, and its
+# compaction keeps the superseded copies (and the bit), which costs space only.
+F_LATEST = 0x40
 F_BATCH = 0x80  # part of a batch: counts only once a T_COMMIT follows
 
 VALUE_TYPES = frozenset({T_NULL, T_FLOAT, T_INT, T_TEXT, T_BYTES, T_VECTOR, T_FLOATS})

@@ -38,6 +38,7 @@ from .files import check_path, fsync_dir, raise_storage
 from .format import (
     CKPT_AT,
     F_BATCH,
+    F_LATEST,
     POS_MASK,
     F_LZ4,
     F_XOR,
@@ -51,6 +52,7 @@ from .format import (
     REC_PREFIX,
     U32,
     T_ABORT,
+    T_BYTES,
     T_CHECKPOINT,
     T_COMMIT,
     T_DELETE,
@@ -201,6 +203,21 @@ class Scanner:
         else:
             body_bad = crc32(mm[vstart:vend], seed) != bc
         return mm[pos + 12:vstart], tf, vstart, vend, body_bad, nxt
+
+    def head_flags(self, pos: int, limit: int) -> int | None:
+        """The type|flags byte of the record at ``pos`` if its head (and so
+        that byte) passes its CRC, else None.  Unlike :meth:`parse` it never
+        reads the value: deciding what to copy of a 1 GB value costs no CRC
+        pass over it."""
+        mm = self._mm
+        if pos + 16 > limit or mm[pos] != MARKER:
+            return None
+        _, tf, klen, vlen, hc = REC_PREFIX.unpack_from(mm, pos)
+        if pos + 16 + klen + vlen > limit:
+            return None
+        if crc32(mm[pos + 12:pos + 12 + klen], crc32(mm[pos:pos + 8], self.salt)) != hc:
+            return None
+        return tf
 
     def scan(self, pos: int, limit: int, apply, durable: int, *, tail: bool = False) -> ScanStats:
         """Walk records from pos, calling apply(pos, rec) for each good one.
@@ -1012,6 +1029,15 @@ class Log(Scanner):
         if rec is None or rec[4]:
             return None
         return rec[1], self._mm[rec[2]:rec[3]]
+
+    def latest_only(self, off: int) -> bool:
+        """Whether the record at ``off`` is a latest-only bytes value
+        (F_LATEST on T_BYTES).  The mark lives only in the record, never in
+        the index or its checkpoint, so a handle that loaded a checkpoint
+        and one that replayed the log see the same; a record whose head is
+        damaged counts as unmarked (compaction then keeps the history)."""
+        tf = self.head_flags(off, self._maplen)
+        return tf is not None and tf & TYPE_MASK == T_BYTES and bool(tf & F_LATEST)
 
     # ----------------------------------------------------------- compaction
     def reserve(self, n: int) -> None:
