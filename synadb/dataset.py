@@ -717,10 +717,12 @@ class Dataset:
         for i, (lo, hi) in enumerate(_bar(pieces, f"append {self.name}",
                                          self.progress and big)):
             parts = _encode(hi - lo, enc.sections(cols, lo, hi))
-            storage.put_blob_parts(f"{self._key}#{nchunks + i}", parts)
+            # Latest-only: if the name is cleared and written again, compaction
+            # reclaims the old chunks whatever history it keeps for other keys.
+            storage.put_blob_parts(f"{self._key}#{nchunks + i}", parts, keep_history=False)
         manifest = {"version": 1, "columns": [c.to_json() for c in cols],
                     "chunks": nchunks + len(pieces), "rows": self._rows + n}
-        self.db.put_bytes(self._key, json.dumps(manifest).encode())
+        storage.put_blobs([(self._key, json.dumps(manifest).encode())], keep_history=False)
         return n
 
     def _after_commit(self) -> None:

@@ -311,3 +311,22 @@ def test_from_hf_keeps_every_kind(tmp_path):
             assert got["text"] == want["text"] and got["blob"] == want["blob"]
     finally:
         ds.close()
+
+
+def test_compaction_reclaims_cleared_chunks_and_old_manifests(tmp_path):
+    path = tmp_path / "d.db"
+    x = np.ones((20_000, 64), np.float32)  # 5 MB
+    with Dataset(path, "t") as ds:
+        for _ in range(3):
+            ds.clear()
+            ds.append({"x": x})
+        for _ in range(50):
+            ds.append({"x": x[:1]})
+        before = os.path.getsize(path)
+        ds.db.compact()  # default keep_history=True
+        after = os.path.getsize(path)
+        assert after < before / 2
+        assert len(ds) == 20_050
+    with Dataset(path, "t", read_only=True) as ds:
+        assert len(ds) == 20_050 and ds.verify() >= x.nbytes
+        np.testing.assert_array_equal(ds.take([0, 20_049])["x"], x[:2])
