@@ -19,7 +19,14 @@ Names in use:
 ``tf_tensor``      ``(engine, pattern, dtype) -> tf.Tensor``
 ``torch_save``     ``(obj) -> bytes`` (a module is saved as its state_dict)
 ``torch_load``     ``(raw, map_location) -> obj``, ``weights_only=True``
+``keras_save``     ``(model) -> bytes``: the ``.keras`` zip of ``model.save``
+``keras_load``     ``(raw, *, compile, safe_mode, custom_objects) -> model``
 =================  ====================================================
+
+synadb's own converters are also found by the adapter module that provides
+them (:data:`_OWN`) when no entry point names them: a source tree installed
+before a converter was added has stale entry points, and a user who saves a
+Keras model should not have to reinstall synadb for the registry to take it.
 
 Nothing here imports a framework or ``importlib.metadata`` until a
 converter is first asked for: ``import synadb`` stays light.
@@ -38,7 +45,17 @@ __all__ = ["register", "get"]
 GROUP = "synadb.converters"
 # name -> (pip package, extra) for the MissingDependency message.
 _NEEDS = {"torch_tensor": ("torch", "torch"), "torch_save": ("torch", "torch"),
-          "torch_load": ("torch", "torch"), "tf_tensor": ("tensorflow", "tensorflow")}
+          "torch_load": ("torch", "torch"), "tf_tensor": ("tensorflow", "tensorflow"),
+          "keras_save": ("tensorflow", "tensorflow"),
+          "keras_load": ("tensorflow", "tensorflow")}
+# name -> the synadb adapter that registers it on import (the same modules
+# the entry points in pyproject.toml name), for when no entry point does.
+_OWN = {"torch_tensor": "synadb.integrations.torch",
+        "tf_tensor": "synadb.integrations.tensorflow",
+        "torch_save": "synadb.integrations._torch_io",
+        "torch_load": "synadb.integrations._torch_io",
+        "keras_save": "synadb.integrations.tensorflow",
+        "keras_load": "synadb.integrations.tensorflow"}
 
 _converters: dict[str, Callable[..., Any]] = {}
 _lock = threading.Lock()
@@ -52,7 +69,8 @@ def register(name: str, fn: Callable[..., Any]) -> None:
 
 def get(name: str, feature: str = "") -> Callable[..., Any]:
     """The converter called ``name``, loading its adapter through the
-    ``synadb.converters`` entry points if no adapter registered it yet.
+    ``synadb.converters`` entry points (or, for synadb's own converters, by
+    its module) if no adapter registered it yet.
 
     Raises:
         MissingDependency: the framework is not installed (or no installed
@@ -76,6 +94,19 @@ def get(name: str, feature: str = "") -> Callable[..., Any]:
             # The adapter may have registered itself while importing.
             fn = _converters.setdefault(name, loaded)
         return fn
+    module = _OWN.get(name)
+    if module is not None:
+        from importlib import import_module
+
+        try:
+            import_module(module)  # registers its converters
+        except errors.MissingDependency:
+            raise
+        except ImportError as e:
+            raise errors.MissingDependency(package, extra, feature or name) from e
+        fn = _converters.get(name)
+        if fn is not None:
+            return fn
     err = errors.MissingDependency(package, extra, feature or name)
     if _installed(package):
         # The framework is here but no entry point names the converter: the

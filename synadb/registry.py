@@ -94,7 +94,7 @@ class StageChange:
 class ModelVersion:
     """One saved version: ``.name .version .checksum .stage .size_bytes
     .metadata .created_at``, plus ``.description``, ``.tags`` and ``.format``
-    (``bytes``, ``file`` or ``torch``)."""
+    (``bytes``, ``file``, ``torch`` or ``keras``)."""
 
     name: str
     version: int
@@ -368,8 +368,12 @@ class ModelRegistry:
         """Store a new version of ``name`` and return it.
 
         ``model`` is bytes (or any buffer), a path to a file (streamed in
-        chunks, so a 1 GB model needs no 1 GB of RAM), or a torch module or
-        state_dict (saved with ``torch.save``; a module keeps its weights).
+        chunks, so a 1 GB model needs no 1 GB of RAM), a torch module or
+        state_dict (saved with ``torch.save``; a module keeps its weights;
+        format ``torch``, loaded by :meth:`load_torch`), or a Keras 3 model
+        (saved whole as its ``.keras`` zip; format ``keras``, loaded by
+        :meth:`load_keras`).  :meth:`load_model` returns the stored bytes
+        whatever the format.
         """
         _check_model_name(name)
         meta = _metadata(metadata)
@@ -522,6 +526,34 @@ class ModelRegistry:
             if bar is not None:
                 bar.close()
         return _version(name, e)
+
+    def load_keras(self, name: str, version: int | None = None, *, stage: str | None = None,
+                   compile: bool = True, safe_mode: bool = True,
+                   custom_objects: Mapping[str, Any] | None = None) -> Any:
+        """A version saved from a Keras model, as a working ``keras.Model``.
+
+        The bytes are SHA-256 checked as by :meth:`load_model`, then given to
+        ``keras.saving.load_model``.  ``safe_mode`` (on unless you turn it
+        off) refuses a ``Lambda`` layer's bytecode, the one part of the
+        ``.keras`` format that can run code.  ``custom_objects`` names the
+        classes of custom layers, as for Keras.
+
+        Raises:
+            InvalidArgument: the version was saved as a torch object, or its
+                bytes are not a ``.keras`` zip.
+            ChecksumError: the stored bytes are damaged.
+        """
+        # As for torch: the tensorflow adapter lends the loader
+        # (synadb/_convert.py); the registry never imports Keras.
+        e = self._pick(_check_model_name(name), version, stage)
+        if e.get("format") == "torch":
+            raise errors.InvalidArgument(
+                f"model {name!r} version {e['version']} was saved from torch; "
+                "load it with load_torch")
+        from_bytes = _convert.get("keras_load", "ModelRegistry.load_keras")
+        data, _ = self.load_model(name, e["version"])
+        return from_bytes(data, compile=compile, safe_mode=safe_mode,
+                          custom_objects=custom_objects)
 
     def load_torch(self, name: str, version: int | None = None, *, stage: str | None = None,
                    map_location: Any = "cpu") -> Any:
@@ -849,8 +881,14 @@ def _source(model: Any) -> tuple[str, Iterator[Any], int]:
                 f"model {path!r} is a str but not a file; pass bytes for the model's content")
         size = os.path.getsize(path)
         return "file", _read_chunks(path), size
-    mod = type(model).__module__ or ""
-    if mod.startswith("torch") or (isinstance(model, Mapping) and model and all(
+    if _is_keras_model(model):
+        # A Keras model means the caller has Keras loaded; the tensorflow
+        # adapter lends the .keras writer, the registry never imports it.
+        to_bytes = _convert.get("keras_save", "saving a Keras model")
+        data = memoryview(to_bytes(model))
+        return "keras", (data[i:i + CHUNK] for i in range(0, max(len(data), 1), CHUNK)), len(data)
+    if any((c.__module__ or "").partition(".")[0] == "torch" for c in type(model).__mro__) or (
+            isinstance(model, Mapping) and model and all(
             (type(v).__module__ or "").startswith("torch") for v in model.values())):
         # A torch object means the caller has torch loaded; the adapter lends
         # torch.save (synadb/_convert.py), the registry never imports it.
@@ -858,8 +896,19 @@ def _source(model: Any) -> tuple[str, Iterator[Any], int]:
         data = memoryview(to_bytes(model))
         return "torch", (data[i:i + CHUNK] for i in range(0, max(len(data), 1), CHUNK)), len(data)
     raise errors.InvalidArgument(
-        f"cannot save a {type(model).__name__} as a model: pass bytes, a file path or a "
-        "torch module/state_dict")
+        f"cannot save a {type(model).__name__} as a model: pass bytes, a file path, a "
+        "torch module/state_dict or a Keras model")
+
+
+def _is_keras_model(model: Any) -> bool:
+    """Whether ``model`` is a Keras 3 ``Model`` (Sequential, functional or a
+    subclass defined anywhere), told by its classes' module, never by
+    importing Keras.  A Keras model on the torch backend is also a
+    ``torch.nn.Module``: it is saved as Keras, whole."""
+    for cls in type(model).__mro__:
+        if cls.__name__ == "Model" and (cls.__module__ or "").partition(".")[0] == "keras":
+            return True
+    return False
 
 
 def _read_chunks(path: str) -> Iterator[bytes]:

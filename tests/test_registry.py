@@ -355,3 +355,18 @@ def test_torch_save_and_load_go_through_the_converter_entry_points(tmp_path):
                          env={**os.environ, "PYTHONPATH": ROOT})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True"]  # loaded on demand, by the entry point
+
+
+def test_a_user_defined_torch_module_subclass_is_saved(tmp_path):
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):  # defined here, so its __module__ is this test's
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 2)
+
+    net = Net()
+    with ModelRegistry(str(tmp_path / "r.db")) as reg:
+        reg.save_model("net", net)
+        state = reg.load_torch("net")
+    assert torch.equal(state["fc.weight"], net.fc.weight)

@@ -94,6 +94,63 @@ def _get_tensor_tf(engine: TensorEngine, pattern: str, dtype: Any = None) -> tf.
 _convert.register("tf_tensor", _get_tensor_tf)
 
 
+# -- Keras models for the registry (its keras_save / keras_load converters) --
+# The native ``.keras`` zip (config.json, metadata.json, model.weights.h5):
+# architecture, weights and optimizer state, no pickle.  Keras 3 saves and
+# loads it only by path (its file-object support is private), so the bytes
+# pass through a private temporary directory that is always removed.
+_KERAS_NAME = "model.keras"
+
+
+def _keras_to_bytes(model: Any) -> bytes:
+    """The ``.keras`` zip of ``model.save`` as bytes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="synadb-keras-") as tmp:
+        path = os.path.join(tmp, _KERAS_NAME)
+        try:
+            model.save(path)
+        except (TypeError, ValueError, NotImplementedError) as e:
+            raise errors.InvalidArgument(f"Keras cannot save this {type(model).__name__}: "
+                                         f"{e}") from e
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def _keras_from_bytes(raw: bytes | bytearray | memoryview, *, compile: bool = True,
+                      safe_mode: bool = True, custom_objects: Any = None) -> Any:
+    """``keras.saving.load_model`` of a ``.keras`` zip held in ``raw``.
+
+    ``safe_mode=True`` (the default) refuses the one part of the format that
+    can run code (a ``Lambda`` layer's marshalled bytecode).
+
+    Raises:
+        InvalidArgument: ``raw`` is not a ``.keras`` zip, or Keras refuses it
+            (an unknown custom class, a ``Lambda`` layer under ``safe_mode``).
+    """
+    import tempfile
+    import zipfile
+
+    import keras
+
+    with tempfile.TemporaryDirectory(prefix="synadb-keras-") as tmp:
+        path = os.path.join(tmp, _KERAS_NAME)
+        with open(path, "wb") as f:
+            f.write(raw)
+        if not zipfile.is_zipfile(path):
+            raise errors.InvalidArgument("these bytes are not a Keras model (a .keras zip); "
+                                         "was the version saved from a Keras model?")
+        try:
+            return keras.saving.load_model(path, custom_objects=custom_objects,
+                                           compile=compile, safe_mode=safe_mode)
+        except (TypeError, ValueError) as e:  # e.g. a Lambda layer under safe_mode
+            raise errors.InvalidArgument(f"Keras cannot load this model: {e}") from e
+
+
+_convert.register("keras_save", _keras_to_bytes)
+_convert.register("keras_load", _keras_from_bytes)
+
+
 def _batch_size(value: Any, what: str = "batch_size") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise errors.InvalidArgument(f"{what} must be a positive int, got {value!r}")
@@ -258,7 +315,9 @@ def create_distributed_dataset(path: str | os.PathLike[str], pattern: str, batch
 
     Returns:
         A ``tf.distribute.DistributedDataset``; iterate it and pass each
-        element to ``strategy.run``.
+        element to ``strategy.run``, or hand it to ``model.fit`` (its
+        ``cardinality`` is the number of steps in an epoch, which Keras
+        takes as the epoch's length).
 
     Raises:
         InvalidArgument: ``batch_size`` does not divide by the replica count.
@@ -271,13 +330,57 @@ def create_distributed_dataset(path: str | os.PathLike[str], pattern: str, batch
                                      f"by {replicas} replicas")
     path = os.fspath(path)
     # Fail in the caller, not inside the strategy's input function.
-    _Source(path, pattern, label_pattern, dtype).engine.close()
+    src = _Source(path, pattern, label_pattern, dtype)
+    rows = len(src.x)
+    src.engine.close()
+    seen: list[tf.distribute.InputContext] = []
 
     def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        seen.append(ctx)
         return syna_dataset(path, pattern, ctx.get_per_replica_batch_size(batch_size),
                             label_pattern=label_pattern, shuffle=shuffle, seed=seed,
                             dtype=dtype, drop_remainder=drop_remainder,
                             num_shards=ctx.num_input_pipelines,
                             shard_index=ctx.input_pipeline_id)
 
-    return strategy.distribute_datasets_from_function(dataset_fn, options)
+    dist = strategy.distribute_datasets_from_function(dataset_fn, options)
+    if seen:
+        _fix_cardinality(dist, rows, batch_size // replicas, seen[0].num_input_pipelines,
+                         replicas, drop_remainder)
+    return dist
+
+
+def _fix_cardinality(dist: Any, rows: int, per_replica: int, pipelines: int, replicas: int,
+                     drop_remainder: bool) -> None:
+    """Make ``dist.cardinality`` the number of steps in an epoch.
+
+    TensorFlow (2.21) reports the cardinality of a
+    ``distribute_datasets_from_function`` dataset as that of one input
+    pipeline, i.e. the number of *per-replica* batches it yields.  When one
+    pipeline feeds several replicas (MirroredStrategy over two devices, a
+    multi-GPU worker) a step takes one batch for each of them, so an epoch
+    has that many times fewer steps than reported.  Keras takes the
+    cardinality as the epoch's length: it waited for steps that never came,
+    ran dry and warned "Your input ran out of data; interrupting training"
+    every epoch (and with ``steps_per_epoch`` set to the true length it did
+    not restart the iterator, so every other epoch trained on nothing).
+    ``experimental_distribute_dataset`` counts global batches and gets it
+    right, but it cannot give each worker a disjoint shard to read: every
+    worker would gather every row and keep its share.
+
+    The count comes from the row count, not from this worker's pipeline:
+    shard 0 is the largest, and a distributed epoch lasts until every
+    pipeline is dry, so every worker agrees on the same number of steps.
+    """
+    local = max(1, replicas // max(1, pipelines))
+    if local == 1 or getattr(dist, "_cardinality", None) is None:
+        return  # one pipeline per replica: TF's count is the step count
+    try:
+        reported = int(dist.cardinality)
+    except (TypeError, ValueError):  # not built (ParameterServerStrategy)
+        return
+    if reported < 0:  # unknown or infinite: nothing to correct
+        return
+    shard_rows = -(-rows // pipelines)
+    batches = shard_rows // per_replica if drop_remainder else -(-shard_rows // per_replica)
+    dist._cardinality = np.int64(-(-batches // local))
