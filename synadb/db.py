@@ -1047,6 +1047,11 @@ class Storage:
         """The UTF-8 bytes of a valid key, or InvalidKey/InvalidKeyType."""
         return SynaDB._key(key)
 
+    def in_batch(self) -> bool:
+        """Whether this handle is inside its ``batch()``: what it writes now
+        may still be rolled back."""
+        return bool(self._db._flag)
+
     def locked(self) -> Any:
         """The handle's lock, as a context manager: reads inside it see one
         version of the file (no other thread of this handle writes)."""

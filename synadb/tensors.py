@@ -25,12 +25,17 @@ whole tensor in one all-or-nothing batch.
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
+import functools
+import heapq
+import itertools
 import json
 import os
 import re
 import struct
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -57,6 +62,18 @@ _RELEASE_MIN_BYTES = 1 << 20
 
 
 def _dtype(value: Any, what: str) -> np.dtype:
+    """``value`` as a supported numpy dtype; ``value`` may also be a torch or
+    TensorFlow dtype object, recognised without importing either (this layer
+    never imports a framework, so ``import synadb`` stays light)."""
+    as_numpy = getattr(value, "as_numpy_dtype", None)  # tf.DType
+    if as_numpy is not None and not isinstance(value, (str, np.dtype, type)):
+        value = as_numpy
+    elif type(value).__module__.split(".")[0] == "torch" and str(value).startswith("torch."):
+        name = str(value)[len("torch."):]  # torch.float16 -> "float16", as numpy spells it
+        if name not in _CODES:
+            raise errors.InvalidArgument(
+                f"{what}: dtype {value} is not supported; use one of {', '.join(DTYPES)}")
+        value = name
     try:
         dt = np.dtype(value)
     except (TypeError, ValueError) as e:
@@ -65,6 +82,30 @@ def _dtype(value: Any, what: str) -> np.dtype:
         raise errors.InvalidArgument(
             f"{what}: dtype {dt.name} is not supported; use one of {', '.join(DTYPES)}")
     return dt
+
+
+def _as_array(tensor: Any, what: str) -> np.ndarray:
+    """``tensor`` as a numpy array.  A torch tensor is detached and brought to
+    the CPU first (its ``__array__`` refuses one that needs grad and one on
+    a GPU); anything else with ``.numpy()`` (a TensorFlow tensor) uses it.
+    Duck-typed: this layer never imports a framework."""
+    if isinstance(tensor, np.ndarray):
+        return tensor
+    to_numpy = getattr(tensor, "numpy", None)
+    if not callable(to_numpy):
+        return np.asarray(tensor)
+    if callable(getattr(tensor, "detach", None)) and callable(getattr(tensor, "cpu", None)):
+        tensor = tensor.detach().cpu()
+        for resolve in ("resolve_conj", "resolve_neg"):  # lazy views numpy() refuses
+            if callable(getattr(tensor, resolve, None)):
+                tensor = getattr(tensor, resolve)()
+        to_numpy = tensor.numpy
+    try:
+        return np.asarray(to_numpy())
+    except TypeError as e:  # e.g. torch's bfloat16, which numpy has no dtype for
+        raise errors.InvalidArgument(
+            f"{what}: {type(tensor).__name__} of dtype {getattr(tensor, 'dtype', '?')} has no "
+            f"numpy equivalent ({e}); use one of {', '.join(DTYPES)}") from None
 
 
 class TensorEngine:
@@ -86,6 +127,12 @@ class TensorEngine:
         self.db = SynaDB(path, config=cfg)
         self.path = self.db.path
         self.progress = progress
+        # The manifests as of log offset _mcache_end of the file with salt
+        # _mcache_salt (see _catalog); None until first needed.
+        self._mcache: dict[str, dict[str, Any]] | None = None
+        self._mprefixes: list[str] = []
+        self._mcache_salt = 0
+        self._mcache_end = 0
 
     def __enter__(self) -> "TensorEngine":
         return self
@@ -98,14 +145,114 @@ class TensorEngine:
 
     # ------------------------------------------------------------ manifests
     def _manifests(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for key in self.db.keys(_MANIFEST + "*"):
-            if "#" in key:
-                continue
-            m = self._read_manifest(key)
-            if m is not None:
-                out[key[len(_MANIFEST):]] = m
-        return out
+        """prefix -> manifest of every tensor, as of now (do not change it)."""
+        return self._catalog()[0]
+
+    def _catalog(self) -> tuple[dict[str, dict[str, Any]], list[str]]:
+        """The manifests by prefix, and their prefixes sorted.
+
+        Cached per handle and brought up to date from the keys written since
+        (by any handle, any process): a call with nothing new written costs a
+        look at the log's end.  It used to list every key of the file (the
+        other components' too) and parse every manifest, on every open.  The
+        dict is replaced, never changed: a caller may keep the one it got.
+        """
+        with self.db.storage.locked():
+            store = not self._in_batch()
+            cache = self._catch_up(store)
+            prefixes = self._mprefixes if cache is self._mcache else sorted(cache)
+        return cache, prefixes
+
+    def _in_batch(self) -> bool:
+        """Inside this handle's ``batch()``.  The caller holds the handle's
+        lock, and a batch holds it throughout, so the batch is this thread's."""
+        # SynaDB has no public word for this.  The flag is read because the
+        # alternative is worse: a cache advanced past the records of a batch
+        # that then aborts would keep manifests that never happened (the abort
+        # record names no key, so nothing would say to look again).
+        return self.db.storage.in_batch()
+
+    def _catch_up(self, store: bool) -> dict[str, dict[str, Any]]:
+        """The manifests now; ``store``: keep them as the handle's cache."""
+        storage = self.db.storage
+        cache = self._mcache
+        if cache is not None:
+            # keys_written_since first: it also follows a compaction's swap,
+            # which the salt then tells (as VectorStore._refresh does).
+            changed, end = storage.keys_written_since(self._mcache_end)
+            if storage.salt() == self._mcache_salt:
+                names = [k for k in changed if k.startswith(_MANIFEST) and "#" not in k]
+                if names:
+                    cache = dict(cache)
+                    for key in names:
+                        m = self._read_manifest(key)
+                        if m is None:
+                            cache.pop(key[len(_MANIFEST):], None)
+                        else:
+                            cache[key[len(_MANIFEST):]] = m
+                if store:
+                    self._remember(cache, self._mcache_salt, end)
+                return cache
+        salt = storage.salt()
+        # The offset before the listing: records written in between are read
+        # again next time, which is harmless; taken after, they could be missed.
+        end = storage.log_end()
+        cache = {}
+        # One pass of str.startswith: db.keys(pattern) would run a regex over
+        # every key of the file.
+        for key in self.db.keys():
+            if key.startswith(_MANIFEST) and "#" not in key:
+                m = self._read_manifest(key)
+                if m is not None:
+                    cache[key[len(_MANIFEST):]] = m
+        if store:
+            self._remember(cache, salt, end)
+        return cache
+
+    def _remember(self, cache: dict[str, dict[str, Any]], salt: int, end: int) -> None:
+        if cache is not self._mcache:
+            self._mprefixes = sorted(cache)
+        self._mcache, self._mcache_salt, self._mcache_end = cache, salt, end
+
+    @contextmanager
+    def _writing(self, load: bool = False) -> Iterator[set[str]]:
+        """A batch for this engine's writes; the caller adds the prefixes it
+        writes to the yielded set.
+
+        When the batch is the engine's own (not inside a caller's batch), the
+        manifest cache is brought up to date as it starts and told what was
+        written as it commits: the next read need not scan our own records,
+        a CRC pass over every block just written, to learn what we know.
+        Inside a caller's batch the cache is left alone, as that batch may
+        still abort.  ``load``: fill the cache if this handle has none yet
+        (``delete`` reads every manifest anyway; a put reads none).
+        """
+        db = self.db
+        touched: set[str] = set()
+        with db.storage.locked():
+            learn = not self._in_batch()
+            with db.batch():
+                learn = learn and (load or self._mcache is not None)
+                if learn:
+                    # Nothing of this batch is written yet and it holds the
+                    # write lease: what we catch up to is committed, and no
+                    # other writer can append before our records.
+                    try:
+                        self._catch_up(store=True)
+                    except errors.SynaError:
+                        learn = False  # a damaged manifest must not block a put
+                yield touched
+                if learn:
+                    end = db.storage.log_end()  # after our records, before the commit
+                    fresh = {p: self._manifest(p) for p in touched}
+            if learn:
+                cache = dict(self._mcache or {})
+                for p, m in fresh.items():
+                    if m is None:
+                        cache.pop(p, None)
+                    else:
+                        cache[p] = m
+                self._remember(cache, self._mcache_salt, end)
 
     def _manifest(self, prefix: str) -> dict[str, Any] | None:
         return self._read_manifest(_MANIFEST + prefix)
@@ -142,36 +289,112 @@ class TensorEngine:
         return m
 
     @staticmethod
-    def _names(prefix: str, m: dict[str, Any]) -> list[str]:
+    def _names(prefix: str, m: dict[str, Any], which: Iterable[int] | None = None) -> list[str]:
+        """Names of the rows or chunks ``which`` (default: all) of a tensor.
+
+        Row ``i`` is ``prefix`` + ``i`` zero-padded to the manifest's width,
+        so a tensor's row names sort in index order; chunk names do not
+        beyond ``chunk_9999``.
+        """
+        if which is None:
+            which = range(m["shape"][0] if m["kind"] == "rows" else len(m["blocks"]))
         if m["kind"] == "rows":
             w = m["width"]
-            return [f"{prefix}{i:0{w}d}" for i in range(m["shape"][0])]
-        return [f"{prefix}chunk_{i:04d}" for i in range(len(m["blocks"]))]
+            return [f"{prefix}{i:0{w}d}" for i in which]
+        return [f"{prefix}chunk_{i:04d}" for i in which]
+
+    @staticmethod
+    def _reachable(prefixes: list[str], by_prefix: Mapping[str, Any], literal: str) -> list[str]:
+        """The (sorted) prefixes whose names can start with ``literal``: those
+        that start with it, and those it starts with.  No other tensor can
+        hold a name the pattern matches, so none other is looked at."""
+        out = [literal[:j] for j in range(1, len(literal)) if literal[:j] in by_prefix]
+        i = bisect.bisect_left(prefixes, literal)
+        while i < len(prefixes) and prefixes[i].startswith(literal):
+            out.append(prefixes[i])
+            i += 1
+        return out  # each literal[:j] sorts before literal, so before the rest
+
+    def _match(self, prefix: str, m: dict[str, Any], pat: "_Pattern") -> np.ndarray:
+        """Ascending indices of ``prefix``'s rows (or chunks) whose names match.
+
+        Rows are ``prefix`` + digits, so the pattern's literal start fixes a
+        range of indices, and a pattern without ``*`` (``x/00[0-4]?``) is a
+        set of digits per position, tested on the indices with numpy: names
+        are built only for other patterns, and only within the range.
+        """
+        lit = pat.literal
+        if m["kind"] != "rows":
+            if pat.prefix_star and prefix.startswith(lit):
+                return np.arange(len(m["blocks"]), dtype=np.int64)
+            names = self._names(prefix, m)
+            return np.array([i for i, s in enumerate(names) if pat.match(s)], dtype=np.int64)
+        n, w = m["shape"][0], m["width"]
+        lo, hi = 0, n
+        if len(lit) > len(prefix):
+            head = lit[len(prefix):]
+            if len(head) > w or not _DIGITS.fullmatch(head):
+                return _NONE
+            scale = 10 ** (w - len(head))
+            lo, hi = min(n, int(head) * scale), min(n, (int(head) + 1) * scale)
+        if lo >= hi:
+            return _NONE
+        if pat.prefix_star:
+            return np.arange(lo, hi, dtype=np.int64)
+        tokens = pat.tokens
+        if tokens is None:  # a '*' inside: name the rows in range, match each
+            names = self._names(prefix, m, range(lo, hi))
+            return np.array([lo + i for i, s in enumerate(names) if pat.match(s)],
+                            dtype=np.int64)
+        if len(tokens) != len(prefix) + w or not all(
+                _accepts(t, c) for t, c in zip(tokens, prefix)):
+            return _NONE
+        idx = np.arange(lo, hi, dtype=np.int64)
+        keep = None
+        for j, tok in enumerate(tokens[len(prefix):]):
+            digits = [d for d in range(10) if _accepts(tok, str(d))]
+            if len(digits) == 10:
+                continue
+            ok = np.isin((idx // 10 ** (w - 1 - j)) % 10, digits)
+            keep = ok if keep is None else keep & ok
+        return idx if keep is None else idx[keep]
 
     def _select(self, pattern: str, kind: str) -> list[tuple[str, dict[str, Any], np.ndarray]]:
-        """(prefix, manifest, indices) of the rows/chunks matching, in key order."""
-        match = _glob(pattern)
+        """(prefix, manifest, indices) runs of the rows/chunks matching, in key order.
+
+        A tensor appears once, unless another's names interleave with its
+        own: then once per run of its names between the other's.
+        """
+        pat = _Pattern(pattern)
+        by_prefix, prefixes = self._catalog()
         found: list[tuple[str, dict[str, Any], np.ndarray]] = []
-        for prefix, m in sorted(self._manifests().items()):
+        for prefix in self._reachable(prefixes, by_prefix, pat.literal):
+            m = by_prefix[prefix]
             if m["kind"] != kind:
                 continue
-            count = m["shape"][0] if kind == "rows" else len(m["blocks"])
-            if pattern == prefix + "*" and kind == "rows":
-                found.append((prefix, m, np.arange(count)))  # common: no name is built
-                continue
-            else:
-                names = self._names(prefix, m)
-                idx = np.array([i for i, n in enumerate(names) if match(n)], dtype=np.int64)
-            if len(idx):
+            idx = self._match(prefix, m, pat)
+            # An empty tensor named by exactly its own "prefix*" still counts
+            # (its dtype and row shape), as it always did.
+            if len(idx) or (kind == "rows" and pattern == prefix + "*"):
                 found.append((prefix, m, idx))
         if len(found) > 1 and any(a[0].startswith(b[0]) or b[0].startswith(a[0])
                                   for a, b in zip(found, found[1:])):
             # One prefix extends another ("a/" and "a/b/"): their names may
-            # interleave, so order row by row.
-            rows = sorted((self._names(p, m)[i], p, m, i) for p, m, idx in found
-                          for i in idx.tolist())
-            found = [(p, m, np.array([i])) for _, p, m, i in rows]
+            # interleave.
+            found = _merge_rows(found) if kind == "rows" else self._merge_chunks(found)
         return found
+
+    def _merge_chunks(self, found: list[tuple[str, dict[str, Any], np.ndarray]]
+                      ) -> list[tuple[str, dict[str, Any], np.ndarray]]:
+        # Chunks are few (one per block) and their names do not sort in index
+        # order past chunk_9999: sort the names themselves.
+        order = sorted((name, t, i) for t, (p, m, idx) in enumerate(found)
+                       for name, i in zip(self._names(p, m, idx.tolist()), idx.tolist()))
+        picks: list[tuple[str, dict[str, Any], np.ndarray]] = []
+        for t, run in itertools.groupby(order, key=lambda r: r[1]):
+            p, m, _ = found[t]
+            picks.append((p, m, np.array([i for _, _, i in run], dtype=np.int64)))
+        return picks
 
     def _gather(self, picks: list[tuple[str, dict[str, Any], np.ndarray]], kind: str,
                 pattern: str) -> np.ndarray:
@@ -181,45 +404,49 @@ class TensorEngine:
         first = picks[0][1]
         dt = np.dtype(first["dtype"])
         row_shape = tuple(first["shape"][1:])
-        for _, m, _ in picks:
+        for m in {p: m for p, m, _ in picks}.values():  # per tensor, not per run
             if np.dtype(m["dtype"]) != dt or tuple(m["shape"][1:]) != row_shape:
                 raise errors.DimensionMismatch(
                     f"{pattern!r} matches tensors of different dtype or row shape "
                     f"({first['dtype']}{list(row_shape)} and {m['dtype']}{m['shape'][1:]})")
-        if kind == "rows":
-            total = sum(len(idx) for _, _, idx in picks)
-        else:
+        if kind == "chunks":
             total = sum(m["blocks"][i][2] for _, m, idx in picks for i in idx.tolist())
-        for prefix, m, _ in picks:
-            covered = sum(b[2] for b in m["blocks"])
-            if kind == "rows" and covered != m["shape"][0]:
-                raise errors.CorruptDatabase(
-                    f"tensor {prefix!r} in {self.path!r}: its blocks hold {covered} rows, "
-                    f"its manifest says {m['shape'][0]}")
-        out = np.empty((total, *row_shape), dtype=dt)
-        pos = 0
-        for _, m, idx in picks:
-            if kind == "chunks":
+            out = np.empty((total, *row_shape), dtype=dt)
+            pos = 0
+            for _, m, idx in picks:
                 for i in idx.tolist():
                     key, _, rows = m["blocks"][i]
                     out[pos:pos + rows] = self._block(key, dt)
                     pos += rows
-                continue
-            for key, start, rows in m["blocks"]:
-                lo, hi = np.searchsorted(idx, [start, start + rows]) if _sorted(idx) else (0, 0)
-                if not _sorted(idx):
-                    sel = np.flatnonzero((idx >= start) & (idx < start + rows))
+            return out
+        tensors, owner, rows = _plan(picks)
+        for prefix, m in tensors:
+            covered = sum(b[2] for b in m["blocks"])
+            if covered != m["shape"][0]:
+                raise errors.CorruptDatabase(
+                    f"tensor {prefix!r} in {self.path!r}: its blocks hold {covered} rows, "
+                    f"its manifest says {m['shape'][0]}")
+        out = np.empty((len(rows), *row_shape), dtype=dt)
+        # Per tensor, not per pick: a tensor split into many runs still costs
+        # one pass over its blocks, and each block is mapped once.
+        for (_, m), pos in zip(tensors, _positions(owner, len(tensors))):
+            r = rows[pos]
+            ordered = _sorted(r)
+            for key, start, count in m["blocks"]:
+                if not ordered:
+                    sel = np.flatnonzero((r >= start) & (r < start + count))
                     if len(sel):
-                        out[pos + sel] = self._block(key, dt)[idx[sel] - start]
+                        out[pos[sel]] = self._block(key, dt)[r[sel] - start]
                     continue
-                if hi > lo:
-                    part = idx[lo:hi] - start
-                    blk = self._block(key, dt)
-                    if len(part) == rows:
-                        out[pos + lo:pos + hi] = blk  # a whole block: one copy
-                    else:
-                        out[pos + lo:pos + hi] = blk[part]
-            pos += len(idx)
+                lo, hi = np.searchsorted(r, [start, start + count])
+                if hi <= lo:
+                    continue
+                at = pos[lo:hi]  # ascending: positions come in view order
+                blk = self._block(key, dt)
+                if hi - lo == count and at[-1] - at[0] == count - 1:
+                    out[at[0]:at[0] + count] = blk  # a whole block, in one place: one copy
+                else:
+                    out[at] = blk[r[lo:hi] - start]
         return out
 
     # ------------------------------------------------------------------ put
@@ -253,7 +480,9 @@ class TensorEngine:
         if rows_per_block is not None:
             rows_per_block = _positive_int("rows_per_block", rows_per_block)
         try:
-            arr = np.asarray(tensor)
+            arr = _as_array(tensor, prefix)
+        except errors.SynaError:
+            raise
         except ValueError as e:  # ragged rows
             raise errors.DimensionMismatch(f"{prefix!r}: rows of different lengths: {e}") from None
         if arr.ndim == 0:
@@ -277,7 +506,8 @@ class TensorEngine:
         if kind == "chunks":
             manifest["chunk_size"] = per
         db = self.db
-        with db.batch():
+        with self._writing() as touched:
+            touched.add(prefix)
             old = self._manifest(prefix)
             keep = {k for k, _, _ in blocks}
             if old:
@@ -354,6 +584,9 @@ class TensorEngine:
     def get_tensor(self, pattern: str, shape: Any = None, dtype: Any = None) -> np.ndarray:
         """The rows whose names match ``pattern`` (a glob), stacked in key order.
 
+        ``dtype`` casts the result: a numpy dtype, or a torch or TensorFlow one
+        (``torch.float16``, ``tf.float16``); neither framework is imported.
+
         Raises:
             KeyNotFound: nothing matches.
             DimensionMismatch: ``shape`` does not fit, or the rows differ in shape.
@@ -388,12 +621,16 @@ class TensorEngine:
     # ----------------------------------------------------------- inspect
     def keys(self, pattern: str | None = None) -> list[str]:
         """Names of rows and chunks, sorted; ``pattern`` is a glob."""
-        match = _glob(pattern) if pattern is not None else None
-        names = []
-        for prefix, m in self._manifests().items():
-            names.extend(self._names(prefix, m))
-        if match is not None:
-            names = [n for n in names if match(n)]
+        by_prefix, prefixes = self._catalog()
+        names: list[str] = []
+        if pattern is None:
+            for prefix in prefixes:
+                names.extend(self._names(prefix, by_prefix[prefix]))
+            return sorted(names)
+        pat = _Pattern(pattern)
+        for prefix in self._reachable(prefixes, by_prefix, pat.literal):
+            m = by_prefix[prefix]
+            names.extend(self._names(prefix, m, self._match(prefix, m, pat).tolist()))
         return sorted(names)
 
     def info(self, prefix: str) -> dict[str, Any]:
@@ -412,38 +649,41 @@ class TensorEngine:
 
     def tensors(self) -> list[str]:
         """Every stored prefix."""
-        return sorted(self._manifests())
+        return list(self._catalog()[1])
 
     def delete(self, pattern: str) -> int:
         """Delete the rows/chunks matching ``pattern``; returns how many.
 
         A tensor that loses only some rows is rewritten without them.
         """
-        match = _glob(pattern)
+        pat = _Pattern(pattern)
         removed = 0
         db = self.db
-        with db.batch():
-            for prefix, m in self._manifests().items():
-                names = self._names(prefix, m)
-                hit = [i for i, n in enumerate(names) if match(n)]
-                if not hit:
+        with self._writing(load=True) as touched:
+            by_prefix, prefixes = self._catalog()
+            for prefix in self._reachable(prefixes, by_prefix, pat.literal):
+                m = by_prefix[prefix]
+                hit = self._match(prefix, m, pat)
+                if not len(hit):
                     continue
                 removed += len(hit)
-                if len(hit) == len(names):
+                touched.add(prefix)
+                kind = "rows" if m["kind"] == "rows" else "chunks"
+                count = m["shape"][0] if kind == "rows" else len(m["blocks"])
+                if len(hit) == count:
                     for key, _, _ in m["blocks"]:
                         db.delete(key)
                     db.delete(_MANIFEST + prefix)
                     continue
-                kind = "rows" if m["kind"] == "rows" else "chunks"
-                count = m["shape"][0] if kind == "rows" else len(m["blocks"])
                 full = self._gather([(prefix, m, np.arange(count))], kind, prefix)
                 if kind == "rows":
                     keep = np.delete(full, hit, axis=0)
                     self._put(prefix, keep, "rows", None)
                 else:
                     size = m["chunk_size"]
-                    parts = [full[i * size:(i + 1) * size] for i in range(len(names))
-                             if i not in set(hit)]
+                    gone = set(hit.tolist())
+                    parts = [full[i * size:(i + 1) * size] for i in range(count)
+                             if i not in gone]
                     self._put(prefix, np.concatenate(parts), "chunks", size)
         return removed
 
@@ -523,22 +763,26 @@ class RowView:
         self.dtype = np.dtype(first["dtype"])
         self.row_shape = tuple(first["shape"][1:])
         self._engine = engine
+        # One list of blocks per tensor, however many runs it was picked in
+        # (names that interleave with another tensor's make a run each): the
+        # view holds each block once, and costs O(rows), not O(runs × blocks).
+        tensors, owner, rows = _plan(picks)
         keys: list[str] = []
-        block_of: list[np.ndarray] = []
-        row_in: list[np.ndarray] = []
-        for _, m, idx in picks:
+        self._block_of = np.empty(len(rows), dtype=np.int64)
+        self._row_in = np.empty(len(rows), dtype=np.int64)
+        for _, m in tensors:
             if np.dtype(m["dtype"]) != self.dtype or tuple(m["shape"][1:]) != self.row_shape:
                 raise errors.DimensionMismatch("the pattern matches tensors of different "
                                                "dtype or row shape")
+        for (_, m), pos in zip(tensors, _positions(owner, len(tensors))):
             starts = np.array([b[1] for b in m["blocks"]], dtype=np.int64)
-            which = np.searchsorted(starts, idx, side="right") - 1
-            block_of.append(which + len(keys))
-            row_in.append(idx - starts[which])
+            r = rows[pos]
+            which = np.searchsorted(starts, r, side="right") - 1
+            self._block_of[pos] = which + len(keys)
+            self._row_in[pos] = r - starts[which]
             keys.extend(b[0] for b in m["blocks"])
         self._keys = keys
         self._picks = picks
-        self._block_of = np.concatenate(block_of)
-        self._row_in = np.concatenate(row_in)
         # Every block now, while the caller holds the handle's lock: the view
         # then stays one version of the tensor, whatever is written later.
         self._blocks: list[np.ndarray | None] = [engine._block(k, self.dtype) for k in keys]
@@ -647,6 +891,151 @@ class RowIndexError(errors.InvalidArgument, IndexError):
 
 def _sorted(idx: np.ndarray) -> bool:
     return bool(len(idx) < 2 or (np.diff(idx) > 0).all())
+
+
+_DIGITS = re.compile(r"[0-9]+")
+_NONE = np.empty(0, dtype=np.int64)
+_NONE.flags.writeable = False
+
+
+class _Pattern:
+    """A glob over row names, taken apart for selection.
+
+    ``literal``: its characters before the first ``*``, ``?`` or ``[``, which
+    every matching name starts with.  ``prefix_star``: the pattern is
+    ``literal`` + ``*``, which every name starting with ``literal`` matches.
+    ``tokens``: without a ``*``, one glob per character of a matching name
+    (cut as fnmatch cuts it: an unclosed ``[`` is a literal), else None.
+    """
+
+    __slots__ = ("text", "match", "literal", "prefix_star", "tokens")
+
+    def __init__(self, pattern: object) -> None:
+        self.match = _glob(pattern)
+        assert isinstance(pattern, str)
+        self.text = pattern
+        cut = min((i for i in (pattern.find(c) for c in "*?[") if i >= 0), default=len(pattern))
+        self.literal = pattern[:cut]
+        self.prefix_star = pattern == self.literal + "*"
+        self.tokens = _tokens(pattern)
+
+
+def _tokens(pattern: str) -> list[str] | None:
+    """``pattern`` cut into one-character globs, or None if it has a ``*``.
+
+    The cuts are fnmatch.translate's, so matching each token against one
+    character of a name is the same as matching the pattern.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            return None
+        if c != "[":
+            out.append(c)
+            continue
+        j = i
+        if j < n and pattern[j] == "!":
+            j += 1
+        if j < n and pattern[j] == "]":
+            j += 1
+        while j < n and pattern[j] != "]":
+            j += 1
+        if j >= n:
+            out.append("[")  # unclosed: fnmatch takes it literally
+        else:
+            out.append(pattern[i - 1:j + 1])
+            i = j + 1
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _token_match(token: str) -> Any:
+    return re.compile(fnmatch.translate(token), re.S).match
+
+
+def _accepts(token: str, char: str) -> bool:
+    """Whether the one-character glob ``token`` matches ``char`` (fnmatch's rules)."""
+    return token == char or (token[0] in "?[" and _token_match(token)(char) is not None)
+
+
+def _merge_rows(found: list[tuple[str, dict[str, Any], np.ndarray]]
+                ) -> list[tuple[str, dict[str, Any], np.ndarray]]:
+    """The rows of ``found`` (by prefix, each ascending) in name order, as
+    runs: one pick per stretch of one tensor's names between another's.
+
+    A k-way merge that gallops: a run costs O(log of its length) names, not
+    a name per row, so tensors whose names do not interleave ("x/0000" all
+    sort before "x/day2/0000") make one pick each, and the worst case (names
+    alternating) is O(rows log rows).  Equal names order by prefix, as the
+    sort of (name, prefix) they replace did.
+    """
+    live = [f for f in found if len(f[2])]
+
+    def name(t: int, j: int) -> str:
+        p, m, idx = live[t]
+        return f"{p}{int(idx[j]):0{m['width']}d}"
+
+    heap = [(name(t, 0), t) for t in range(len(live))]
+    heapq.heapify(heap)
+    at = [0] * len(live)
+    picks = []
+    while heap:
+        _, t = heapq.heappop(heap)
+        p, m, idx = live[t]
+        start, n = at[t], len(idx)
+        stop = n
+        if heap:
+            stop = _first_not_below(lambda j: (name(t, j), t), start + 1, n, heap[0])
+        picks.append((p, m, idx[start:stop]))
+        at[t] = stop
+        if stop < n:
+            heapq.heappush(heap, (name(t, stop), t))
+    return picks
+
+
+def _first_not_below(key: Any, lo: int, hi: int, bound: Any) -> int:
+    """The first ``j`` in ``[lo, hi)`` with ``key(j) >= bound`` (else ``hi``),
+    ``key`` ascending: gallop from ``lo`` (probe lo, lo+1, lo+3, lo+7, ...),
+    then bisect the last step, so a run of length r costs O(log r) keys."""
+    a, b, step = lo, lo, 1
+    while b < hi and key(b) < bound:
+        a = b + 1
+        step *= 2
+        b = lo + step - 1
+    b = min(b, hi)
+    return a + bisect.bisect_left(range(a, b), bound, key=key)
+
+
+def _plan(picks: list[tuple[str, dict[str, Any], np.ndarray]]
+          ) -> tuple[list[tuple[str, dict[str, Any]]], np.ndarray, np.ndarray]:
+    """The tensors of ``picks`` (in first-seen order) and, per selected row in
+    view order, the number of its tensor and its index in that tensor."""
+    number: dict[str, int] = {}
+    tensors: list[tuple[str, dict[str, Any]]] = []
+    tid = np.empty(len(picks), dtype=np.int64)
+    lens = np.empty(len(picks), dtype=np.int64)
+    for n, (prefix, m, idx) in enumerate(picks):
+        t = number.get(prefix)
+        if t is None:
+            t = number[prefix] = len(tensors)
+            tensors.append((prefix, m))
+        tid[n] = t
+        lens[n] = len(idx)
+    rows = (np.concatenate([np.asarray(idx, dtype=np.int64) for _, _, idx in picks])
+            if picks else _NONE)
+    return tensors, np.repeat(tid, lens), rows
+
+
+def _positions(owner: np.ndarray, count: int) -> list[np.ndarray]:
+    """Per tensor number below ``count``, the positions it owns, ascending."""
+    if count == 1:
+        return [np.arange(len(owner), dtype=np.int64)]
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(count + 1))
+    return [order[bounds[t]:bounds[t + 1]] for t in range(count)]
 
 
 def _bar(it: Any, desc: str, enabled: bool, total: int | None = None) -> Any:
