@@ -144,9 +144,11 @@ def pad(rows: Sequence[Any], value: Any = 0, *, max_len: int | None = None,
 
 
 # ------------------------------------------------------------------ reading
-class _Section:
-    """One section of a chunk (a column's values or offsets): a read-only
-    uint8 view of the file and its per-64 KiB CRCs, checked on first read."""
+class CheckedBuffer:
+    """Bytes of the file (a read-only uint8 view) and the CRC-32 of each 64
+    KiB of them (:func:`segment_crcs`), each checked when first read through
+    this object: how a Dataset chunk's sections and a tensor block are read
+    without checking all of a large record at open."""
 
     __slots__ = ("buf", "crcs", "ok", "left", "where")
 
@@ -218,13 +220,13 @@ class _Chunk:
             tables = np.frombuffer(view, dtype="<u4", count=tlen // 4,
                                    offset=_PREFIX.size + mlen)
             base = _align(end)
-            self.secs: dict[tuple[str, str], _Section] = {}
+            self.secs: dict[tuple[str, str], CheckedBuffer] = {}
             for c in cols:
                 for sec, (off, n, t0, nt) in meta["cols"][c.name].items():
                     if base + off + n > len(buf) or t0 + nt > len(tables) or \
                             nt != -(-n // _SEG):
                         raise ValueError(f"section {c.name}/{sec} is out of bounds")
-                    self.secs[(c.name, sec)] = _Section(
+                    self.secs[(c.name, sec)] = CheckedBuffer(
                         buf[base + off:base + off + n], tables[t0:t0 + nt],
                         f"{where}: chunk {key!r} column {c.name!r} ({sec})")
         except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -247,7 +249,8 @@ def _align(n: int) -> int:
 
 
 # ------------------------------------------------------------------ writing
-def _crcs(buf: np.ndarray) -> np.ndarray:
+def segment_crcs(buf: np.ndarray) -> np.ndarray:
+    """The CRC-32 (zlib, seed 0) of each 64 KiB of ``buf``, as u32 little-endian."""
     mv = memoryview(buf)
     return np.array([zlib.crc32(mv[s:s + _SEG]) for s in range(0, len(buf), _SEG)],
                     dtype="<u4")
@@ -267,7 +270,7 @@ def _encode(rows: int, sections: list[tuple[str, str, np.ndarray]]) -> list[Any]
     tables = []
     off = t0 = 0
     for name, sec, buf in sections:
-        crcs = _crcs(buf)
+        crcs = segment_crcs(buf)
         meta["cols"].setdefault(name, {})[sec] = [off, len(buf), t0, len(crcs)]
         tables.append(crcs)
         t0 += len(crcs)

@@ -34,6 +34,7 @@ import json
 import os
 import re
 import struct
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from . import _convert, errors
+from .dataset import CheckedBuffer, segment_crcs
 from .db import DbConfig, SynaDB
 from .engine.files import atomic_path
 
@@ -51,8 +53,10 @@ DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "u
 _CODES = {name: i + 1 for i, name in enumerate(DTYPES)}
 _MANIFEST = "__tensor__/"
 _BLOCK_HEAD = struct.Struct("<4sBB2x")  # magic, dtype code, ndim; then ndim × u64 shape
-_BLOCK_MAGIC = b"STB1"
+_BLOCK_MAGIC = b"STB2"  # STB1 blocks (no CRC table) are still read
+_OLD_MAGIC = b"STB1"
 _HEAD_BYTES = 64
+_TABLE_HEAD = struct.Struct("<II")  # CRC count, CRC of the 64-byte head and the table
 # Rows per block: about this many bytes.  Few, large blocks make a shuffled
 # batch one fancy index per block; the CRC of a block is checked once per
 # handle, and a record's value is limited to 4 GiB.
@@ -497,9 +501,7 @@ class TensorEngine:
         for b, start in enumerate(range(0, n, per)):
             part = arr[start:start + per]
             key = f"{_MANIFEST}{prefix}#{b}"
-            head = _BLOCK_HEAD.pack(_BLOCK_MAGIC, _CODES[dt.name], part.ndim) + b"".join(
-                struct.pack("<Q", s) for s in part.shape)
-            parts.append((key, head.ljust(_HEAD_BYTES, b"\0"), part))
+            parts.append((key, _block_head(dt, part), part))
             blocks.append([key, start, len(part)])
         manifest = {"version": 1, "kind": kind, "dtype": dt.name, "shape": list(arr.shape),
                     "width": max(4, len(str(max(n - 1, 0)))), "blocks": blocks}
@@ -517,7 +519,8 @@ class TensorEngine:
                         db.delete(k)
             for key, head, part in _bar(parts, f"put {prefix}",
                                         self.progress and arr.nbytes > (64 << 20)):
-                db.storage.put_blob_parts(key, [head, part])
+                # Latest-only: compaction reclaims a replaced tensor's blocks.
+                db.storage.put_blob_parts(key, [head, part], keep_history=False)
             db.put_text(_MANIFEST + prefix, json.dumps(manifest))
         return n
 
@@ -539,18 +542,47 @@ class TensorEngine:
 
     # ------------------------------------------------------------------ get
     def _block(self, key: str, dt: np.dtype) -> np.ndarray:
+        """Block ``key`` as a read-only array, every byte checked (a whole read)."""
+        arr, checked = self._lazy_block(key, dt)
+        if checked is not None:
+            checked.check_all()
+        return arr
+
+    def _lazy_block(self, key: str, dt: np.dtype) -> tuple[np.ndarray, CheckedBuffer | None]:
+        """Block ``key`` as a read-only array, and the CRCs to check before
+        reading rows of it (None for an STB1 block: checked whole here)."""
         # No refresh between the manifest and its blocks: one version, whole.
-        view = self.db.storage.value_view(key, refresh=False)
+        view = self.db.storage.value_view(key, refresh=False, check=False)
         if view is None:
             raise errors.CorruptDatabase(f"tensor block {key!r} is missing from {self.path!r}")
+        magic = bytes(view[:4])
+        if magic == _OLD_MAGIC:
+            view = self.db.storage.value_view(key, refresh=False)  # its record CRC, once
         magic, code, ndim = _BLOCK_HEAD.unpack_from(view, 0)
-        if magic != _BLOCK_MAGIC or DTYPES[code - 1] != dt.name:
+        if magic not in (_BLOCK_MAGIC, _OLD_MAGIC) or not 1 <= code <= len(DTYPES) or \
+                DTYPES[code - 1] != dt.name:
             raise errors.CorruptDatabase(f"tensor block {key!r} has a bad header")
         shape = struct.unpack_from(f"<{ndim}Q", view, _BLOCK_HEAD.size)
-        arr = np.frombuffer(view, dtype=dt.newbyteorder("<"), count=int(np.prod(shape)),
-                            offset=_HEAD_BYTES).reshape(shape)
+        count = int(np.prod(shape))
+        checked = None
+        start = _HEAD_BYTES
+        if magic == _BLOCK_MAGIC:
+            ncrc, crc = _TABLE_HEAD.unpack_from(view, _HEAD_BYTES)
+            t0 = _HEAD_BYTES + _TABLE_HEAD.size
+            start = _align64(t0 + 4 * ncrc)
+            if start + count * dt.itemsize > len(view) or \
+                    zlib.crc32(view[t0:t0 + 4 * ncrc], zlib.crc32(view[:_HEAD_BYTES])) != crc:
+                raise errors.ChecksumError(f"the head of tensor block {key!r} in "
+                                           f"{self.path!r} fails its CRC")
+            raw = np.frombuffer(view, dtype=np.uint8, count=count * dt.itemsize, offset=start)
+            crcs = np.frombuffer(view, dtype="<u4", count=ncrc, offset=t0)
+            if len(crcs) != -(-len(raw) // (1 << 16)):
+                raise errors.CorruptDatabase(f"tensor block {key!r} has a bad CRC table")
+            checked = CheckedBuffer(raw, crcs, f"tensor block {key!r} in {self.path!r}")
+        arr = np.frombuffer(view, dtype=dt.newbyteorder("<"), count=count,
+                            offset=start).reshape(shape)
         arr.flags.writeable = False  # it is the file: writing to it would bypass the CRC
-        return arr
+        return arr, checked
 
     @staticmethod
     def _finish(arr: np.ndarray, shape: Any, dtype: Any) -> np.ndarray:
@@ -785,7 +817,12 @@ class RowView:
         self._picks = picks
         # Every block now, while the caller holds the handle's lock: the view
         # then stays one version of the tensor, whatever is written later.
-        self._blocks: list[np.ndarray | None] = [engine._block(k, self.dtype) for k in keys]
+        # Mapping a block reads nothing: its CRCs are checked per 64 KiB as
+        # rows are read, so a view over gigabytes opens at once.
+        got = [engine._lazy_block(k, self.dtype) for k in keys]
+        self._blocks: list[np.ndarray | None] = [a for a, _ in got]
+        self._checks = [c for _, c in got]
+        self._row_bytes = self.dtype.itemsize * int(np.prod(self.row_shape, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self._row_in)
@@ -803,10 +840,15 @@ class RowView:
     def shape(self) -> tuple[int, ...]:
         return (len(self), *self.row_shape)
 
-    def _blk(self, b: int) -> np.ndarray:
+    def _blk(self, b: int, rows: np.ndarray) -> np.ndarray:
+        """Block ``b``, with the segments holding ``rows`` of it checked."""
         blk = self._blocks[b]
         if blk is None:
-            blk = self._blocks[b] = self._engine._block(self._keys[b], self.dtype)
+            blk, self._checks[b] = self._engine._lazy_block(self._keys[b], self.dtype)
+            self._blocks[b] = blk
+        checked = self._checks[b]
+        if checked is not None:
+            checked.check_rows(rows, self._row_bytes)
         return blk
 
     def __getitem__(self, i: int) -> np.ndarray:
@@ -816,7 +858,8 @@ class RowView:
                                      "several rows")
         if not -n <= i < n:
             raise RowIndexError(f"row {i} is out of range: the view has {n} rows")
-        return self._blk(int(self._block_of[i]))[int(self._row_in[i])]  # a read-only view
+        r = int(self._row_in[i])
+        return self._blk(int(self._block_of[i]), np.array([r]))[r]  # a read-only view
 
     def _indices(self, indices: Any) -> np.ndarray:
         """``indices`` as int64 row numbers, each in ``0 <= i < len(self)``."""
@@ -861,11 +904,27 @@ class RowView:
         blocks = self._block_of[idx]
         rows = self._row_in[idx]
         if len(self._keys) == 1:
-            return self._blk(0)[rows]
+            return self._blk(0, rows)[rows]
         for b in np.unique(blocks).tolist():
             sel = np.flatnonzero(blocks == b)
-            out[sel] = self._blk(b)[rows[sel]]
+            out[sel] = self._blk(b, rows[sel])[rows[sel]]
         return out
+
+
+def _align64(n: int) -> int:
+    return -(-n // 64) * 64
+
+
+def _block_head(dt: np.dtype, part: np.ndarray) -> bytes:
+    """The head of an STB2 block: 64 bytes (magic, dtype code, ndim, shape),
+    then the CRC count, a CRC of the head and the table, and the CRC-32 of
+    each 64 KiB of the rows, zero padded to a multiple of 64."""
+    head = (_BLOCK_HEAD.pack(_BLOCK_MAGIC, _CODES[dt.name], part.ndim) + b"".join(
+        struct.pack("<Q", s) for s in part.shape)).ljust(_HEAD_BYTES, b"\0")
+    flat = part.reshape(-1).view(np.uint8) if part.size else np.empty(0, np.uint8)
+    table = segment_crcs(flat).tobytes()
+    out = head + _TABLE_HEAD.pack(len(table) // 4, zlib.crc32(table, zlib.crc32(head))) + table
+    return out.ljust(_align64(len(out)), b"\0")
 
 
 def _positive_int(name: str, value: object) -> int:

@@ -152,14 +152,14 @@ def test_open_reads_no_data_and_reads_check_only_what_they_touch(tmp_path, monke
     with Dataset(path, "t") as ds:
         ds.append({"x": x})
     checked = []
-    real = dsmod._Section._check
+    real = dsmod.CheckedBuffer._check
 
     def spy(self, segs):
         segs = list(segs)
         checked.extend(segs)
         return real(self, segs)
 
-    monkeypatch.setattr(dsmod._Section, "_check", spy)
+    monkeypatch.setattr(dsmod.CheckedBuffer, "_check", spy)
     with Dataset(path, "t", read_only=True) as ds:
         assert checked == []  # open: metadata only
         np.testing.assert_array_equal(ds.take([7, 19_999])["x"], x[[7, 19_999]])

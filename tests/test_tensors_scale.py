@@ -356,3 +356,72 @@ def test_tensors_imports_no_framework():
         else:
             continue
         assert not any(m.split(".")[0] in ("torch", "tensorflow") for m in mods), mods
+
+
+# ------------------------------------------------- lazy checks, compaction
+def test_a_row_view_opens_without_reading_its_blocks(tmp_path, monkeypatch):
+    from synadb import dataset as dsmod
+
+    path = str(tmp_path / "t.db")
+    x = np.arange(400_000, dtype=np.float32).reshape(-1, 100)  # 1.6 MB: 25 segments
+    with TensorEngine(path, progress=False) as e:
+        e.put_tensor("x/", x, rows_per_block=1000)
+    checked = []
+    real = dsmod.CheckedBuffer._check
+    monkeypatch.setattr(dsmod.CheckedBuffer, "_check",
+                        lambda self, segs: checked.extend(list(segs)) or real(self, list(segs)))
+    with TensorEngine(path, read_only=True, progress=False) as e:
+        view = e.rows("x/*")
+        assert checked == []
+        np.testing.assert_array_equal(view.batch([5, 3999]), x[[5, 3999]])
+        assert 1 <= len(checked) <= 4
+        np.testing.assert_array_equal(view[17], x[17])
+
+
+def test_a_damaged_tensor_segment_is_reported_when_read(tmp_path):
+    path = tmp_path / "t.db"
+    x = np.arange(200_000, dtype=np.int64).reshape(-1, 4)
+    with TensorEngine(str(path), progress=False) as e:
+        e.put_tensor("x/", x)
+    raw = bytearray(path.read_bytes())
+    at = bytes(raw).find(np.arange(120_000, 120_004, dtype="<i8").tobytes())
+    raw[at + 1] ^= 0x10
+    path.write_bytes(bytes(raw))
+    with TensorEngine(str(path), read_only=True, progress=False) as e:
+        view = e.rows("x/*")
+        np.testing.assert_array_equal(view.batch([0, 49_999]), x[[0, 49_999]])
+        with pytest.raises(synadb.ChecksumError, match="tensor block"):
+            view.batch([30_000])
+        with pytest.raises(synadb.ChecksumError):
+            e.get_tensor("x/*")
+
+
+def test_blocks_written_before_crc_tables_still_read(tmp_path):
+    import json
+    import struct
+
+    path = str(tmp_path / "t.db")
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    head = (struct.pack("<4sBB2x", b"STB1", 2, 2) + struct.pack("<2Q", 4, 3)).ljust(64, b"\0")
+    with synadb.SynaDB(path) as db:  # what an older synadb wrote
+        db.put_bytes("__tensor__/x/#0", head + x.tobytes())
+        db.put_text("__tensor__/x/", json.dumps({
+            "version": 1, "kind": "rows", "dtype": "float32", "shape": [4, 3], "width": 4,
+            "blocks": [["__tensor__/x/#0", 0, 4]]}))
+    with TensorEngine(path, read_only=True, progress=False) as e:
+        np.testing.assert_array_equal(e.get_tensor("x/*"), x)
+        np.testing.assert_array_equal(e.rows("x/*").batch([2, 0]), x[[2, 0]])
+
+
+def test_compaction_reclaims_a_replaced_tensor_by_default(tmp_path):
+    import os
+
+    path = str(tmp_path / "t.db")
+    x = np.ones((50_000, 64), np.float32)  # 12.8 MB
+    with TensorEngine(path, progress=False) as e:
+        for i in range(4):
+            e.put_tensor("x/", x * i)
+        before = os.path.getsize(path)
+        e.db.compact()
+        assert os.path.getsize(path) < before / 3
+        np.testing.assert_array_equal(e.get_tensor("x/0004[0-9]"), x[:10] * 3)
