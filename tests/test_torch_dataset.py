@@ -217,3 +217,69 @@ def test_torch_dtypes_and_the_device_is_checked_before_reading(tmp_path, monkeyp
             with pytest.raises(synadb.InvalidArgument, match="CUDA"):
                 e.get_tensor_torch("x/*", device="cuda")
             assert reads == []
+
+
+# ------------------------------------------- DDP on a read-only shared mount
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_rank(rank, world_size, port, path, out_dir):
+    import os
+
+    import torch.distributed as dist
+
+    from synadb.integrations.torch import create_distributed_loader
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        ds = SynaDataset(path, "t", columns=["y", "ids"])
+        loader, sampler = create_distributed_loader(ds, batch_size=16, num_workers=1, seed=1)
+        sampler.set_epoch(0)
+        ys = [y for b in loader for y in b["y"].tolist()]
+        np.save(os.path.join(out_dir, f"y{rank}.npy"), np.array(ys))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture
+def read_only_mount(tmp_path):
+    import shutil
+    import subprocess
+
+    rw, ro = tmp_path / "rw", tmp_path / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    if shutil.which("mount") is None or subprocess.run(
+            ["mount", "--bind", str(rw), str(ro)], capture_output=True).returncode != 0:
+        pytest.skip("a read-only bind mount needs mount privileges here")
+    try:
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("cannot remount read-only here")
+        yield rw, ro
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)
+
+
+def test_ddp_ranks_read_a_dataset_on_a_read_only_mount(read_only_mount, tmp_path):
+    import torch.multiprocessing as tmp
+
+    rw, ro = read_only_mount
+    with synadb.Dataset(rw / "shared.db", "t") as ds:
+        ds.append({"y": np.arange(100), "ids": [np.arange(i % 7) for i in range(100)]})
+    with pytest.raises(OSError):
+        (ro / "probe").write_text("x")  # the mount is read-only indeed
+    out = tmp_path / "out"
+    out.mkdir()
+    tmp.spawn(_ddp_rank, args=(2, _free_port(), str(ro / "shared.db"), str(out)), nprocs=2,
+              join=True)
+    ys = [np.load(out / f"y{r}.npy") for r in range(2)]
+    assert len(ys[0]) == len(ys[1]) == 50
+    assert sorted(np.concatenate(ys).tolist()) == list(range(100))
