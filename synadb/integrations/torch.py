@@ -265,6 +265,33 @@ class _Samples(list):  # type: ignore[type-arg]
     stacked: Any = None
 
 
+class _Batch(Sequence):  # type: ignore[type-arg]
+    """The samples of one batch, made only if asked for, plus the batch
+    already stacked.
+
+    The default :func:`_collate` takes ``stacked`` and never looks at the
+    samples, so a batch of 256 rows costs one gather and no per-row objects;
+    a custom ``collate_fn`` indexes or iterates it like the list of samples
+    ``__getitems__`` is meant to return.
+    """
+
+    __slots__ = ("stacked", "_n", "_sample", "_made")
+
+    def __init__(self, stacked: Any, n: int, sample: Callable[[int], Any]) -> None:
+        self.stacked = stacked
+        self._n = n
+        self._sample = sample
+        self._made: list[Any] | None = None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: Any) -> Any:
+        if self._made is None:
+            self._made = [self._sample(j) for j in range(self._n)]
+        return self._made[i]
+
+
 def _collate(batch: Any) -> Any:
     stacked = getattr(batch, "stacked", None)
     if stacked is not None:
@@ -348,12 +375,13 @@ class SynaDataset(_Reader, Dataset):  # type: ignore[type-arg]
         idx = np.where(idx < 0, idx + self._len, idx)
         xb = _tensor(x.batch(idx), self._np_dtype)
         yb = _tensor(y.batch(idx), None) if y is not None else None
-        out = _Samples()
         if self.transform is None and self.target_transform is None:
-            # Samples as views of the batch; _collate skips re-stacking them.
-            out.extend(xb.unbind(0) if yb is None else zip(xb.unbind(0), yb.unbind(0)))
-            out.stacked = xb if yb is None else (xb, yb)
-            return out
+            # Samples as views of the batch, if asked for; _collate takes it whole.
+            if yb is None:
+                return _Batch(xb, len(idx), xb.__getitem__)  # type: ignore[return-value]
+            return _Batch((xb, yb), len(idx),  # type: ignore[return-value]
+                          lambda i: (xb[i], yb[i]))
+        out = _Samples()
         xs = [self.transform(r) if self.transform else r for r in xb.unbind(0)]
         if yb is None:
             out.extend(xs)
@@ -554,17 +582,18 @@ class SynaTableDataset(SynaDataset):
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         idx = self._check(np.asarray(indices, dtype=np.int64).reshape(-1))
         b = self._batch(idx)
-        out = _Samples()
         k = len(idx)
-        samples = [{c: v[i] for c, v in b.items()} for i in range(k)]
+
+        def sample(i: int) -> Any:
+            return self._shape({c: v[i] for c, v in b.items()})
+
         if self.transform is not None:
-            out.extend(self.transform(self._shape(s)) for s in samples)
+            out = _Samples()
+            out.extend(self.transform(sample(i)) for i in range(k))
             return out
-        out.extend(self._shape(s) for s in samples)
-        if self.ragged == "pad":
-            b = _pad_dict(b, self.pad_value, None)
-        out.stacked = tuple(b[c] for c in self.columns) if self.as_tuple else b
-        return out
+        stacked = _pad_dict(b, self.pad_value, None) if self.ragged == "pad" else b
+        stacked = tuple(stacked[c] for c in self.columns) if self.as_tuple else stacked
+        return _Batch(stacked, k, sample)  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         cols = ", ".join(f"{c}: {k}" for c, k in self.kinds.items())
