@@ -779,13 +779,19 @@ class Dataset:
             raise IndexError(f"row {bad} is out of range: {self._where} has {n} rows")
         return raw
 
-    def take(self, indices: Any, columns: Sequence[str] | None = None) -> dict[str, Any]:
+    def take(self, indices: Any, columns: Sequence[str] | None = None, *,
+             ragged: str = "list", decode: bool = True) -> dict[str, Any]:
         """Rows at ``indices`` (ints, a range or a slice) as ``{column: values}``.
 
         ``fixed`` columns come as one array ``(k, *shape)``; ``ragged`` as a
-        list of arrays; ``bytes``/``text``/``json`` as lists.  Only the
-        columns asked for are read.
+        list of arrays (``ragged="flat"``: one ``(values, offsets)`` pair,
+        row ``i`` being ``values[offsets[i]:offsets[i+1]]``, as Arrow lists
+        and ``tf.RaggedTensor.from_row_splits`` take them);
+        ``bytes``/``text``/``json`` as lists (``decode=False``: the stored
+        UTF-8 bytes of text and JSON).  Only the columns asked for are read.
         """
+        if ragged not in ("list", "flat"):
+            raise errors.InvalidArgument(f"ragged is 'list' or 'flat', got {ragged!r}")
         if self._needs_refresh(indices):
             self.refresh()
         idx = self._indices(indices)
@@ -793,7 +799,12 @@ class Dataset:
         out: dict[str, Any] = {}
         order, groups = self._groups(idx)
         for c in cols:
-            out[c.name] = self._gather(c, idx, order, groups)
+            v = self._gather(c, idx, order, groups, decode)
+            if c.kind == "ragged" and ragged == "flat":
+                assert c.dtype is not None
+                v = (np.concatenate(v) if v else np.empty((0, *c.shape), c.dtype),
+                     _offsets(np.array([len(a) for a in v], dtype=np.int64)))
+            out[c.name] = v
         return out
 
     def _needs_refresh(self, indices: Any) -> bool:
@@ -838,7 +849,7 @@ class Dataset:
         return order, groups
 
     def _gather(self, c: Column, idx: np.ndarray, order: Any,
-                groups: list[tuple[int, np.ndarray]]) -> Any:
+                groups: list[tuple[int, np.ndarray]], decode: bool = True) -> Any:
         if c.kind == "fixed":
             assert c.dtype is not None
             out = np.empty((len(idx), *c.shape), dtype=c.dtype)
@@ -870,15 +881,23 @@ class Dataset:
                 assert c.dtype is not None
                 width = c.dtype.itemsize * math.prod(c.shape)
                 vals = ch.typed(c, "values", c.dtype, c.shape)
-                for p, a, b in zip(pos.tolist(), lo.tolist(), hi.tolist()):
-                    vsec.check_range(a * width, b * width)
-                    res[p] = np.array(vals[a:b])
+                if vsec.left:
+                    for a, b in zip(lo.tolist(), hi.tolist()):
+                        vsec.check_range(a * width, b * width)
+                lens = hi - lo
+                # One gather for the group, then views of it per row.
+                starts = np.zeros(len(lens), dtype=np.int64)
+                np.cumsum(lens[:-1], out=starts[1:])
+                flat = np.repeat(lo - starts, lens) + np.arange(int(lens.sum()))
+                pieces = np.split(vals[flat], starts[1:])
+                for p, piece in zip(pos.tolist(), pieces):
+                    res[p] = piece
             else:
                 buf = vsec.buf
                 for p, a, b in zip(pos.tolist(), lo.tolist(), hi.tolist()):
                     vsec.check_range(a, b)
                     raw = buf[a:b].tobytes()
-                    if c.kind == "bytes":
+                    if c.kind == "bytes" or not decode:
                         res[p] = raw
                     elif c.kind == "text":
                         res[p] = raw.decode("utf-8", "surrogatepass")

@@ -330,3 +330,22 @@ def test_compaction_reclaims_cleared_chunks_and_old_manifests(tmp_path):
     with Dataset(path, "t", read_only=True) as ds:
         assert len(ds) == 20_050 and ds.verify() >= x.nbytes
         np.testing.assert_array_equal(ds.take([0, 20_049])["x"], x[:2])
+
+
+def test_take_ragged_flat_and_undecoded(tmp_path, monkeypatch):
+    monkeypatch.setattr(dsmod, "_CHUNK_BYTES", 256)  # rows spread over many chunks
+    rows = [np.arange(k, dtype=np.int32) + 100 * k for k in range(40)]
+    with Dataset(tmp_path / "d.db", "t") as ds:
+        ds.append({"ids": rows, "s": [f"é{i}" for i in range(40)],
+                   "j": [{"k": i} for i in range(40)]})
+        assert ds.info()["chunks"] > 5
+        pick = [39, 0, 17, 3, 17]
+        values, offsets = ds.take(pick, ["ids"], ragged="flat")["ids"]
+        assert offsets.tolist() == np.cumsum([0] + [len(rows[i]) for i in pick]).tolist()
+        np.testing.assert_array_equal(values, np.concatenate([rows[i] for i in pick]))
+        got = ds.take(pick, ["s", "j"], decode=False)
+        assert got["s"][0] == "é39".encode() and got["j"][2] == b'{"k": 17}'
+        listed = ds.take(pick, ["ids"])["ids"]
+        assert all((a == rows[i]).all() for a, i in zip(listed, pick))
+        with pytest.raises(synadb.InvalidArgument):
+            ds.take([0], ragged="padded")

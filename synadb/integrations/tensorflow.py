@@ -44,7 +44,6 @@ as object arrays of bytes (``tf.string``).
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from typing import Any
@@ -387,27 +386,17 @@ class _TableSource:
 
     def gather(self, idx: np.ndarray) -> list[np.ndarray]:
         with self.lock:
-            got = self.table.take(idx, self.names)
+            got = self.table.take(idx, self.names, ragged="flat", decode=False)
         out: list[np.ndarray] = []
         for c in self.cols:
             v = got[c.name]
             if c.kind == "fixed":
                 out.append(_cast(v, self.casts[c.name]))
             elif c.kind == "ragged":
-                lengths = np.fromiter((len(a) for a in v), dtype=np.int64, count=len(v))
-                splits = np.zeros(len(v) + 1, dtype=np.int64)
-                np.cumsum(lengths, out=splits[1:])
-                assert c.dtype is not None
-                vals = np.concatenate(v) if v else np.empty((0, *c.shape), c.dtype)
+                vals, splits = v  # one gather: values and row splits
                 out += [_cast(vals, self.casts[c.name]), splits]
             else:
-                if c.kind == "text":
-                    v = [s.encode("utf-8", "surrogatepass") for s in v]
-                elif c.kind == "json":
-                    # The text as stored: Dataset.append wrote json.dumps(value,
-                    # ensure_ascii=False), and take parsed it; dumping the parsed
-                    # value again gives the same text.
-                    v = [json.dumps(x, ensure_ascii=False).encode("utf-8") for x in v]
+                # bytes, and text/JSON as the UTF-8 the file holds
                 arr = np.empty(len(v), dtype=object)
                 arr[:] = v
                 out.append(arr)
