@@ -224,3 +224,44 @@ def test_flipped_byte_is_reported_on_its_key_only(workload, scratch, budget):
             problems.append(f"{where}: opening or reading raised {type(e).__name__}: {e}")
     assert not problems, f"{len(problems)} problems in {len(picks)} flips:\n" + \
         "\n".join(problems[:8])
+
+
+def test_explorer_sees_a_dataset_manifest_written_before_its_chunks(scratch, budget):
+    """Planted bug: no batch, and an append's manifest reaches the file before
+    its chunk records.  A crash state that keeps the manifest's page and
+    loses a chunk's must be reported (a row count the chunks do not hold)."""
+    from synadb.db import Storage
+
+    from .workloads import DatasetLevel, DatasetModel, w_dataset
+
+    @contextlib.contextmanager
+    def no_batch(self, sync=True):
+        yield self
+
+    deferred = []
+    real_parts, real_blobs = Storage.put_blob_parts, Storage.put_blobs
+
+    def defer_chunk(self, key, parts, keep_history=True):
+        deferred.append((self, key, [bytes(memoryview(p).cast("B")) for p in parts]))
+
+    def manifest_first(self, items, keys_checked=False, keep_history=True):
+        real_blobs(self, items, keys_checked, keep_history)
+        while deferred:
+            st, key, parts = deferred.pop(0)
+            real_parts(st, key, parts, keep_history=False)
+
+    work = os.path.join(scratch, "work")
+    os.mkdir(work)
+    with _patched(SynaDB, "batch", no_batch), _patched(Storage, "put_blob_parts", defer_chunk), \
+            _patched(Storage, "put_blobs", manifest_first):
+        model = DatasetModel()
+        with Recorder(os.path.join(work, "w.db"), model.canon) as rec:
+            w_dataset(os.path.join(work, "w.db"), False, rec, model, random.Random(1))
+            rec.finish()
+    os.mkdir(os.path.join(scratch, "check"))
+    report = explore(rec, DatasetLevel(), os.path.join(scratch, "check"),
+                     dataclasses.replace(budget, max_states=0, all_subsets_upto=3,
+                                         random_subsets=8, torn_per_segment=0,
+                                         max_kill_states=1),
+                     seed=1)
+    assert report.violations, report.summary("planted manifest-before-chunks")

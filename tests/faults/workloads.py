@@ -15,6 +15,7 @@ once a later sync of the file completes.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Hashable
 from typing import Any
@@ -50,6 +51,16 @@ class DictModel:
 
     def canon(self) -> Hashable:
         return as_state(self.d)
+
+
+class DatasetModel:
+    """The rows appended, in order, as DatasetLevel reads them."""
+
+    def __init__(self) -> None:
+        self.d: dict[int, Hashable] = {}
+
+    def canon(self) -> Hashable:
+        return tuple(self.d[i] for i in range(len(self.d)))
 
 
 # ------------------------------------------------------------------ levels
@@ -146,6 +157,54 @@ class TrackerLevel(Level):
         d = dict(state)
         d[self.PROBE] = run_state("Running", {}, {})
         return as_state(d)
+
+
+class DatasetLevel(Level):
+    """A synadb.Dataset: every row of every column, canonical."""
+
+    name = "dataset"
+    NAME = "t"
+    PROBE = {"x": np.full((1, 3), 7, dtype=np.float32), "ids": [np.arange(2)],
+             "img": [b"probe"], "cap": ["probe"], "meta": [{"probe": True}]}
+
+    def open(self, path: str, writable: bool) -> Any:
+        exists = os.path.exists(path) and self.NAME in synadb.datasets(path)
+        db = synadb.SynaDB(path, read_only=not writable, lock_timeout_s=2.0)
+        try:
+            if not writable and not exists:
+                return (db, None)
+            return (db, synadb.Dataset(db, self.NAME, read_only=not writable, progress=False))
+        except BaseException:
+            db.close()
+            raise
+
+    def read(self, h: Any) -> Hashable:
+        _, ds = h
+        return dataset_state(ds)
+
+    def probe(self, h: Any) -> None:
+        h[1].append(self.PROBE)
+
+    def with_probe(self, state: Hashable) -> Hashable:
+        return tuple(state) + tuple(_rows_of(self.PROBE))
+
+    def close(self, h: Any) -> None:
+        if h[1] is not None:
+            h[1].close()
+        h[0].close()
+
+
+def _rows_of(batch: dict) -> list:
+    n = len(batch["cap"])
+    return [(canon_array(np.asarray(batch["x"][i])), canon_array(np.asarray(batch["ids"][i])),
+             batch["img"][i], batch["cap"][i], repr(batch["meta"][i])) for i in range(n)]
+
+
+def dataset_state(ds: Any) -> Hashable:
+    if ds is None or not len(ds):
+        return ()
+    got = ds.take(range(len(ds)))
+    return tuple(_rows_of(got))
 
 
 # --------------------------------------------------------------- workloads
@@ -376,6 +435,39 @@ def w_compaction(path: str, sow: bool, rec: Recorder, m: KVModel, rng: random.Ra
     rec.step("close", db.close, None, "all")
 
 
+def w_dataset(path: str, sow: bool, rec: Recorder, m: DictModel, rng: random.Random) -> None:
+    """Dataset appends of every column kind: small ones and one that spans
+    several chunk records (each append all or nothing), then close."""
+    from synadb import dataset as dsmod
+
+    nprng = np.random.default_rng(rng.randrange(2**32))
+    rows: list = []
+    old = dsmod._CHUNK_BYTES
+    dsmod._CHUNK_BYTES = 6000  # the large append becomes several chunk records
+    try:
+        ds = rec.step("open Dataset", lambda: synadb.Dataset(
+            path, "t", sync_on_write=sow, progress=False))
+        for i, n in enumerate((3, 1, 60, 5)):
+            batch = {
+                "x": nprng.standard_normal((n, 3)).astype(np.float32),
+                "ids": [nprng.integers(0, 99, int(nprng.integers(0, 30))) for _ in range(n)],
+                "img": [nprng.bytes(int(nprng.integers(0, 300))) for _ in range(n)],
+                "cap": [f"row {len(rows) + j}" for j in range(n)],
+                "meta": [{"i": len(rows) + j} for j in range(n)],
+            }
+
+            def apply(batch=batch) -> None:
+                rows.extend(_rows_of(batch))
+                m.d.clear()
+                m.d.update(enumerate(rows))
+
+            rec.step(f"append {n} rows", lambda batch=batch: ds.append(batch), apply,
+                     _durable(sow))
+        rec.step("close", ds.close, None, "all")
+    finally:
+        dsmod._CHUNK_BYTES = old
+
+
 WORKLOADS = {
     "single_puts": (w_single_puts, KVModel, KVLevel),
     "batches": (w_batches, KVModel, KVLevel),
@@ -384,6 +476,7 @@ WORKLOADS = {
     "tensors": (w_tensors, DictModel, TensorLevel),
     "tracker": (w_tracker, DictModel, TrackerLevel),
     "compaction": (w_compaction, KVModel, KVLevel),
+    "dataset": (w_dataset, DatasetModel, DatasetLevel),
 }
 
 
