@@ -465,6 +465,28 @@ class _Encoded:
         return out
 
 
+def _as_columns(batch: Any) -> Any:
+    """A pandas DataFrame or a pyarrow Table/RecordBatch as ``{column: values}``."""
+    if isinstance(batch, Mapping):
+        return batch
+    if hasattr(batch, "to_batches") or (hasattr(batch, "schema") and hasattr(batch, "columns")
+                                        and hasattr(batch, "num_rows")):
+        import pyarrow as pa
+
+        table = batch if hasattr(batch, "to_batches") else pa.Table.from_batches([batch])
+        out: dict[str, Any] = {}
+        for name in table.schema.names:
+            out[name] = _from_arrow_array(pa, table.column(name).combine_chunks())
+        return out
+    if hasattr(batch, "columns") and hasattr(batch, "to_numpy") and hasattr(batch, "iloc"):
+        out = {}
+        for name in batch.columns:
+            col = batch[name]
+            out[str(name)] = col.to_numpy() if col.dtype.kind in "biuf" else col.tolist()
+        return out
+    return batch
+
+
 def _rows(v: Any, name: str, where: str) -> list[Any]:
     if isinstance(v, (str, bytes)) or not isinstance(v, Iterable) or isinstance(v, Mapping):
         raise errors.InvalidType(f"{where}: column {name!r}: give a list of values, one per "
@@ -680,6 +702,7 @@ class Dataset:
     def _append(self, batch: Mapping[str, Any]) -> int:
         if self.read_only:
             raise errors.ReadOnlyError(f"{self._where} is open read-only")
+        batch = _as_columns(batch)
         if not isinstance(batch, Mapping) or not batch:
             raise errors.InvalidType(f"append takes a non-empty dict of columns, got "
                                      f"{type(batch).__name__}")

@@ -349,3 +349,14 @@ def test_take_ragged_flat_and_undecoded(tmp_path, monkeypatch):
         assert all((a == rows[i]).all() for a, i in zip(listed, pick))
         with pytest.raises(synadb.InvalidArgument):
             ds.take([0], ragged="padded")
+
+
+def test_append_takes_a_dataframe_and_an_arrow_table(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    with Dataset(tmp_path / "d.db", "t") as ds:
+        ds.append(pd.DataFrame({"a": [1.5, 2.5], "s": ["x", "y"]}))
+        ds.append(pa.table({"a": [3.5], "s": ["z"]}))
+        assert ds["s"] == ["x", "y", "z"]
+        np.testing.assert_array_equal(ds["a"], [1.5, 2.5, 3.5])
+        assert ds.columns["a"].kind == "fixed" and ds.columns["s"].kind == "text"
