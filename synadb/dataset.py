@@ -71,9 +71,10 @@ _PREFIX = struct.Struct("<4sIII")  # magic, meta length, CRC-table length, CRC o
 _ALIGN = 64
 _SEG_SHIFT = 16  # a CRC per 64 KiB of a section
 _SEG = 1 << _SEG_SHIFT
-# Bytes per chunk record: large enough that a chunk's header is noise, small
-# enough that an append in bounded memory builds one at a time.
-_CHUNK_BYTES = 64 << 20
+# Bytes per chunk record: few chunks keep a batch's gather to a few numpy
+# calls (the 64 KiB CRCs make a chunk's size free for reads), and an append
+# builds one chunk at a time, so this bounds a writer's memory too.
+_CHUNK_BYTES = 256 << 20
 # The writer checkpoints the file's index after this many new bytes, so that
 # a reader opening it replays (and CRC-checks) only a bounded tail.
 _CHECKPOINT_BYTES = 256 << 20
@@ -202,7 +203,7 @@ class _Chunk:
     __slots__ = ("key", "start", "rows", "secs", "arrays")
 
     def __init__(self, key: str, start: int, view: memoryview, cols: list[Column],
-                 where: str) -> None:
+                 where: str, gen: Any, rows: int) -> None:
         self.key = key
         self.start = start
         buf = np.frombuffer(view, dtype=np.uint8)
@@ -219,7 +220,11 @@ class _Chunk:
             self.rows = int(meta["rows"])
             tables = np.frombuffer(view, dtype="<u4", count=tlen // 4,
                                    offset=_PREFIX.size + mlen)
-            base = _align(end)
+            # The sections start 64-byte aligned in the file: ``pad`` bytes
+            # after the head (chunks without it aligned from their own start).
+            base = end + int(meta["pad"]) if "pad" in meta else _align(end)
+            if meta.get("gen") != gen:
+                raise _Stale(key)
             self.secs: dict[tuple[str, str], CheckedBuffer] = {}
             for c in cols:
                 for sec, (off, n, t0, nt) in meta["cols"][c.name].items():
@@ -231,6 +236,9 @@ class _Chunk:
                         f"{where}: chunk {key!r} column {c.name!r} ({sec})")
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise errors.CorruptDatabase(f"{where}: chunk {key!r} is damaged ({e})") from None
+        if self.rows != rows:
+            raise errors.CorruptDatabase(f"{where}: chunk {key!r} holds {self.rows} rows, the "
+                                         f"manifest says {rows}")
         self.arrays: dict[str, np.ndarray] = {}
 
     def typed(self, col: Column, sec: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
@@ -246,6 +254,11 @@ class _Chunk:
 
 def _align(n: int) -> int:
     return -(-n // _ALIGN) * _ALIGN
+
+
+class _Stale(Exception):
+    """A chunk of another generation of the dataset (cleared and written
+    again since the manifest was read)."""
 
 
 # ------------------------------------------------------------------ writing
@@ -264,9 +277,11 @@ def _flat(arr: np.ndarray) -> np.ndarray:
     return a.reshape(-1).view(np.uint8)
 
 
-def _encode(rows: int, sections: list[tuple[str, str, np.ndarray]]) -> list[Any]:
-    """The parts of one chunk record: head, then the 64-byte aligned sections."""
-    meta: dict[str, Any] = {"rows": rows, "cols": {}}
+def _encode(rows: int, sections: list[tuple[str, str, np.ndarray]], gen: str,
+            at: int = 0) -> list[Any]:
+    """The parts of one chunk record whose value starts at file offset
+    ``at``: head, then the sections, each 64-byte aligned in the file."""
+    meta: dict[str, Any] = {"rows": rows, "gen": gen, "pad": "00", "cols": {}}
     tables = []
     off = t0 = 0
     for name, sec, buf in sections:
@@ -275,10 +290,13 @@ def _encode(rows: int, sections: list[tuple[str, str, np.ndarray]]) -> list[Any]
         tables.append(crcs)
         t0 += len(crcs)
         off = _align(off + len(buf))
-    mb = json.dumps(meta, separators=(",", ":")).encode()
     tb = np.concatenate(tables).tobytes() if tables else b""
+    # "pad" has a fixed width, so the head's length is known before it is set.
+    size = _PREFIX.size + len(json.dumps(meta, separators=(",", ":")).encode()) + len(tb)
+    meta["pad"] = f"{-(at + size) % _ALIGN:02d}"
+    mb = json.dumps(meta, separators=(",", ":")).encode()
     head = _PREFIX.pack(_MAGIC, len(mb), len(tb), zlib.crc32(mb + tb)) + mb + tb
-    head += bytes(_align(len(head)) - len(head))
+    head += bytes(int(meta["pad"]))
     parts: list[Any] = [head]
     for _, _, buf in sections:
         parts.append(buf)
@@ -487,6 +505,43 @@ def _as_columns(batch: Any) -> Any:
     return batch
 
 
+def _nbytes(batch: Any) -> int:
+    """About how many bytes a batch of columns holds."""
+    if not isinstance(batch, Mapping):
+        return 0
+    total = 0
+    for v in batch.values():
+        if isinstance(v, np.ndarray):
+            total += v.nbytes
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                total += (x.nbytes if isinstance(x, np.ndarray) else
+                          len(x) if isinstance(x, (bytes, str)) else 16) + 8
+    return total
+
+
+def _concat(batches: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Batches of the same columns as one (arrays concatenated, lists joined)."""
+    out: dict[str, Any] = {}
+    for k in batches[0]:
+        vals = [b.get(k) for b in batches]
+        if any(v is None for v in vals):
+            return batches  # type: ignore[return-value]  # append names the problem
+        if all(isinstance(v, np.ndarray) for v in vals):
+            try:
+                out[k] = np.concatenate(vals)
+                continue
+            except ValueError:
+                pass
+        out[k] = [x for v in vals for x in (list(v) if not isinstance(v, np.ndarray) or
+                                            v.ndim else [v])]
+    if any(set(b) != set(batches[0]) for b in batches):
+        # Mismatched columns: append them one by one, so the error names the batch.
+        raise errors.InvalidArgument("extend: every batch must have the same columns "
+                                     f"({sorted(batches[0])}); got {[sorted(b) for b in batches if set(b) != set(batches[0])][0]}")
+    return out
+
+
 def _rows(v: Any, name: str, where: str) -> list[Any]:
     if isinstance(v, (str, bytes)) or not isinstance(v, Iterable) or isinstance(v, Mapping):
         raise errors.InvalidType(f"{where}: column {name!r}: give a list of values, one per "
@@ -553,7 +608,9 @@ class Dataset:
         self._key = _MANIFEST + name
         self._where = f"dataset {name!r} in {self.path!r}"
         self._cols: list[Column] = []
-        self._chunks: list[_Chunk] = []
+        self._chunks: list[_Chunk | None] = []
+        self._counts: list[int] = []
+        self._gen: str | None = None
         self._starts = np.zeros(0, dtype=np.int64)
         self._rows = 0
         self._seen = b""
@@ -598,42 +655,61 @@ class Dataset:
 
     # ------------------------------------------------------------ metadata
     def refresh(self) -> int:
-        """Catch up with rows other handles appended; returns the row count."""
+        """Catch up with rows other handles appended; returns the row count.
+
+        Reads the manifest only: a chunk's head is read when a row of it is
+        first read, so opening costs the same at any size."""
         raw = self.db.get_bytes(self._key)
         if raw == self._seen:
             return self._rows
         if raw is None:
             self._seen = None
-            self._cols, self._chunks, self._rows = [], [], 0
+            self._cols, self._chunks, self._rows, self._gen = [], [], 0, None
+            self._counts = []
             self._starts = np.zeros(0, dtype=np.int64)
             return 0
         try:
             m = json.loads(raw)
             cols = [Column.from_json(c, self._where) for c in m["columns"]]
-            nchunks, rows = int(m["chunks"]), int(m["rows"])
+            counts = [int(c) for c in m["counts"]]
+            rows, gen = int(m["rows"]), m["gen"]
+            if any(c < 0 for c in counts):
+                raise ValueError("a negative row count")
         except (ValueError, KeyError, TypeError) as e:
             raise errors.CorruptDatabase(f"{self._where}: the manifest is damaged ({e})") from None
-        if cols != self._cols or nchunks < len(self._chunks):
+        if sum(counts) != rows:
+            raise errors.CorruptDatabase(f"{self._where}: the manifest's chunks hold "
+                                         f"{sum(counts)} rows, it says {rows}")
+        if cols != self._cols or gen != self._gen or len(counts) < len(self._chunks):
             self._chunks = []  # replaced (cleared and written again): start over
-        self._cols = cols
+        self._chunks.extend([None] * (len(counts) - len(self._chunks)))
+        self._counts = counts
+        self._starts = np.zeros(len(counts), dtype=np.int64)
+        if counts:
+            np.cumsum(counts[:-1], out=self._starts[1:])
+        self._cols, self._gen, self._rows, self._seen = cols, gen, rows, raw
+        return rows
+
+    def _chunk(self, i: int) -> _Chunk:
+        """Chunk ``i``, its head read (and checked) on first use."""
+        ch = self._chunks[i]
+        if ch is not None:
+            return ch
+        key = f"{self._key}#{i}"
         storage = self.db.storage
         with storage.locked():
-            start = self._chunks[-1].start + self._chunks[-1].rows if self._chunks else 0
-            for i in range(len(self._chunks), nchunks):
-                key = f"{self._key}#{i}"
-                view = storage.value_view(key, refresh=False, check=False)
-                if view is None:
-                    raise errors.CorruptDatabase(f"{self._where}: chunk {key!r} is missing")
-                ch = _Chunk(key, start, view, cols, self._where)
-                self._chunks.append(ch)
-                start += ch.rows
-        if start != rows:
-            raise errors.CorruptDatabase(f"{self._where}: the chunks hold {start} rows, the "
-                                         f"manifest says {rows}")
-        self._starts = np.array([c.start for c in self._chunks], dtype=np.int64)
-        self._rows = rows
-        self._seen = raw
-        return rows
+            view = storage.value_view(key, refresh=False, check=False)
+        if view is None:
+            raise errors.CorruptDatabase(f"{self._where}: chunk {key!r} is missing")
+        try:
+            ch = _Chunk(key, int(self._starts[i]), view, self._cols, self._where, self._gen,
+                        self._counts[i])
+        except _Stale:
+            raise errors.InvalidArgument(
+                f"{self._where} was cleared and written again since this handle read it; "
+                "call refresh() (or reopen) and index it again") from None
+        self._chunks[i] = ch
+        return ch
 
     def __len__(self) -> int:
         return self.refresh()
@@ -656,7 +732,8 @@ class Dataset:
         """Rows, chunks, bytes and columns."""
         self.refresh()
         return {"name": self.name, "rows": self._rows, "chunks": len(self._chunks),
-                "nbytes": sum(len(s.buf) for ch in self._chunks for s in ch.secs.values()),
+                "nbytes": sum(len(s.buf) for i in range(len(self._chunks))
+                              for s in self._chunk(i).secs.values()),
                 "columns": {c.name: _describe(c) for c in self._cols}}
 
     # -------------------------------------------------------------- write
@@ -683,17 +760,35 @@ class Dataset:
     def extend(self, batches: Iterable[Mapping[str, Any]]) -> int:
         """Append every batch of ``batches`` (e.g. a generator); returns the rows.
 
-        Memory stays bounded by one batch: each is written and committed
-        before the next is drawn, so a crash keeps the batches before it.
+        Memory stays bounded: batches are gathered up to about 128 MB, then
+        written and committed as one append (so a crash keeps the appends
+        before it), and the next ones are drawn.
         """
         total = 0
         bar = _bar(None, f"append {self.name}", self.progress, unit="rows")
+        pending: list[Mapping[str, Any]] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal total, size
+            n = self.append(pending[0] if len(pending) == 1 else _concat(pending))
+            pending.clear()
+            size = 0
+            total += n
+            if bar is not None:
+                bar.update(n)
+
         try:
             for b in batches:
-                n = self.append(b)
-                total += n
-                if bar is not None:
-                    bar.update(n)
+                # Small batches are gathered into one append of about a
+                # chunk: few chunks keep reads fast and the manifest small.
+                b = _as_columns(b)
+                pending.append(b)
+                size += _nbytes(b)
+                if size >= _CHUNK_BYTES // 2:
+                    flush()
+            if pending:
+                flush()
         finally:
             if bar is not None:
                 bar.close()
@@ -738,17 +833,20 @@ class Dataset:
                 bounds.append(min(n, max(hi, lo + 1)))
         storage = self.db.storage
         nchunks = len(self._chunks)
+        gen = self._gen or os.urandom(8).hex()
         pieces = list(zip(bounds, bounds[1:]))
         big = int(enc.row_bytes.sum()) > (_CHUNK_BYTES * 2)
         for i, (lo, hi) in enumerate(_bar(pieces, f"append {self.name}",
                                          self.progress and big)):
-            parts = _encode(hi - lo, enc.sections(cols, lo, hi))
+            key = f"{self._key}#{nchunks + i}"
+            parts = _encode(hi - lo, enc.sections(cols, lo, hi), gen, storage.value_offset(key))
             # Latest-only: if the name is cleared and written again, compaction
             # reclaims the old chunks whatever history it keeps for other keys.
-            storage.put_blob_parts(f"{self._key}#{nchunks + i}", parts, keep_history=False)
-        manifest = {"version": 1, "columns": [c.to_json() for c in cols],
-                    "chunks": nchunks + len(pieces), "rows": self._rows + n}
-        storage.put_blobs([(self._key, json.dumps(manifest).encode())], keep_history=False)
+            storage.put_blob_parts(key, parts, keep_history=False)
+        manifest = {"version": 1, "gen": gen, "columns": [c.to_json() for c in cols],
+                    "rows": self._rows + n, "counts": self._counts + [hi - lo for lo, hi in pieces]}
+        storage.put_blobs([(self._key, json.dumps(manifest, separators=(",", ":")).encode())],
+                          keep_history=False)
         return n
 
     def _after_commit(self) -> None:
@@ -767,8 +865,8 @@ class Dataset:
             raise errors.ReadOnlyError(f"{self._where} is open read-only")
         self.refresh()
         with self.db.batch():
-            for ch in self._chunks:
-                self.db.delete(ch.key)
+            for i in range(len(self._chunks)):
+                self.db.delete(f"{self._key}#{i}")
             self.db.delete(self._key)
         self.refresh()
 
@@ -878,21 +976,17 @@ class Dataset:
             out = np.empty((len(idx), *c.shape), dtype=c.dtype)
             width = c.dtype.itemsize * math.prod(c.shape)
             for ci, pos in groups:
-                ch = self._chunks[ci]
+                ch = self._chunk(ci)
                 local = idx[pos] - ch.start
                 ch.secs[(c.name, "values")].check_rows(local, width)
                 data = ch.typed(c, "values", c.dtype, c.shape)
                 if len(pos) == len(idx):
-                    if len(local) == ch.rows and local[0] == 0 and (np.diff(local) == 1).all():
-                        out[...] = data
-                    else:
-                        np.take(data, local, axis=0, out=out)
-                else:
-                    out[pos] = data[local]
+                    return data[local]  # one chunk: one gather, no second copy
+                out[pos] = data[local]
             return out
         res: list[Any] = [None] * len(idx)
         for ci, pos in groups:
-            ch = self._chunks[ci]
+            ch = self._chunk(ci)
             local = idx[pos] - ch.start
             osec = ch.secs[(c.name, "offsets")]
             osec.check_rows(local, 8)
@@ -972,8 +1066,8 @@ class Dataset:
         """
         self.refresh()
         total = 0
-        for ch in self._chunks:
-            for s in ch.secs.values():
+        for i in range(len(self._chunks)):
+            for s in self._chunk(i).secs.values():
                 s.check_all()
                 total += len(s.buf)
         return total

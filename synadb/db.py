@@ -1047,6 +1047,15 @@ class Storage:
         """The UTF-8 bytes of a valid key, or InvalidKey/InvalidKeyType."""
         return SynaDB._key(key)
 
+    def value_offset(self, key: str) -> int:
+        """The file offset at which the value of this handle's next append,
+        under ``key``, will start: exact inside ``batch()`` (which holds the
+        write lock) until this handle appends anything else, a guess outside
+        it (another process may append first).  A component aligns its data
+        to the file with it (the map starts at offset 0); it must not rely on
+        the guess for anything but speed."""
+        return self._db._w().end + fmt.REC_PREFIX.size + len(SynaDB._key(key))
+
     def in_batch(self) -> bool:
         """Whether this handle is inside its ``batch()``: what it writes now
         may still be rolled back."""

@@ -437,8 +437,12 @@ class Log(Scanner):
         self._map(size)
         self.index, start = self._load_checkpoint()
         self._pending = []
+        # Looking for non-zero bytes after the end reads the file's whole
+        # reserved tail (up to a quarter of its size): only a writer needs
+        # to know, to zero a torn tail before it appends (_recover_tail
+        # looks again when it takes the lease).
         self.stats = self.scan(start, self._maplen, self._apply, self._durable_bound(),
-                               tail=True)
+                               tail=not self.read_only)
         self._set_end(self.stats.end)
         self._garbage = self.stats.garbage_bytes > 0
         self._tail_start = start
