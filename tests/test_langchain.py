@@ -52,8 +52,9 @@ class AxisEmbeddings(Embeddings):
 
 
 def test_all_is_pinned():
-    assert sorted(lc.__all__) == ["PAGE_CONTENT_KEY", "SynaChatMessageHistory",
-                                  "SynaDocumentLoader", "SynaVectorStore"]
+    assert sorted(lc.__all__) == ["PAGE_CONTENT_KEY", "SynaByteStore", "SynaCache",
+                                  "SynaChatMessageHistory", "SynaDocumentLoader",
+                                  "SynaRecordManager", "SynaSemanticCache", "SynaVectorStore"]
 
 
 @pytest.fixture
@@ -170,9 +171,13 @@ def test_relevance_scores_in_unit_interval_and_ordered(tmp_path, metric):
 
 def test_cosine_relevance_spans_zero_to_one(tmp_path):
     with SynaVectorStore(tmp_path / "lc.db", AxisEmbeddings()) as vs:
-        vs.add_texts(["1 0 0", "0 1 0", "-1 0 0"], ids=["same", "ortho", "opposite"])
-        got = {d.id: s for d, s in vs.similarity_search_with_relevance_scores("2 0 0", k=3)}
-        assert got == pytest.approx({"same": 1.0, "ortho": 0.5, "opposite": 0.0}, abs=1e-6)
+        # Relevance is cos (as InMemoryVectorStore and Chroma report it),
+        # clamped at 0; (1 + cos)/2 gave "ortho" 0.5.
+        vs.add_texts(["1 0 0", "0.5 0.8660254 0", "0 1 0", "-1 0 0"],
+                     ids=["same", "sixty", "ortho", "opposite"])
+        got = {d.id: s for d, s in vs.similarity_search_with_relevance_scores("2 0 0", k=4)}
+        assert got == pytest.approx({"same": 1.0, "sixty": 0.5, "ortho": 0.0, "opposite": 0.0},
+                                    abs=1e-6)
 
 
 def test_custom_relevance_fn_and_embeddings_property(tmp_path, emb):

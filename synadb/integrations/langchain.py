@@ -21,7 +21,7 @@ Search (``filter`` is a Mongo-style dict or a predicate over the metadata)::
     store.similarity_search("one file", k=1, filter={"topic": "db"})
     # [Document(id='intro', metadata={'topic': 'db'}, page_content='synadb keeps ...')]
     store.similarity_search_with_score("one file", k=1)      # score: distance, lower is closer
-    store.similarity_search_with_relevance_scores("one file")  # in [0, 1], higher is closer
+    store.similarity_search_with_relevance_scores("one file")  # cos clamped to [0, 1]
     store.max_marginal_relevance_search("one file", k=2, fetch_k=10)
 
 Async: every ``a*`` method runs its sync twin in an executor (the store is
@@ -36,10 +36,17 @@ Chat history and loading keys as documents::
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import math
 import os
+import re
+import struct
+import threading
+import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -57,18 +64,33 @@ try:
     from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
     from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
+    from langchain_core._api import LangChainBetaWarning
+    from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+    from langchain_core.indexing import RecordManager
+    from langchain_core.load import dumps as _lc_dumps
+    from langchain_core.load import loads as _lc_loads
+    from langchain_core.outputs import Generation
+    from langchain_core.stores import ByteStore
     from langchain_core.vectorstores import VectorStore
     from langchain_core.vectorstores.utils import maximal_marginal_relevance
 except ImportError as e:  # pragma: no cover - exercised in a subprocess test
     raise errors.MissingDependency(
         "langchain-core", "langchain", "synadb.integrations.langchain") from e
 
-__all__ = ["PAGE_CONTENT_KEY", "SynaChatMessageHistory", "SynaDocumentLoader", "SynaVectorStore"]
+__all__ = ["PAGE_CONTENT_KEY", "SynaByteStore", "SynaCache", "SynaChatMessageHistory",
+           "SynaDocumentLoader", "SynaRecordManager", "SynaSemanticCache", "SynaVectorStore"]
 
 #: The metadata key that holds a document's text inside the record; it is
 #: stripped from the metadata of every Document we return.
 PAGE_CONTENT_KEY = "_page_content"
 CHAT_KEY_PREFIX = "chat/"
+#: Key prefixes of the storage surfaces below.  Each lives beside the
+#: vector store's own keys (``v/``, ``__vs__/``) in the same file.
+RECORD_MANAGER_PREFIX = "__lc_rm__/"
+RECORD_MANAGER_CLOCK_PREFIX = "__lc_rm_clock__/"
+BYTE_STORE_PREFIX = "__lc_bs__/"
+CACHE_PREFIX = "__lc_cache__/"
+SEMANTIC_CACHE_PREFIX = "__lc_scache__/"
 
 Filter = Mapping[str, Any] | Callable[[Mapping[str, Any]], bool]
 
@@ -80,9 +102,13 @@ def _clamp01(x: float) -> float:
 
 
 def _cosine_relevance(distance: float) -> float:
-    # Our cosine distance is 1 - cos, in [0, 2]; LangChain's own
-    # _cosine_relevance_score_fn (1 - d) assumes [0, 1] and goes negative.
-    return _clamp01(1.0 - distance / 2.0)
+    # Our cosine distance is 1 - cos; the relevance is cos itself, as
+    # LangChain's _cosine_relevance_score_fn (1 - d), InMemoryVectorStore
+    # (which reports cos) and Chroma give it.  An earlier release reported
+    # (1 + cos)/2, so an orthogonal document scored 0.5 and passed a 0.5
+    # threshold that the same document fails everywhere else.  Negative cos
+    # is clamped to 0: "not relevant" (LangChain warns outside [0, 1]).
+    return _clamp01(1.0 - distance)
 
 
 def _euclidean_relevance(distance: float) -> float:
@@ -92,10 +118,12 @@ def _euclidean_relevance(distance: float) -> float:
 
 
 def _dot_relevance(score: float) -> float:
-    # Our score is -(q·v).  (1 + q·v)/2 equals the cosine mapping on unit
-    # vectors.  LangChain's _max_inner_product_relevance_score_fn is not
-    # monotonic in q·v around 0, so it would reorder results.
-    return _clamp01((1.0 - score) / 2.0)
+    # Our score is -(q·v).  The relevance is q·v clamped to [0, 1]: what
+    # LangChain's _max_inner_product_relevance_score_fn gives for q·v >= 0,
+    # and cos (the cosine mapping) on unit vectors.  For q·v < 0 LangChain's
+    # function returns 1 + q·v, which is not monotonic and would reorder
+    # results; we say "not relevant" (0) instead.
+    return _clamp01(-score)
 
 
 _RELEVANCE = {"cosine": _cosine_relevance, "euclidean": _euclidean_relevance,
@@ -116,6 +144,21 @@ class SynaVectorStore(VectorStore):
     is the document id, the vector its embedding, and the metadata its
     metadata plus its text under ``PAGE_CONTENT_KEY``.  Reopening the file
     gives back the same documents and ids.
+
+    Scores: ``similarity_search_with_score`` returns synadb's distances
+    (lower is closer: ``1 - cos``, the L2 distance, or ``-(q·v)``).
+    ``similarity_search_with_relevance_scores`` (and a retriever's
+    ``score_threshold``) uses LangChain's own relevance functions, clamped
+    to [0, 1] because LangChain warns outside it:
+
+    - cosine: ``cos(q, v)`` itself, the number ``InMemoryVectorStore`` and
+      Chroma report (0 for anything at or beyond 90°);
+    - euclidean: ``1 - d / sqrt(2)`` (LangChain's, exact for unit vectors);
+    - dot_product: ``q·v`` (LangChain's for ``q·v >= 0``; equal to cos on
+      unit vectors).
+
+    So a ``score_threshold=0.5`` retriever keeps the documents within 60° of
+    the query, as it does over ``InMemoryVectorStore``.
 
     Args:
         path: the database file (created if missing).
@@ -463,3 +506,570 @@ class SynaDocumentLoader(BaseLoader):
                 if isinstance(value, str):
                     yield Document(page_content=value,
                                    metadata={"source": self.path, "key": key})
+
+
+# ---------------------------------------------------------------------------
+# Storage surfaces beside the vector store: record manager, byte store, caches.
+#
+# Each opens its own SynaDB handle on the file (several handles on one file
+# work independently, in one process or many) and keeps its records under its
+# own key prefix, so a RAG app can hold its vectors, its indexing records,
+# its parent documents and its LLM cache in one file.
+
+_GLOB_SPECIAL = re.compile(r"([*?\[])")
+_DIMS = struct.Struct("<I")
+_CLOCK = struct.Struct("<d")
+
+#: The clock the record manager reads; tests stand in for it.
+_now = time.time
+
+
+def _glob_literal(text: str) -> str:
+    # keys(pattern) takes a glob; a namespace or prefix holding * ? [ must
+    # match only itself.
+    return _GLOB_SPECIAL.sub(r"[\1]", text)
+
+
+def _namespace_part(what: str, namespace: object) -> str:
+    """``namespace`` as one key segment: "/" and "%" are %-escaped, so that
+    namespace "a" never sees the keys of namespace "a/b"."""
+    if not isinstance(namespace, str) or not namespace or "\0" in namespace:
+        raise errors.InvalidArgument(
+            f"{what} must be a non-empty str without NUL, not {namespace!r:.80}")
+    return namespace.replace("%", "%25").replace("/", "%2F")
+
+
+def _digest(text: str) -> str:
+    # Prompts and llm_strings can be longer than a key may be (1 KiB); the
+    # record keeps the text itself, and lookups compare it, so a collision
+    # is a miss, never a wrong answer.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _storable(name: str) -> bool:
+    try:
+        Storage.check_key(name)
+    except errors.SynaError:
+        return False
+    return True
+
+
+def _dump_generations(return_val: Sequence[Generation]) -> list[str]:
+    for gen in return_val:
+        if not isinstance(gen, Generation):
+            raise errors.InvalidType(
+                f"a cache holds Generations, not {type(gen).__name__}: {gen!r:.80}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LangChainBetaWarning)
+        return [_lc_dumps(gen) for gen in return_val]
+
+
+def _load_generations(raw: Sequence[str]) -> list[Generation]:
+    # Only langchain_core's own classes may come back (never arbitrary
+    # objects): the file may have been written by someone else.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LangChainBetaWarning)
+        return [_lc_loads(s, allowed_objects="core") for s in raw]
+
+
+class _Handle:
+    """Lifecycle shared by the surfaces: one SynaDB handle on ``path``."""
+
+    _db: SynaDB
+    path: str
+
+    def _open(self, path: str | os.PathLike[str]) -> None:
+        self._db = SynaDB(path)
+        self.path = self._db.path
+
+    def close(self) -> None:
+        """Close this handle on the file (others stay open)."""
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _delete_all(self, names: Sequence[str]) -> None:
+        if not names:
+            return
+        with self._db.batch(sync=False):
+            for name in names:
+                self._db.delete(name)
+
+
+class SynaRecordManager(_Handle, RecordManager):
+    """LangChain's indexing record manager, kept in a synadb file.
+
+    ``langchain_core.indexing.index()`` uses it to remember which documents
+    it wrote to a vector store (by content hash), so that re-indexing skips
+    unchanged documents and cleanup (``"incremental"``, ``"full"``,
+    ``"scoped_full"``) deletes the ones that went away.  Each record is one
+    latest-only value ``{"t": updated_at, "g": group_id}`` under
+    ``__lc_rm__/<namespace>/<key>``, so the records can live in the same file
+    as the :class:`SynaVectorStore` they describe; another process sees them
+    as soon as they are written.
+
+    ``get_time()`` is the wall clock, made strictly increasing: never below a
+    time this handle returned, nor below the last ``update`` of any process
+    (kept under ``__lc_rm_clock__/<namespace>``).  ``index()`` relies on it:
+    with a clock that stepped back, a document written in this run could look
+    older than the run's start and be cleaned up.
+
+    Args:
+        namespace: names this set of records (LangChain's convention is
+            ``"<vectorstore kind>/<collection>"``).
+        path: the database file (created if missing).
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "rag.db")
+        >>> with SynaRecordManager("docs", path) as rm:
+        ...     rm.update(["a", "b"], group_ids=["s1", "s2"])
+        ...     rm.exists(["a", "z"]), rm.list_keys(group_ids=["s2"])
+        ([True, False], ['b'])
+    """
+
+    def __init__(self, namespace: str, path: str | os.PathLike[str]) -> None:
+        part = _namespace_part("namespace", namespace)
+        super().__init__(namespace)
+        self._prefix = RECORD_MANAGER_PREFIX + part + "/"
+        self._pattern = _glob_literal(self._prefix) + "*"
+        self._clock_key = RECORD_MANAGER_CLOCK_PREFIX + part
+        self._last = 0.0
+        self._clock_lock = threading.Lock()
+        self._open(path)
+
+    def __repr__(self) -> str:
+        return f"SynaRecordManager({self.namespace!r}, {self.path!r})"
+
+    def _name(self, key: object) -> str:
+        if not isinstance(key, str):
+            raise errors.InvalidKeyType(f"record keys are str, not {type(key).__name__}: "
+                                        f"{key!r:.80}")
+        return self._prefix + key
+
+    # -------------------------------------------------------------- schema
+    def create_schema(self) -> None:
+        """Nothing to create: the records are keys of the file."""
+
+    async def acreate_schema(self) -> None:
+        """Nothing to create: the records are keys of the file."""
+
+    # --------------------------------------------------------------- clock
+    def _stored_clock(self) -> float:
+        raw = self._db.get(self._clock_key)
+        if isinstance(raw, bytes) and len(raw) == _CLOCK.size:
+            return float(_CLOCK.unpack(raw)[0])
+        return 0.0
+
+    def get_time(self) -> float:
+        """Seconds since the epoch, strictly above every time this handle
+        returned and every ``update`` recorded in the file."""
+        floor = max(self._stored_clock(), self._last)
+        with self._clock_lock:
+            t = max(_now(), math.nextafter(max(floor, self._last), math.inf))
+            self._last = t
+            return t
+
+    async def aget_time(self) -> float:
+        return await asyncio.to_thread(self.get_time)
+
+    # --------------------------------------------------------------- write
+    def update(self, keys: Sequence[str], *, group_ids: Sequence[str | None] | None = None,
+               time_at_least: float | None = None) -> None:
+        """Upsert ``keys`` (all or nothing), stamped with ``get_time()``.
+
+        Args:
+            keys: record keys.
+            group_ids: one group id (or None) per key; ``index()`` passes the
+                source id of each document.
+            time_at_least: the stamp must not be below this (``index()``
+                passes the start of its run).
+
+        Raises:
+            InvalidArgument: ``group_ids`` has the wrong length, or
+                ``time_at_least`` is later than the clock (a ValueError, as
+                LangChain's record managers raise).
+        """
+        keys = list(keys)
+        groups = [None] * len(keys) if group_ids is None else list(group_ids)
+        if len(groups) != len(keys):
+            raise errors.InvalidArgument(
+                f"Length of keys must match length of group_ids: {len(keys)} keys, "
+                f"{len(groups)} group_ids")
+        for g in groups:
+            if g is not None and not isinstance(g, str):
+                raise errors.InvalidType(f"group ids are str or None, not {g!r:.80}")
+        names = [self._name(k) for k in keys]
+        for name in names:
+            Storage.check_key(name)
+        if not names:
+            return
+        # The batch holds the file's writer lock from its start, so reading
+        # the stored clock and writing the new one is one step for every
+        # process: two processes' updates never share or invert stamps.
+        with self._db.batch():
+            now = self.get_time()
+            if time_at_least is not None and time_at_least > now:
+                raise errors.InvalidArgument(
+                    f"time_at_least ({time_at_least}) is later than the clock ({now}): "
+                    "the clocks of the indexing hosts disagree")
+            items: list[tuple[str, Any]] = [
+                (name, json.dumps({"t": now, "g": g}).encode("utf-8"))
+                for name, g in zip(names, groups)]
+            items.append((self._clock_key, _CLOCK.pack(now)))
+            self._db.storage.put_blobs(items, keep_history=False)
+
+    async def aupdate(self, keys: Sequence[str], *,
+                      group_ids: Sequence[str | None] | None = None,
+                      time_at_least: float | None = None) -> None:
+        await asyncio.to_thread(self.update, keys, group_ids=group_ids,
+                                time_at_least=time_at_least)
+
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        """Delete these records (all or nothing); missing ones are ignored."""
+        names = [self._name(k) for k in keys]
+        self._delete_all([n for n in names if _storable(n)])
+
+    async def adelete_keys(self, keys: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_keys, keys)
+
+    # ---------------------------------------------------------------- read
+    def exists(self, keys: Sequence[str]) -> list[bool]:
+        """Whether each key has a record."""
+        names = [self._name(k) for k in keys]
+        return [_storable(n) and self._db.exists(n) for n in names]
+
+    async def aexists(self, keys: Sequence[str]) -> list[bool]:
+        return await asyncio.to_thread(self.exists, keys)
+
+    def list_keys(self, *, before: float | None = None, after: float | None = None,
+                  group_ids: Sequence[str] | None = None,
+                  limit: int | None = None) -> list[str]:
+        """Keys whose record matches every filter given, oldest key first.
+
+        Args:
+            before: updated strictly before this time.
+            after: updated strictly after this time.
+            group_ids: in one of these groups (empty or None: any group).
+            limit: at most this many keys (None or 0: all).
+        """
+        names = self._db.keys(self._pattern)
+        wanted = set(group_ids) if group_ids else None
+        out: list[str] = []
+        # Values are read in chunks: index()'s cleanup asks for ``limit``
+        # keys at a time and should not read every record to get them.
+        chunks = (zip(names[i:i + 1024], self._db.get_many(names[i:i + 1024]))
+                  for i in range(0, len(names), 1024))
+        for name, raw in (pair for chunk in chunks for pair in chunk):
+            if not isinstance(raw, bytes):
+                continue  # deleted since keys() (or not ours)
+            rec = json.loads(raw)
+            t = rec["t"]
+            if before is not None and t >= before:
+                continue
+            if after is not None and t <= after:
+                continue
+            if wanted is not None and rec["g"] not in wanted:
+                continue
+            out.append(name[len(self._prefix):])
+            if limit and len(out) >= limit:
+                break
+        return out
+
+    async def alist_keys(self, *, before: float | None = None, after: float | None = None,
+                         group_ids: Sequence[str] | None = None,
+                         limit: int | None = None) -> list[str]:
+        return await asyncio.to_thread(self.list_keys, before=before, after=after,
+                                       group_ids=group_ids, limit=limit)
+
+
+class SynaByteStore(_Handle, ByteStore):
+    """A LangChain ``ByteStore`` (str keys, bytes values) in a synadb file.
+
+    Each value is one latest-only bytes record under
+    ``__lc_bs__/<namespace>/<key>``, so ``mset`` of a key that exists
+    replaces it and compaction drops the old copy.  Use it for
+    ``ParentDocumentRetriever``'s parent documents (through
+    ``create_kv_docstore``) or ``CacheBackedEmbeddings``, in the same file
+    as the vectors.  The ``a*`` methods run these in an executor.
+
+    Args:
+        path: the database file (created if missing).
+        namespace: several stores can share a file under different names.
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "rag.db")
+        >>> with SynaByteStore(path) as bs:
+        ...     bs.mset([("k1", b"v1"), ("k2", b"v2")])
+        ...     bs.mget(["k1", "nope"]), sorted(bs.yield_keys(prefix="k"))
+        ([b'v1', None], ['k1', 'k2'])
+    """
+
+    def __init__(self, path: str | os.PathLike[str], namespace: str = "default") -> None:
+        self.namespace = namespace
+        self._prefix = BYTE_STORE_PREFIX + _namespace_part("namespace", namespace) + "/"
+        self._open(path)
+
+    def __repr__(self) -> str:
+        return f"SynaByteStore({self.path!r}, namespace={self.namespace!r})"
+
+    def _name(self, key: object) -> str:
+        if not isinstance(key, str):
+            raise errors.InvalidKeyType(f"keys are str, not {type(key).__name__}: {key!r:.80}")
+        return self._prefix + key
+
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The value of each key, None where absent."""
+        names = [self._name(k) for k in keys]
+        ok = [n for n in names if _storable(n)]
+        got = dict(zip(ok, self._db.get_many(ok)))
+        return [v if isinstance(v := got.get(n), bytes) else None for n in names]
+
+    def mset(self, key_value_pairs: Sequence[tuple[str, bytes]]) -> None:
+        """Set these keys (all or nothing).
+
+        Raises:
+            InvalidType: a value is not bytes.
+            InvalidKey: a key is too long (1 KiB with the prefix) or holds NUL.
+        """
+        items: list[tuple[str, Any]] = []
+        for key, value in key_value_pairs:
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                raise errors.InvalidType(
+                    f"{key!r}: a ByteStore holds bytes, not {type(value).__name__}")
+            items.append((self._name(key), bytes(value)))
+        self._db.storage.put_blobs(items, keep_history=False)
+
+    def mdelete(self, keys: Sequence[str]) -> None:
+        """Delete these keys (all or nothing); missing ones are ignored."""
+        names = [self._name(k) for k in keys]
+        self._delete_all([n for n in names if _storable(n)])
+
+    def yield_keys(self, *, prefix: str | None = None) -> Iterator[str]:
+        """The keys (starting with ``prefix``, if given), oldest first."""
+        pattern = _glob_literal(self._prefix + (prefix or "")) + "*"
+        cut = len(self._prefix)
+        for name in self._db.keys(pattern):
+            yield name[cut:]
+
+
+class SynaCache(_Handle, BaseCache):
+    """An exact-match LLM cache in a synadb file, for ``set_llm_cache``.
+
+    A hit needs the same prompt and the same ``llm_string`` (the model and
+    its parameters).  Each entry is one latest-only record under
+    ``__lc_cache__/<hash of llm_string>/<hash of prompt>`` that keeps both
+    texts and the generations (``langchain_core.load`` JSON, read back with
+    only langchain_core's classes allowed).  Every process using the file
+    shares the cache, and it survives restarts.
+
+    Args:
+        path: the database file (created if missing).
+
+    Example:
+        >>> import os, tempfile
+        >>> from langchain_core.outputs import Generation
+        >>> path = os.path.join(tempfile.mkdtemp(), "rag.db")
+        >>> with SynaCache(path) as cache:
+        ...     cache.update("2+2?", "fake-llm", [Generation(text="4")])
+        ...     cache.lookup("2+2?", "fake-llm"), cache.lookup("2+2?", "other-llm")
+        ([Generation(text='4')], None)
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._open(path)
+
+    def __repr__(self) -> str:
+        return f"SynaCache({self.path!r})"
+
+    @staticmethod
+    def _key(prompt: str, llm_string: str) -> str:
+        return f"{CACHE_PREFIX}{_digest(llm_string)}/{_digest(prompt)}"
+
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """The generations cached for exactly this prompt and llm_string."""
+        raw = self._db.get(self._key(prompt, llm_string))
+        if not isinstance(raw, bytes):
+            return None
+        rec = json.loads(raw)
+        if rec["p"] != prompt or rec["l"] != llm_string:
+            return None  # a hash collision: a miss, not someone else's answer
+        return _load_generations(rec["g"])
+
+    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Cache ``return_val`` (a list of Generations), replacing any entry."""
+        rec = {"p": prompt, "l": llm_string, "g": _dump_generations(return_val)}
+        self._db.storage.put_blobs(
+            [(self._key(prompt, llm_string), json.dumps(rec).encode("utf-8"))],
+            keep_history=False)
+
+    def clear(self, **kwargs: Any) -> None:
+        """Forget every entry (of every process using the file)."""
+        self._delete_all(self._db.keys(_glob_literal(CACHE_PREFIX) + "*"))
+
+
+class SynaSemanticCache(_Handle, BaseCache):
+    """An LLM cache that answers prompts *similar* to a cached one.
+
+    Each prompt is embedded; ``lookup`` returns the generations of the most
+    similar cached prompt of the same ``llm_string`` if their cosine
+    similarity is at least ``score_threshold``.  Entries are latest-only
+    records under ``__lc_scache__/<hash of llm_string>/<hash of prompt>``
+    (dimensions, the unit float32 vector, then the texts and generations as
+    JSON).  Each handle keeps the vectors in memory and catches up with other
+    processes' writes on every lookup by reading only what was written since.
+
+    Why not :class:`synadb.vectors.VectorStore`: a file holds one vector
+    store (its ``v/`` keys, one dimension and metric), which is the
+    :class:`SynaVectorStore`'s; cache entries there would show up in document
+    searches and need the same embedding size.  Caches are small, so an exact
+    scan of one model's entries costs less than the embedding call.
+
+    Args:
+        path: the database file (created if missing).
+        embedding: embeds prompts (``embed_query``).
+        score_threshold: the least cosine similarity that counts as a hit.
+
+    Example:
+        >>> import os, tempfile
+        >>> from langchain_core.embeddings import DeterministicFakeEmbedding
+        >>> from langchain_core.outputs import Generation
+        >>> path = os.path.join(tempfile.mkdtemp(), "rag.db")
+        >>> with SynaSemanticCache(path, DeterministicFakeEmbedding(size=8)) as cache:
+        ...     cache.update("2+2?", "llm", [Generation(text="4")])
+        ...     cache.lookup("2+2?", "llm"), cache.lookup("2+2?", "other")
+        ([Generation(text='4')], None)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], embedding: Embeddings,
+                 score_threshold: float = 0.95) -> None:
+        if embedding is None:
+            raise errors.InvalidArgument("SynaSemanticCache needs an embedding (an Embeddings)")
+        if (isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float))
+                or not -1.0 <= score_threshold <= 1.0):
+            raise errors.InvalidArgument(
+                f"score_threshold is a cosine similarity in [-1, 1], not {score_threshold!r}")
+        self.embedding = embedding
+        self.score_threshold = float(score_threshold)
+        self._lock = threading.RLock()
+        # llm digest -> {record key: (unit vector, record)}, and the stacked
+        # matrix of each llm's vectors, rebuilt when its entries change.
+        self._entries: dict[str, dict[str, tuple[np.ndarray, dict[str, Any]]]] = {}
+        self._mats: dict[str, tuple[list[str], np.ndarray]] = {}
+        self._salt: int | None = None
+        self._end = 0
+        self._open(path)
+
+    def __repr__(self) -> str:
+        return f"SynaSemanticCache({self.path!r}, score_threshold={self.score_threshold})"
+
+    @staticmethod
+    def _key(prompt: str, llm_string: str) -> str:
+        return f"{SEMANTIC_CACHE_PREFIX}{_digest(llm_string)}/{_digest(prompt)}"
+
+    def _embed(self, prompt: str) -> np.ndarray | None:
+        vec = np.asarray(self.embedding.embed_query(prompt), dtype=np.float32).ravel()
+        norm = float(np.linalg.norm(vec))
+        if not vec.size or not math.isfinite(norm) or norm == 0.0:
+            return None  # no direction: nothing is similar to it
+        return vec / norm
+
+    @staticmethod
+    def _encode(vec: np.ndarray, rec: dict[str, Any]) -> tuple[bytes, np.ndarray, bytes]:
+        return (_DIMS.pack(len(vec)), np.ascontiguousarray(vec, dtype="<f4"),
+                json.dumps(rec).encode("utf-8"))
+
+    def _load(self, names: Iterable[str]) -> None:
+        names = [n for n in names if n.startswith(SEMANTIC_CACHE_PREFIX)]
+        if not names:
+            return
+        for name, raw in zip(names, self._db.get_many(names)):
+            llm = name[len(SEMANTIC_CACHE_PREFIX):].split("/", 1)[0]
+            group = self._entries.setdefault(llm, {})
+            self._mats.pop(llm, None)
+            if not isinstance(raw, bytes) or len(raw) < _DIMS.size:
+                group.pop(name, None)
+                continue
+            (dims,) = _DIMS.unpack_from(raw)
+            start = _DIMS.size + 4 * dims
+            vec = np.frombuffer(raw, dtype="<f4", count=dims, offset=_DIMS.size).astype(np.float32)
+            group[name] = (vec, json.loads(raw[start:]))
+
+    def _refresh(self) -> None:
+        storage = self._db.storage
+        salt = storage.salt()
+        if salt != self._salt:
+            # First use, or compaction replaced the file: log offsets are
+            # void, read everything.  The end is taken first, so a write
+            # racing with keys() is read again next time, never missed.
+            end = storage.log_end()
+            self._entries.clear()
+            self._mats.clear()
+            self._load(self._db.keys(_glob_literal(SEMANTIC_CACHE_PREFIX) + "*"))
+            self._salt, self._end = salt, end
+            return
+        changed, end = storage.keys_written_since(self._end)
+        self._load(changed)
+        self._end = end
+
+    def _matrix(self, llm: str) -> tuple[list[str], np.ndarray] | None:
+        got = self._mats.get(llm)
+        if got is None:
+            group = self._entries.get(llm)
+            if not group:
+                return None
+            names = list(group)
+            dims = {len(group[n][0]) for n in names}
+            if len(dims) != 1:  # the embedding changed size: keep the newest size
+                size = len(group[names[-1]][0])
+                names = [n for n in names if len(group[n][0]) == size]
+            got = (names, np.stack([group[n][0] for n in names]))
+            self._mats[llm] = got
+        return got
+
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """The generations of the most similar cached prompt of this
+        ``llm_string``, if its cosine similarity reaches the threshold."""
+        q = self._embed(prompt)
+        if q is None:
+            return None
+        llm = _digest(llm_string)
+        with self._lock:
+            self._refresh()
+            got = self._matrix(llm)
+            if got is None:
+                return None
+            names, mat = got
+            if mat.shape[1] != len(q):
+                return None
+            sims = mat @ q
+            order = np.argsort(-sims, kind="stable")
+            for i in order:
+                if sims[i] < self.score_threshold:
+                    break
+                rec = self._entries[llm][names[i]][1]
+                if rec["l"] == llm_string:  # else a digest collision: skip it
+                    return _load_generations(rec["g"])
+        return None
+
+    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Cache ``return_val`` under ``prompt``'s embedding."""
+        rec = {"p": prompt, "l": llm_string, "g": _dump_generations(return_val)}
+        vec = self._embed(prompt)
+        if vec is None:
+            return  # a prompt without direction could never be looked up
+        self._db.storage.put_blobs([(self._key(prompt, llm_string), self._encode(vec, rec))],
+                                   keep_history=False)
+
+    def clear(self, **kwargs: Any) -> None:
+        """Forget every entry, or only those of ``llm_string=...``."""
+        llm_string = kwargs.get("llm_string")
+        prefix = SEMANTIC_CACHE_PREFIX
+        if llm_string is not None:
+            prefix += _digest(llm_string) + "/"
+        self._delete_all(self._db.keys(_glob_literal(prefix) + "*"))

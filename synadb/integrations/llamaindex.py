@@ -1,4 +1,7 @@
-"""LlamaIndex adapters: a vector store and a chat store, each one synadb file.
+"""LlamaIndex adapters: vector, chat, key/value, document and index stores.
+
+Each can have a file to itself, or all of them can share one synadb file
+(they use disjoint key prefixes), so a whole ``StorageContext`` is one file.
 
 Install with ``pip install 'synadb[llamaindex]'``.  Only this module imports
 ``llama_index.core``; ``import synadb`` does not.
@@ -31,6 +34,26 @@ Similarities are higher-is-closer: ``1 - distance`` for cosine (the cosine
 similarity), the dot product for ``dot_product``, and ``1 / (1 + distance)``
 for ``euclidean``.
 
+A whole ``StorageContext`` in one file, reloaded later (or by another process)
+with no ``persist_dir``::
+
+    def storage(path):
+        return StorageContext.from_defaults(
+            vector_store=SynaVectorStore(path=path), docstore=SynaDocumentStore(path),
+            index_store=SynaIndexStore(path))
+
+    index = VectorStoreIndex.from_documents(docs, storage_context=storage("rag.db"),
+                                            embed_model=embed_model)
+    index = load_index_from_storage(storage("rag.db"), embed_model=embed_model)
+
+An ``IngestionPipeline(docstore=SynaDocumentStore("rag.db"), vector_store=...)``
+keeps its de-duplication state (document hashes) in the file across runs.
+
+``IN``/``NIN`` follow LlamaIndex's reference filters (``SimpleVectorStore``)
+exactly: a list-valued field is never ``IN`` a list of scalars (use ``ANY``
+for "shares an element").  MMR picks from every candidate, as the reference
+does, unless ``mmr_prefetch_k`` or ``mmr_prefetch_factor`` is given.
+
 Chat history per key, kept across reopen::
 
     chats = SynaChatStore("chat.db")
@@ -41,6 +64,7 @@ Chat history per key, kept across reopen::
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -59,6 +83,13 @@ try:
     from llama_index.core.llms import ChatMessage
     from llama_index.core.schema import BaseNode, TextNode
     from llama_index.core.storage.chat_store.base import BaseChatStore
+    from llama_index.core.storage.docstore.keyval_docstore import KVDocumentStore
+    from llama_index.core.storage.index_store.keyval_index_store import KVIndexStore
+    from llama_index.core.storage.kvstore.types import (
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_COLLECTION,
+        BaseKVStore,
+    )
     from llama_index.core.vector_stores.types import (
         BasePydanticVectorStore,
         FilterCondition,
@@ -77,7 +108,8 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess test
     raise errors.MissingDependency(
         "llama-index-core", "llamaindex", "synadb.integrations.llamaindex") from e
 
-__all__ = ["NODE_ID_KEY", "SynaChatStore", "SynaVectorStore", "metadata_filters_to_predicate"]
+__all__ = ["NODE_ID_KEY", "SynaChatStore", "SynaDocumentStore", "SynaIndexStore", "SynaKVStore",
+           "SynaVectorStore", "metadata_filters_to_predicate"]
 
 #: Metadata key holding the node id inside each record.  The store's filter
 #: predicates see only metadata, and ``query(node_ids=...)`` must be one of them.
@@ -87,6 +119,7 @@ NODE_ID_KEY = "_node_id"
 _TEXT_KEYS = ("text", "_page_content", "content")
 _RESERVED = ("_node_content", "_node_type", "document_id", "doc_id", "ref_doc_id", NODE_ID_KEY)
 CHAT_KEY_PREFIX = "llamaindex/chat/"
+KV_KEY_PREFIX = "__li_kv__/"  # then <collection>/<key>, both percent-encoded
 _SEQ_DIGITS = 12  # zero-padded, so key order is message order
 _STORE_OPTIONS = ("m", "ef_construction", "ef_search", "index_threshold", "progress",
                   "read_only", "sync_on_write", "lock_timeout_s")
@@ -103,10 +136,13 @@ def _as_list(f: MetadataFilter) -> list[Any]:
 
 
 def _in(value: Any, wanted: list[Any]) -> bool:
-    # A list field is in the set when any element is (as in Qdrant or Mongo);
-    # upstream's plain ``value in wanted`` never matches a list field.
-    if isinstance(value, list):
-        return any(v in wanted for v in value)
+    # Exactly LlamaIndex's reference (build_metadata_filter_fn, which
+    # SimpleVectorStore uses): plain ``value in wanted``.  So a list-valued
+    # field is never IN a list of scalars (and always NIN it); it matches
+    # only a wanted list that holds that whole list.  Qdrant or Mongo would
+    # match on any element instead; we chose to agree with the reference so
+    # that a query gives the same nodes here as in SimpleVectorStore.  To ask
+    # "does the list field share an element with these", use ANY.
     return value in wanted
 
 
@@ -174,7 +210,9 @@ def metadata_filters_to_predicate(filters: MetadataFilters | None) -> Predicate 
     ``and`` needs every filter, ``or`` any, ``not`` none of them; nested
     ``MetadataFilters`` combine the same way.  An empty filter list matches
     everything.  A field that is missing or null matches only ``!=``,
-    ``nin`` and ``is_empty``.
+    ``nin`` and ``is_empty``.  ``in``/``nin`` test the field's value itself
+    against the list, as LlamaIndex's reference does: a list-valued field is
+    never in a list of scalars (``any`` tests its elements).
 
     >>> p = metadata_filters_to_predicate(MetadataFilters(filters=[
     ...     MetadataFilter(key="year", operator=FilterOperator.GTE, value=2020)]))
@@ -413,7 +451,9 @@ class SynaVectorStore(BasePydanticVectorStore):
         (an empty id list restricts nothing, as in other LlamaIndex stores).
 
         Modes: ``default`` and ``mmr`` (``mmr_threshold`` from the query or
-        kwargs; candidates: ``mmr_prefetch_factor`` (4) times top k).
+        kwargs).  MMR picks from every node that passes the filters, as
+        ``SimpleVectorStore`` does, unless a kwarg limits the candidates to
+        the nearest ``mmr_prefetch_k``, or ``mmr_prefetch_factor`` times top k.
 
         Raises:
             InvalidArgument: no query embedding, or another query mode.
@@ -439,19 +479,47 @@ class SynaVectorStore(BasePydanticVectorStore):
 
     def _query_mmr(self, query: VectorStoreQuery, k: int, pred: Predicate | None,
                    **kwargs: Any) -> VectorStoreQueryResult:
-        factor = float(kwargs.get("mmr_prefetch_factor", 4.0))
+        # SimpleVectorStore, the reference, runs MMR over every candidate
+        # that passes the filters; an earlier version took only the 4 * k
+        # nearest, which can return other nodes than the reference (a
+        # diverse node ranked past 4 * k is never seen).  We now default to
+        # all candidates and prefetch fewer only when asked, with the kwargs
+        # other LlamaIndex stores accept (PGVector, Cassandra, ...).
+        prefetch_k = kwargs.get("mmr_prefetch_k")
+        factor = kwargs.get("mmr_prefetch_factor")
+        if prefetch_k is not None and factor is not None:
+            raise errors.InvalidArgument(
+                "give mmr_prefetch_k or mmr_prefetch_factor, not both")
         embedding = list(query.query_embedding or ())
-        hits = self._store.search(embedding, max(k, int(k * factor)),
-                                  filter=pred, include_vectors=True)
-        if not hits:
+        if prefetch_k is None and factor is None:
+            # In the store's key order, as SimpleVectorStore walks its dict:
+            # MMR breaks ties by that order.
+            keys, vectors = [], []
+            for key in self._store.find(pred):
+                vec = self._store.get(key)
+                if vec is not None:  # a metadata-only record has no vector
+                    keys.append(key)
+                    vectors.append(vec.tolist())
+            metas = {key: self._store.get_metadata(key) or {} for key in keys}
+        else:
+            n = int(prefetch_k) if prefetch_k is not None else int(k * float(factor))
+            if n < 1:
+                raise errors.InvalidArgument(
+                    f"MMR prefetch must be at least 1, got {prefetch_k or factor!r}")
+            hits = [h for h in self._store.search(embedding, max(k, n), filter=pred,
+                                                  include_vectors=True)
+                    if h.vector is not None]
+            keys = [h.key for h in hits]
+            vectors = [h.vector.tolist() for h in hits]  # type: ignore[union-attr]
+            metas = {h.key: h.metadata for h in hits}
+        if not keys:
             return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
         threshold = kwargs.get("mmr_threshold", query.mmr_threshold)
         scores, ids = get_top_k_mmr_embeddings(
-            embedding, [h.vector.tolist() for h in hits if h.vector is not None],
-            similarity_top_k=k, embedding_ids=[h.key for h in hits], mmr_threshold=threshold)
-        by_key = {h.key: h for h in hits}
+            embedding, vectors, similarity_top_k=k, embedding_ids=keys,
+            mmr_threshold=threshold)
         return VectorStoreQueryResult(
-            nodes=[self._to_node(i, by_key[i].metadata) for i in ids],
+            nodes=[self._to_node(i, metas[i]) for i in ids],
             similarities=list(scores), ids=list(ids))
 
     # --------------------------------------------------------------- async
@@ -613,3 +681,293 @@ class SynaChatStore(BaseChatStore):
             return [unquote(k[len(CHAT_KEY_PREFIX):])
                     for k in self._db.keys(CHAT_KEY_PREFIX + "*") if "/" not in
                     k[len(CHAT_KEY_PREFIX):]]
+
+
+# ---------------------------------------------------------------- kv store
+class SynaKVStore(BaseKVStore):
+    """LlamaIndex's key/value store (under its docstore and index store) in a synadb file.
+
+    Each value is a JSON object under ``__li_kv__/<collection>/<key>``, with
+    the collection and the key percent-encoded (so neither holds ``/`` or a
+    glob character).  Any number of collections, and a
+    :class:`SynaVectorStore` or :class:`SynaChatStore`, can share the file;
+    other handles and processes see each write as soon as it returns.
+
+    ``put_all`` writes its pairs in chunks of ``batch_size``, each chunk all
+    or nothing (one ``SynaDB.batch()``, fsynced at its end).
+
+    Args:
+        path: the database file (created if missing).
+        sync_on_write: fsync every single ``put``/``delete`` too.
+        read_only: open for reading only.
+
+    >>> import tempfile, os
+    >>> with SynaKVStore(os.path.join(tempfile.mkdtemp(), "kv.db")) as kv:
+    ...     kv.put_all([("a", {"n": 1}), ("b", {"n": 2})], collection="c", batch_size=2)
+    ...     kv.get("a", collection="c"), sorted(kv.get_all(collection="c"))
+    ({'n': 1}, ['a', 'b'])
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, sync_on_write: bool = False,
+                 read_only: bool = False) -> None:
+        self._db = SynaDB(path, sync_on_write=sync_on_write, read_only=read_only)
+        self.path = self._db.path
+
+    @property
+    def client(self) -> SynaDB:
+        """The underlying :class:`synadb.SynaDB`."""
+        return self._db
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def persist(self, persist_path: str | None = None, fs: Any = None) -> None:
+        """fsync now; the file is always the persisted form (``persist_path`` is ignored)."""
+        if not self._db.closed and not self._db.config.read_only:
+            self._db.sync()
+
+    @staticmethod
+    def _prefix(collection: str) -> str:
+        if not isinstance(collection, str) or not collection:
+            raise errors.InvalidKey(f"a collection is a non-empty str, not {collection!r}")
+        return f"{KV_KEY_PREFIX}{quote(collection, safe='')}/"
+
+    @classmethod
+    def _db_key(cls, key: str, collection: str) -> str:
+        if not isinstance(key, str) or not key:
+            raise errors.InvalidKey(f"a key is a non-empty str, not {key!r}")
+        return cls._prefix(collection) + quote(key, safe="")
+
+    @staticmethod
+    def _encode(key: str, val: dict[str, Any]) -> str:
+        if not isinstance(val, dict):
+            raise errors.InvalidArgument(f"value for {key!r} must be a dict, not "
+                                         f"{type(val).__name__}")
+        try:
+            return json.dumps(val, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise errors.InvalidArgument(f"value for {key!r} is not JSON: {e}") from e
+
+    @staticmethod
+    def _decode(raw: str | None) -> dict[str, Any] | None:
+        return None if raw is None else json.loads(raw)
+
+    # -------------------------------------------------------------- writes
+    def put(self, key: str, val: dict[str, Any], collection: str = DEFAULT_COLLECTION) -> None:
+        """Store ``val`` (a JSON-able dict) under ``key`` in ``collection``."""
+        self._db.put_text(self._db_key(key, collection), self._encode(key, val))
+
+    def put_all(self, kv_pairs: list[tuple[str, dict[str, Any]]],
+                collection: str = DEFAULT_COLLECTION, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        """Store every pair, ``batch_size`` pairs per all-or-nothing batch.
+
+        Every value is encoded before anything is written, so a value that is
+        not JSON writes nothing at all.
+
+        Raises:
+            InvalidArgument: ``batch_size`` below 1, or a value that is not a JSON dict.
+        """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise errors.InvalidArgument(f"batch_size must be an int >= 1, not {batch_size!r}")
+        rows = [(self._db_key(k, collection), self._encode(k, v)) for k, v in kv_pairs]
+        for start in range(0, len(rows), batch_size):
+            with self._db.batch():
+                for db_key, text in rows[start:start + batch_size]:
+                    self._db.put_text(db_key, text)
+
+    def delete(self, key: str, collection: str = DEFAULT_COLLECTION) -> bool:
+        """Delete ``key``; whether it was there."""
+        return self._db.delete(self._db_key(key, collection))
+
+    # --------------------------------------------------------------- reads
+    def get(self, key: str, collection: str = DEFAULT_COLLECTION) -> dict[str, Any] | None:
+        """The value under ``key`` (a fresh dict), or None."""
+        return self._decode(self._db.get_text(self._db_key(key, collection)))
+
+    def get_all(self, collection: str = DEFAULT_COLLECTION) -> dict[str, dict[str, Any]]:
+        """Every key of ``collection`` and its value, in first-written order."""
+        prefix = self._prefix(collection)
+        names = self._db.keys(prefix + "*")
+        out: dict[str, dict[str, Any]] = {}
+        for name, raw in zip(names, self._db.get_many(names)):
+            if raw is not None:  # deleted between keys() and get_many()
+                out[unquote(name[len(prefix):])] = json.loads(raw)
+        return out
+
+    def collections(self) -> list[str]:
+        """The collections that hold at least one key."""
+        seen: dict[str, None] = {}
+        for name in self._db.keys(KV_KEY_PREFIX + "*"):
+            seen[unquote(name[len(KV_KEY_PREFIX):].split("/", 1)[0])] = None
+        return list(seen)
+
+    # --------------------------------------------------------------- async
+    # The database is thread-safe; a worker keeps file I/O off the loop.
+    async def aput(self, key: str, val: dict[str, Any],
+                   collection: str = DEFAULT_COLLECTION) -> None:
+        await asyncio.to_thread(self.put, key, val, collection)
+
+    async def aput_all(self, kv_pairs: list[tuple[str, dict[str, Any]]],
+                       collection: str = DEFAULT_COLLECTION,
+                       batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        await asyncio.to_thread(self.put_all, kv_pairs, collection, batch_size)
+
+    async def aget(self, key: str,
+                   collection: str = DEFAULT_COLLECTION) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self.get, key, collection)
+
+    async def aget_all(self,
+                       collection: str = DEFAULT_COLLECTION) -> dict[str, dict[str, Any]]:
+        return await asyncio.to_thread(self.get_all, collection)
+
+    async def adelete(self, key: str, collection: str = DEFAULT_COLLECTION) -> bool:
+        return await asyncio.to_thread(self.delete, key, collection)
+
+
+# ------------------------------------------------------ doc and index store
+class SynaDocumentStore(KVDocumentStore):
+    """LlamaIndex's document store (nodes, hashes, ref-doc info) in a synadb file.
+
+    A ``KVDocumentStore`` over :class:`SynaKVStore`, as ``SimpleDocumentStore``
+    is over ``SimpleKVStore``; collections are ``<namespace>/data``,
+    ``<namespace>/metadata`` and ``<namespace>/ref_doc_info``.  Several
+    namespaces, an index store and a vector store can share one file.
+
+    Each change is all or nothing: ``add_documents``, ``delete_document``,
+    ``delete_ref_doc`` and ``set_document_hashes`` each run in one
+    ``SynaDB.batch()``, so another process never sees a node without its
+    hash or ref-doc entry.
+
+    Args:
+        path: the database file (created if missing).
+        namespace: prefix of the collections (``"docstore"``).
+        batch_size: pairs per batch within one change (they all commit together).
+        **kv_options: passed to :class:`SynaKVStore` (``sync_on_write``, ``read_only``).
+
+    >>> import tempfile, os
+    >>> with SynaDocumentStore(os.path.join(tempfile.mkdtemp(), "d.db")) as docs:
+    ...     docs.add_documents([TextNode(id_="n1", text="hello")])
+    ...     docs.get_node("n1").text, docs.document_exists("n2")
+    ('hello', False)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], namespace: str | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE, **kv_options: Any) -> None:
+        self._syna = SynaKVStore(path, **kv_options)
+        super().__init__(self._syna, namespace=namespace, batch_size=batch_size)
+
+    @property
+    def kvstore(self) -> SynaKVStore:
+        return self._syna
+
+    @property
+    def path(self) -> str:
+        return self._syna.path
+
+    def close(self) -> None:
+        self._syna.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def persist(self, persist_path: str | None = None, fs: Any = None) -> None:
+        """fsync now; the file is always the persisted form (``persist_path`` is ignored)."""
+        self._syna.persist()
+
+    # The base class writes a change as several put_all/delete calls; one
+    # batch around them makes the change atomic, and holds the file's write
+    # lock across its read-modify-write of the ref-doc info, so two
+    # processes adding nodes of one document do not lose each other's ids.
+    def add_documents(self, docs: Sequence[BaseNode], allow_update: bool = True,
+                      batch_size: int | None = None, store_text: bool = True) -> None:
+        with self._syna.client.batch():
+            super().add_documents(docs, allow_update=allow_update, batch_size=batch_size,
+                                  store_text=store_text)
+
+    def delete_document(self, doc_id: str, raise_error: bool = True) -> None:
+        with self._syna.client.batch():
+            super().delete_document(doc_id, raise_error=raise_error)
+
+    def delete_ref_doc(self, ref_doc_id: str, raise_error: bool = True) -> None:
+        with self._syna.client.batch():
+            super().delete_ref_doc(ref_doc_id, raise_error=raise_error)
+
+    def set_document_hashes(self, doc_hashes: dict[str, str]) -> None:
+        with self._syna.client.batch():
+            super().set_document_hashes(doc_hashes)
+
+    # The async changes run the sync ones in one worker thread: a batch
+    # holds the handle's lock in its thread, so its parts must not hop to
+    # other threads (the base class's awaits would deadlock on it).
+    async def async_add_documents(self, docs: Sequence[BaseNode], allow_update: bool = True,
+                                  batch_size: int | None = None,
+                                  store_text: bool = True) -> None:
+        await asyncio.to_thread(self.add_documents, docs, allow_update, batch_size, store_text)
+
+    async def adelete_document(self, doc_id: str, raise_error: bool = True) -> None:
+        await asyncio.to_thread(self.delete_document, doc_id, raise_error)
+
+    async def adelete_ref_doc(self, ref_doc_id: str, raise_error: bool = True) -> None:
+        await asyncio.to_thread(self.delete_ref_doc, ref_doc_id, raise_error)
+
+    async def aset_document_hashes(self, doc_hashes: dict[str, str]) -> None:
+        await asyncio.to_thread(self.set_document_hashes, doc_hashes)
+
+
+class SynaIndexStore(KVIndexStore):
+    """LlamaIndex's index store (index structs) in a synadb file.
+
+    A ``KVIndexStore`` over :class:`SynaKVStore`, as ``SimpleIndexStore`` is
+    over ``SimpleKVStore``; the collection is ``<namespace>/data``.
+
+    Args:
+        path: the database file (created if missing).
+        namespace: prefix of the collection (``"index_store"``).
+        **kv_options: passed to :class:`SynaKVStore` (``sync_on_write``, ``read_only``).
+
+    One file for a whole ``StorageContext``::
+
+        ctx = StorageContext.from_defaults(
+            vector_store=SynaVectorStore("rag.db"), docstore=SynaDocumentStore("rag.db"),
+            index_store=SynaIndexStore("rag.db"))
+        index = VectorStoreIndex.from_documents(docs, storage_context=ctx,
+                                                embed_model=embed_model)
+        # later, in any process:
+        index = load_index_from_storage(StorageContext.from_defaults(...same...),
+                                        embed_model=embed_model)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], namespace: str | None = None,
+                 **kv_options: Any) -> None:
+        self._syna = SynaKVStore(path, **kv_options)
+        super().__init__(self._syna, namespace=namespace)
+
+    @property
+    def kvstore(self) -> SynaKVStore:
+        return self._syna
+
+    @property
+    def path(self) -> str:
+        return self._syna.path
+
+    def close(self) -> None:
+        self._syna.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def persist(self, persist_path: str | None = None, fs: Any = None) -> None:
+        """fsync now; the file is always the persisted form (``persist_path`` is ignored)."""
+        self._syna.persist()
