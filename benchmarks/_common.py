@@ -207,3 +207,108 @@ def quiet_mlflow() -> None:
     warnings.filterwarnings("ignore")
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# --------------------------------------------------------------------------
+# files, page cache and memory of subprocesses (the dataset benchmark)
+# --------------------------------------------------------------------------
+def files_under(path: Path) -> list[Path]:
+    """Every regular file at or below ``path``."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    return [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes of the files at or below ``path`` (apparent size)."""
+    return sum(p.stat().st_size for p in files_under(path))
+
+
+def drop_page_cache(path: Path) -> int:
+    """Ask the kernel to drop ``path``'s clean pages from the page cache.
+
+    ``posix_fadvise(POSIX_FADV_DONTNEED)`` per file: no root needed and only
+    these files go cold, unlike ``/proc/sys/vm/drop_caches``.  Dirty pages
+    and pages some process has mapped stay, so fsync first and call this
+    before the reader maps the file.  Returns the bytes advised.
+    """
+    total = 0
+    for p in files_under(path):
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            total += os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    return total
+
+
+def fsync_tree(path: Path) -> None:
+    """fsync every file at or below ``path`` (and the folders holding them)."""
+    dirs = set()
+    for p in files_under(path):
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        dirs.add(p.parent)
+    for d in dirs:
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def run_sampled(cmd: Sequence[str], timeout_s: float, env: dict[str, str] | None = None,
+                interval_s: float = 0.05) -> dict[str, Any]:
+    """Run ``cmd``; return its exit code, output and the peak RSS of its process tree.
+
+    ``tree_peak_bytes`` is the largest sum of RSS over the process and its
+    descendants seen at any sample (every ``interval_s``); pages shared by a
+    fork count once per process, as ``ps`` shows them.  A command that
+    outlives ``timeout_s`` is killed with its children.
+    """
+    import psutil
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = psutil.Popen(list(cmd), stdout=out, stderr=err, env=env)
+        peak = 0
+        t0 = time.monotonic()
+        timed_out = False
+        while proc.poll() is None:
+            try:
+                procs = [proc] + proc.children(recursive=True)
+                peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+            if time.monotonic() - t0 > timeout_s:
+                timed_out = True
+                for p in proc.children(recursive=True) + [proc]:
+                    try:
+                        p.kill()
+                    except psutil.NoSuchProcess:
+                        pass
+                proc.wait()
+                break
+            time.sleep(interval_s)
+        out.seek(0)
+        err.seek(0)
+        return {"rc": proc.returncode, "stdout": out.read().decode("utf-8", "replace"),
+                "stderr": err.read().decode("utf-8", "replace"), "tree_peak_bytes": peak,
+                "timed_out": timed_out, "wall_s": time.monotonic() - t0}
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit, div in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if abs(n) >= div:
+            return f"{n / div:.2f} {unit}" if unit == "GB" else f"{n / div:.0f} {unit}"
+    return f"{n:.0f} B"

@@ -29,16 +29,20 @@ ExperimentTracker and ModelRegistry vs MLflow, W&B offline, plain files and
 the wheel's Experiment and ModelRegistry; and the MLflow plugin benchmark,
 benchmarks/bench_mlflow_store.py: ``synadb:///`` vs ``sqlite:///`` through
 real MLflow (log_metric, log_batch, and search_runs over 10K runs through an
-``mlflow server`` per backend).
+``mlflow server`` per backend); and the training-data benchmark,
+benchmarks/bench_dataset.py: ``synadb.Dataset`` vs np.memmap, HF datasets,
+litdata and Lance at 0.5, 2 and 8 GB (0.05 and 0.2 GB with --quick): write,
+open, first batch, DataLoader epochs, RSS and single-row latency.
 
 Usage:  python benchmarks/run.py [--quick] [--skip-peers] [--strict]
-                                [--only core|vectors|tensors|tracking|mlflow_store]
+                                [--only core|vectors|tensors|tracking|mlflow_store|dataset]
 Exit status: 1 if our synadb could not be measured (import or workload
 error), or with --strict if a target is missed; otherwise 0.
 Writes: benchmarks/out/results.json and benchmarks/out/table.md (core),
         benchmarks/out/vectors.md and benchmarks/out/vectors.json (vectors),
         benchmarks/out/tracking.md and benchmarks/out/tracking.json (tracking),
-        benchmarks/out/mlflow_store.md and benchmarks/out/mlflow_store.json (MLflow plugin)
+        benchmarks/out/mlflow_store.md and benchmarks/out/mlflow_store.json (MLflow plugin),
+        benchmarks/out/dataset.md and benchmarks/out/dataset.json (training data)
 """
 
 from __future__ import annotations
@@ -483,10 +487,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(c.OUT_DIR), help="output folder (default: benchmarks/out)")
     ap.add_argument("--peer-timeout", type=float, default=600.0, help="seconds for the wheel run")
     ap.add_argument("--strict", action="store_true", help="exit 1 if any target fails")
-    ap.add_argument("--only", choices=("core", "vectors", "tensors", "tracking", "mlflow_store"),
+    ap.add_argument("--only", choices=("core", "vectors", "tensors", "tracking", "mlflow_store",
+                                       "dataset"),
                     default=None,
-                    help="run only the core engine, vector, tensor, tracking or MLflow plugin "
-                         "benchmark (default: all five, core first)")
+                    help="run only the core engine, vector, tensor, tracking, MLflow plugin "
+                         "or training-data benchmark (default: all six, core first)")
     args = ap.parse_args(argv)
 
     rc = 0
@@ -533,6 +538,18 @@ def main(argv=None) -> int:
         if mls["broken"]:
             print("ERROR: the synadb:// MLflow store could not be measured (see notes)",
                   file=sys.stderr)
+            rc = 1
+    if args.only in (None, "dataset"):
+        if args.only is None:
+            print("\n")
+        import bench_dataset
+        dsr = bench_dataset.run_bench(
+            quick=args.quick, out_dir=Path(args.out),
+            work_root=Path(args.workdir) if args.workdir else None)
+        if dsr["broken"]:
+            print("ERROR: synadb.Dataset could not be measured (see notes)", file=sys.stderr)
+            rc = 1
+        elif args.strict and dsr["failed"]:
             rc = 1
     return rc
 
