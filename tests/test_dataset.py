@@ -400,3 +400,29 @@ def test_a_reader_of_a_cleared_and_rewritten_dataset_is_told_to_refresh(tmp_path
             r.take([0])
         assert r.refresh() == 10 and r[0]["v"] == 100
         r.close()
+
+
+@pytest.mark.parametrize("dtype,shape", [("int8", ()), ("float64", (3, 2)), ("bool", (5,)),
+                                         ("uint16", (1,))])
+def test_gathers_across_many_chunks_and_maps_match_numpy(tmp_path, monkeypatch, dtype, shape):
+    monkeypatch.setattr(dsmod, "_CHUNK_BYTES", 2048)
+    rng = np.random.default_rng(7)
+    path = tmp_path / "d.db"
+    want = []
+    reader = None
+    with Dataset(path, "t") as ds:
+        for i in range(12):  # the file grows between appends: chunks in several maps
+            part = (rng.random((300, *shape)) * 100).astype(dtype)
+            ds.append({"v": part, "n": np.arange(300) + 300 * i})
+            want.append(part)
+            if i == 3:
+                reader = Dataset(path, "t", read_only=True)
+                reader.take(range(len(reader)))  # map the first chunks now
+    want = np.concatenate(want)
+    for handle in (reader, Dataset(path, "t", read_only=True)):
+        for _ in range(5):
+            idx = rng.integers(0, len(want), 257)
+            got = handle.take(idx)
+            np.testing.assert_array_equal(got["v"], want[idx])
+            np.testing.assert_array_equal(got["n"], idx)
+        handle.close()
