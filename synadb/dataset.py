@@ -60,7 +60,7 @@ from . import errors
 from .db import DbConfig, SynaDB
 from .engine.files import atomic_path
 
-__all__ = ["Dataset", "Column", "datasets", "pad"]
+__all__ = ["Dataset", "Column", "datasets", "names_a_dataset", "pad"]
 
 KINDS = ("fixed", "ragged", "bytes", "text", "json")
 _NUMERIC = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
@@ -115,6 +115,23 @@ def datasets(path: str | os.PathLike[str]) -> list[str]:
     """Names of the datasets stored in the file at ``path``, sorted."""
     with SynaDB(path, config=DbConfig(read_only=True)) as db:
         return _names(db)
+
+
+def names_a_dataset(path: Any, name: Any) -> bool:
+    """Whether ``(path, name)`` means a :class:`Dataset`: ``path`` is one, or
+    ``name`` has no glob characters and names a dataset in the file at
+    ``path`` (how the torch and tf.data adapters tell a Dataset from a
+    TensorEngine row pattern)."""
+    if isinstance(path, Dataset):
+        return True
+    if not isinstance(name, str) or not name or any(c in name for c in "*?["):
+        return False
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        return False
+    try:
+        return name in datasets(path)
+    except errors.SynaError:
+        return False
 
 
 def _names(db: SynaDB) -> list[str]:

@@ -831,7 +831,36 @@ class SynaKVStore(BaseKVStore):
 
 
 # ------------------------------------------------------ doc and index store
-class SynaDocumentStore(KVDocumentStore):
+class _OnSynaKV:
+    """What the document and index stores share: their SynaKVStore, its
+    file, and closing and persisting it (the file is always the persisted
+    form)."""
+
+    _syna: SynaKVStore
+
+    @property
+    def kvstore(self) -> SynaKVStore:
+        return self._syna
+
+    @property
+    def path(self) -> str:
+        return self._syna.path
+
+    def close(self) -> None:
+        self._syna.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def persist(self, persist_path: str | None = None, fs: Any = None) -> None:
+        """fsync now; the file is always the persisted form (``persist_path`` is ignored)."""
+        self._syna.persist()
+
+
+class SynaDocumentStore(_OnSynaKV, KVDocumentStore):
     """LlamaIndex's document store (nodes, hashes, ref-doc info) in a synadb file.
 
     A ``KVDocumentStore`` over :class:`SynaKVStore`, as ``SimpleDocumentStore``
@@ -862,26 +891,6 @@ class SynaDocumentStore(KVDocumentStore):
         self._syna = SynaKVStore(path, **kv_options)
         super().__init__(self._syna, namespace=namespace, batch_size=batch_size)
 
-    @property
-    def kvstore(self) -> SynaKVStore:
-        return self._syna
-
-    @property
-    def path(self) -> str:
-        return self._syna.path
-
-    def close(self) -> None:
-        self._syna.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def persist(self, persist_path: str | None = None, fs: Any = None) -> None:
-        """fsync now; the file is always the persisted form (``persist_path`` is ignored)."""
-        self._syna.persist()
 
     # The base class writes a change as several put_all/delete calls; one
     # batch around them makes the change atomic, and holds the file's write
@@ -923,7 +932,7 @@ class SynaDocumentStore(KVDocumentStore):
         await asyncio.to_thread(self.set_document_hashes, doc_hashes)
 
 
-class SynaIndexStore(KVIndexStore):
+class SynaIndexStore(_OnSynaKV, KVIndexStore):
     """LlamaIndex's index store (index structs) in a synadb file.
 
     A ``KVIndexStore`` over :class:`SynaKVStore`, as ``SimpleIndexStore`` is
@@ -951,23 +960,3 @@ class SynaIndexStore(KVIndexStore):
         self._syna = SynaKVStore(path, **kv_options)
         super().__init__(self._syna, namespace=namespace)
 
-    @property
-    def kvstore(self) -> SynaKVStore:
-        return self._syna
-
-    @property
-    def path(self) -> str:
-        return self._syna.path
-
-    def close(self) -> None:
-        self._syna.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def persist(self, persist_path: str | None = None, fs: Any = None) -> None:
-        """fsync now; the file is always the persisted form (``persist_path`` is ignored)."""
-        self._syna.persist()

@@ -54,6 +54,7 @@ from .. import _convert, errors
 from ..dataset import Column
 from ..dataset import Dataset as _Table
 from ..dataset import datasets as _dataset_names
+from ..dataset import names_a_dataset
 from ..tensors import DTYPES, RowView, TensorEngine
 
 try:
@@ -294,22 +295,6 @@ def _has_glob(pattern: str) -> bool:
     return any(c in pattern for c in "*?[")
 
 
-def _names_a_table(path: Any, pattern: Any) -> bool:
-    """Whether ``syna_dataset(path, pattern)`` means a :class:`synadb.Dataset`:
-    ``path`` is one, or ``pattern`` has no glob characters and names one (the
-    rule of ``SynaDataset`` in :mod:`synadb.integrations.torch`)."""
-    if isinstance(path, _Table):
-        return True
-    if not isinstance(pattern, str) or not pattern or _has_glob(pattern):
-        return False
-    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
-        return False
-    try:
-        return pattern in _dataset_names(path)
-    except errors.SynaError:
-        return False
-
-
 def _table_dtypes(dtype: Any) -> Any:
     if isinstance(dtype, dict):
         return {k: _cast_dtype(v, f"dtype[{k!r}]") for k, v in dtype.items()}
@@ -433,7 +418,7 @@ def _open(path: Any, pattern: Any, label_pattern: str | None, dtype: Any, column
           as_tuple: bool) -> tuple[Any, tuple[str, str] | None]:
     """The source ``syna_dataset(path, pattern, ...)`` reads, and for a
     dataset table its (path, name) to reopen it by."""
-    if _names_a_table(path, pattern):
+    if names_a_dataset(path, pattern):
         if isinstance(path, _Table):
             if pattern is not None and pattern != path.name:
                 raise errors.InvalidArgument(f"pattern={pattern!r} with the dataset "

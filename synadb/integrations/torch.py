@@ -46,7 +46,7 @@ import numpy as np
 
 from .. import _convert, errors
 from ..dataset import Dataset as _Table
-from ..dataset import datasets as _dataset_names
+from ..dataset import names_a_dataset
 from ..dataset import pad as _pad
 from ..tensors import RowView, TensorEngine
 
@@ -338,7 +338,7 @@ class SynaDataset(_Reader, Dataset):  # type: ignore[type-arg]
 
     def __new__(cls, path: Any = None, pattern: str = "train/*", *args: Any,
                 **kwargs: Any) -> Any:
-        if cls is SynaDataset and _names_a_table(path, pattern):
+        if cls is SynaDataset and names_a_dataset(path, pattern):
             return super().__new__(SynaTableDataset)
         return super().__new__(cls)
 
@@ -399,21 +399,6 @@ class SynaDataset(_Reader, Dataset):  # type: ignore[type-arg]
 
 
 # ----------------------------------------------------------- dataset tables
-def _names_a_table(path: Any, pattern: Any) -> bool:
-    """Whether ``SynaDataset(path, pattern)`` means a :class:`synadb.Dataset`:
-    ``path`` is one, or ``pattern`` has no glob characters and names one."""
-    if isinstance(path, _Table):
-        return True
-    if not isinstance(pattern, str) or not pattern or any(c in pattern for c in "*?["):
-        return False
-    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
-        return False
-    try:
-        return pattern in _dataset_names(path)
-    except errors.SynaError:
-        return False
-
-
 def _dtypes(dtype: Any) -> Any:
     if isinstance(dtype, dict):
         return {k: _np_dtype(v) for k, v in dtype.items()}
