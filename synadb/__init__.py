@@ -37,6 +37,7 @@ from .errors import (
 )
 
 from .dataset import Column, Dataset, datasets
+from .fulltext import FullTextIndex
 from .registry import ModelRegistry, ModelVersion
 from .sweep import sweep
 from .tensors import TensorEngine
@@ -74,6 +75,7 @@ __all__ = [
     "Dataset",
     "Column",
     "datasets",
+    "FullTextIndex",
     "ExperimentTracker",
     "Experiment",
     "Run",

@@ -29,6 +29,12 @@ Search (``Document.score`` is a similarity, higher is closer; see
     store.query_by_embedding(query_embedding, top_k=5, filters=...)
     SynaEmbeddingRetriever(store, top_k=5).run(query_embedding=...)["documents"]
 
+Keyword (BM25) and hybrid search, over the documents' ``content``::
+
+    store.bm25_retrieval("query text", top_k=5, filters=...)
+    SynaBM25Retriever(store, top_k=5).run(query="...")["documents"]
+    SynaHybridRetriever(store, top_k=5, fusion="rrf").run(query="...", query_embedding=[...])
+
 Pipelines saved with these components load with
 ``Pipeline.loads(text, allowed_modules=["synadb.integrations.haystack"])``:
 Haystack trusts only its own modules by default, and this module does not
@@ -41,7 +47,10 @@ Storage: one :class:`~synadb.vectors.store.VectorStore` record per document,
 keyed by ``Document.id``.  The embedding is the record's vector (float32;
 ``None`` gives a metadata-only record that search never returns), and the
 rest of the Document is the record's JSON metadata, laid out as
-:data:`RECORD_FIELDS` describe.  ``score`` is never stored.
+:data:`RECORD_FIELDS` describe.  ``score`` is never stored.  The content of
+every document that has one is also in a
+:class:`~synadb.fulltext.FullTextIndex` named :data:`FULLTEXT_INDEX` in the
+same file, written in the same all-or-nothing batch as the records.
 """
 
 from __future__ import annotations
@@ -49,16 +58,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import dataclasses
 import json
 import math
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from .. import errors
+from ..fulltext import FullTextIndex, rrf, weighted_sum
 from ..vectors.store import VectorStore
 
 try:
@@ -76,7 +88,8 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess test
     raise errors.MissingDependency(
         "haystack-ai", "haystack", "synadb.integrations.haystack") from e
 
-__all__ = ["RECORD_FIELDS", "RECORD_VERSION", "SynaDocumentStore", "SynaEmbeddingRetriever"]
+__all__ = ["RECORD_FIELDS", "RECORD_VERSION", "SynaBM25Retriever", "SynaDocumentStore",
+           "SynaEmbeddingRetriever", "SynaHybridRetriever"]
 
 #: Layout version of a document record, stored under ``"_haystack"`` so that
 #: a later layout can recognise (and upgrade) records written by this one.
@@ -99,6 +112,11 @@ _VERSION_KEY = "_haystack"
 # Scaling of raw dot products before the logistic, as Haystack's in-memory
 # store does, so that scale_score=True means the same thing on both.
 DOT_PRODUCT_SCALING_FACTOR = 100.0
+# Scaling of BM25 scores before the logistic, as Haystack's in-memory store does.
+BM25_SCALING_FACTOR = 8.0
+#: Name of the :class:`~synadb.fulltext.FullTextIndex` of documents' content.
+FULLTEXT_INDEX = "haystack"
+FUSIONS = ("rrf", "weighted")
 
 _COMPARISON = frozenset({"==", "!=", ">", ">=", "<", "<=", "in", "not in"})
 _LOGICAL = frozenset({"AND", "OR", "NOT"})
@@ -244,6 +262,11 @@ def _document(rec: Mapping[str, Any], vector: np.ndarray | None, *, full: bool =
                     score=score, embedding=embedding, sparse_embedding=sparse)
 
 
+def _expit(x: float) -> float:
+    """The logistic, without overflowing exp()."""
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
 def _meta_key(field: str) -> str:
     return field.removeprefix("meta.")
 
@@ -306,6 +329,66 @@ class SynaDocumentStore:
         # The VectorStore locks each call; this lock makes our read-then-write
         # steps (duplicate checks, update_by_filter) atomic between threads.
         self._lock = threading.RLock()
+        # The content index shares the VectorStore's file handle, so that one
+        # batch writes a document's record and its terms, all or nothing.
+        # VectorStore has no public accessor for its handle or its lock yet
+        # (see _writing for why the lock is needed too).
+        self._db = self._store._db
+        try:
+            self._fts = FullTextIndex(self._db, FULLTEXT_INDEX)
+            self._backfill()
+        except BaseException:
+            self._store.close()
+            raise
+
+    def _backfill(self) -> None:
+        """Index the content of documents written before this store kept a
+        full-text index (a file from an older synadb): once, on open."""
+        if len(self._fts) or not len(self._store):
+            return
+        ids, texts = [], []
+        for key in self._store.find():
+            rec = self._store.get_metadata(key)
+            if rec is not None and isinstance(rec.get("content"), str):
+                ids.append(key)
+                texts.append(rec["content"])
+        if ids:
+            with self._writing():
+                self._fts.add(ids, texts)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One all-or-nothing batch for the records and the content index.
+
+        Inside it, the content index is written first and the VectorStore
+        last: the VectorStore updates its memory as soon as its own (nested)
+        write returns, so nothing that could fail may follow it, while the
+        content index only reads what the file commits.  Locks in one
+        order: ours, the VectorStore's, then the handle's (the batch);
+        VectorStore readers take theirs before the handle's, so taking the
+        handle's first here could deadlock against them.
+        """
+        with self._lock, self._store._lock, self._db.batch():
+            yield
+
+    @property
+    def fulltext_index(self) -> FullTextIndex:
+        """The :class:`~synadb.fulltext.FullTextIndex` of the documents' content."""
+        return self._fts
+
+    def _index_content(self, docs: Iterable[Document]) -> None:
+        """Put these documents' content in the full-text index (inside _writing)."""
+        texts: dict[str, str] = {}
+        gone: list[str] = []
+        for doc in docs:
+            if doc.content is None:
+                gone.append(doc.id)
+            else:
+                texts[doc.id] = doc.content
+        if texts:
+            self._fts.add(list(texts), list(texts.values()))
+        if gone:
+            self._fts.delete(gone)
 
     @property
     def embedding_dim(self) -> int | None:
@@ -319,7 +402,11 @@ class SynaDocumentStore:
 
     def close(self) -> None:
         """Close the file (idempotent)."""
-        self._store.close()
+        try:
+            if not self._store.closed:
+                self._fts.close()  # may save its snapshot through the shared handle
+        finally:
+            self._store.close()
 
     def __enter__(self) -> SynaDocumentStore:  # noqa: PYI034 (typing.Self is 3.11+)
         return self
@@ -503,7 +590,11 @@ class SynaDocumentStore:
                     if not dup:
                         chosen[doc.id] = doc
                 written = len(chosen)
-            self._put([(doc.id, *_record(doc)) for doc in chosen.values()])
+            items = [(doc.id, *_record(doc)) for doc in chosen.values()]
+            if items:
+                with self._writing():
+                    self._index_content(chosen.values())
+                    self._put(items)
         return written
 
     def _put(self, items: list[tuple[str, dict[str, Any], np.ndarray | None]]) -> None:
@@ -524,7 +615,10 @@ class SynaDocumentStore:
         """Delete these ids; ids that are not stored are ignored."""
         if isinstance(document_ids, str):
             raise TypeError("document_ids is a list of ids, not a str")
-        self._store.delete_many(list(document_ids))
+        ids = list(document_ids)
+        with self._writing():
+            self._fts.delete([i for i in ids if isinstance(i, str)])
+            self._store.delete_many(ids)
 
     def delete_all_documents(self, recreate_index: bool = False) -> None:
         """Delete every document.
@@ -534,7 +628,9 @@ class SynaDocumentStore:
                 records' bytes and rebuilds the ANN index from nothing.
         """
         with self._lock:
-            self._store.clear()
+            with self._writing():
+                self._fts.clear()
+                self._store.clear()
             if recreate_index:
                 self._store.compact(progress=False)
 
@@ -545,8 +641,10 @@ class SynaDocumentStore:
             FilterError: a malformed or empty filter.
         """
         m = _required_matcher(filters, "delete_by_filter")
-        with self._lock:
-            deleted: int = self._store.delete_many(self._find(m))
+        with self._writing():
+            keys = self._find(m)
+            self._fts.delete(keys)
+            deleted: int = self._store.delete_many(keys)
         return deleted
 
     def update_by_filter(self, filters: dict[str, Any], meta: dict[str, Any]) -> int:
@@ -632,10 +730,113 @@ class SynaDocumentStore:
             sim = -distance
             if not scale:
                 return sim
-            x = sim / DOT_PRODUCT_SCALING_FACTOR
-            # A logistic that never overflows exp().
-            return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+            return _expit(sim / DOT_PRODUCT_SCALING_FACTOR)
         return 1.0 / (1.0 + distance) if scale else -distance
+
+    def bm25_retrieval(self, query: str, filters: dict[str, Any] | None = None,
+                       top_k: int = 10, scale_score: bool = False) -> list[Document]:
+        """The ``top_k`` documents whose content best matches ``query`` (BM25).
+
+        Like Haystack's ``InMemoryDocumentStore.bm25_retrieval``: corpus
+        statistics are those of every document with content, and ``filters``
+        only restrict which are returned.  Differences: the scoring is Okapi
+        BM25 with ``k1 = 1.2``, ``b = 0.75`` and Lucene's idf (see
+        :mod:`synadb.fulltext`), terms are ``\\w+`` words (single letters
+        too), and only documents holding a query term are returned.
+        ``scale_score=True`` maps a score ``s`` to ``expit(s / 8)``, as
+        Haystack does.  Embeddings are not returned.
+
+        Raises:
+            ValueError: an empty query, or a negative ``top_k``.
+            FilterError: a malformed filter.
+        """
+        if not isinstance(query, str) or not query:
+            raise ValueError("Query should be a non-empty string")
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
+            raise ValueError(f"top_k must be an int >= 0, got {top_k!r}")
+        m = _matcher(filters)
+        allowed = None if m is None else set(self._find(m))
+        if not top_k or allowed is not None and not allowed:
+            return []
+        out = []
+        for key, score in self._fts.search(query, k=int(top_k), keys=allowed):
+            rec = self._store.get_metadata(key)
+            if rec is None:
+                continue  # deleted by another handle in between
+            rec = copy.deepcopy(rec)
+            rec.pop("embedding", None)
+            if scale_score:
+                score = _expit(score / BM25_SCALING_FACTOR)
+            out.append(_document(rec, None, score=score))
+        return out
+
+    def hybrid_retrieval(self, query: str, query_embedding: list[float], top_k: int = 10,
+                         filters: dict[str, Any] | None = None, fusion: str = "rrf",
+                         alpha: float = 0.5, rrf_k: int = 60, candidate_k: int | None = None,
+                         return_embedding: bool = False) -> list[Document]:
+        """Fuse :meth:`query_by_embedding` and :meth:`bm25_retrieval` rankings.
+
+        Each side returns ``candidate_k`` documents (default
+        ``max(50, 4 * top_k)``) matching ``filters``; they are fused by
+        ``fusion``:
+
+        - ``"rrf"``: reciprocal rank fusion (:func:`synadb.fulltext.rrf`,
+          constant ``rrf_k``), the embedding side weighted ``2 * alpha``
+          and the keyword side ``2 * (1 - alpha)`` (``alpha=0.5``: plain RRF).
+        - ``"weighted"``: ``alpha * embedding + (1 - alpha) * bm25`` of
+          min-max normalised scores (:func:`synadb.fulltext.weighted_sum`).
+
+        ``Document.score`` is the fused score.  An empty ``query`` searches
+        by embedding only.
+
+        Raises:
+            ValueError: an unknown fusion, ``alpha`` outside [0, 1], bad
+                ``top_k``/``candidate_k``, or a bad query embedding.
+            FilterError: a malformed filter.
+        """
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, not {fusion!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
+            raise ValueError(f"top_k must be an int >= 0, got {top_k!r}")
+        if candidate_k is None:
+            candidate_k = max(50, 4 * int(top_k))
+        if isinstance(candidate_k, bool) or not isinstance(candidate_k, int) or candidate_k < 1:
+            raise ValueError(f"candidate_k must be an int > 0, got {candidate_k!r}")
+        if not isinstance(query, str):
+            raise ValueError(f"query must be a str, not {type(query).__name__}")
+        dense = self.query_by_embedding(query_embedding, top_k=candidate_k, filters=filters,
+                                        return_embedding=return_embedding)
+        sparse = (self.bm25_retrieval(query, filters=filters, top_k=candidate_k)
+                  if query.strip() else [])
+        if not top_k:
+            return []
+        if fusion == "rrf":
+            fused = rrf([d.id for d in dense], [d.id for d in sparse], k=rrf_k,
+                        weights=[2 * alpha, 2 * (1 - alpha)])
+        else:
+            fused = weighted_sum([(d.id, d.score) for d in dense],
+                                 [(d.id, d.score) for d in sparse],
+                                 weights=[alpha, 1 - alpha])
+        by_id = {d.id: d for d in sparse}
+        by_id.update((d.id, d) for d in dense)
+        out = []
+        for key, score in fused[:top_k]:
+            doc = by_id[key]
+            changes: dict[str, Any] = {"score": score}
+            if return_embedding and doc.embedding is None:
+                # A BM25-only hit carries no embedding: take it from the record.
+                changes["embedding"] = self._embedding_of(key)
+            out.append(dataclasses.replace(doc, **changes))
+        return out
+
+    def _embedding_of(self, key: str) -> list[float] | None:
+        rec = self._store.get_metadata(key)
+        if rec is not None and "embedding" in rec:
+            return list(rec["embedding"])
+        vec = self._store.get(key)
+        return None if vec is None else vec.tolist()
 
     # ---------------------------------------------------------------- async
     # Local file I/O is quick, but a large filter or write still should not
@@ -693,6 +894,16 @@ class SynaDocumentStore:
         """Async :meth:`get_metadata_field_unique_values`."""
         return await asyncio.to_thread(self.get_metadata_field_unique_values, metadata_field,
                                        search_term, from_, size, filters)
+
+    async def bm25_retrieval_async(self, query: str, filters: dict[str, Any] | None = None,
+                                   top_k: int = 10, scale_score: bool = False) -> list[Document]:
+        """Async :meth:`bm25_retrieval`."""
+        return await asyncio.to_thread(self.bm25_retrieval, query, filters, top_k, scale_score)
+
+    async def hybrid_retrieval_async(self, query: str, query_embedding: list[float],
+                                     **kwargs: Any) -> list[Document]:
+        """Async :meth:`hybrid_retrieval`."""
+        return await asyncio.to_thread(self.hybrid_retrieval, query, query_embedding, **kwargs)
 
     async def query_by_embedding_async(self, query_embedding: list[float], top_k: int = 10,
                                        filters: dict[str, Any] | None = None,
@@ -794,4 +1005,207 @@ class SynaEmbeddingRetriever:
         """Async :meth:`run`."""
         args = self._args(filters, top_k, scale_score, return_embedding)
         docs = await self.document_store.query_by_embedding_async(query_embedding, **args)
+        return {"documents": docs}
+
+
+def _check_store(document_store: Any) -> None:
+    if not isinstance(document_store, SynaDocumentStore):
+        raise TypeError("document_store must be a SynaDocumentStore, not "
+                        f"{type(document_store).__name__}")
+
+
+def _check_top_k(top_k: Any) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
+        raise ValueError(f"top_k must be greater than 0, but got {top_k!r}")
+
+
+def _retriever_from_dict(cls: Any, data: dict[str, Any]) -> Any:
+    """Open the store and restore the filter policy, then Haystack's default."""
+    data = {**data, "init_parameters": dict(data.get("init_parameters", {}))}
+    params = data["init_parameters"]
+    if isinstance(params.get("document_store"), Mapping):
+        params["document_store"] = SynaDocumentStore.from_dict(params["document_store"])
+    if isinstance(params.get("filter_policy"), str):
+        params["filter_policy"] = FilterPolicy.from_str(params["filter_policy"])
+    return default_from_dict(cls, data)
+
+
+def _runtime_top_k(default: int, top_k: int | None) -> int:
+    top_k = default if top_k is None else top_k
+    if top_k < 0:
+        raise ValueError(f"top_k must be greater than or equal to 0, but got {top_k}")
+    return top_k
+
+
+@component
+class SynaBM25Retriever:
+    """Retrieves the documents whose content best matches a query, by BM25.
+
+    The counterpart of Haystack's ``InMemoryBM25Retriever`` (same arguments
+    and outputs) over a :class:`SynaDocumentStore`; the scoring is described
+    in :meth:`SynaDocumentStore.bm25_retrieval`::
+
+        pipe = Pipeline()
+        pipe.add_component("retriever", SynaBM25Retriever(store, top_k=5))
+        pipe.run({"retriever": {"query": "how do I open a file?"}})
+
+    Args:
+        document_store: the store to search.
+        filters: filters applied to every query (see ``filter_policy``).
+        top_k: how many documents to return, > 0.
+        scale_score: scores in (0, 1), ``expit(score / 8)`` as Haystack's.
+        filter_policy: ``REPLACE`` (runtime filters replace ``filters``) or
+            ``MERGE`` (both apply).
+
+    Raises:
+        TypeError: ``document_store`` is not a :class:`SynaDocumentStore`.
+        ValueError: ``top_k`` is not positive.
+    """
+
+    def __init__(self, document_store: SynaDocumentStore, filters: dict[str, Any] | None = None,
+                 top_k: int = 10, scale_score: bool = False,
+                 filter_policy: FilterPolicy = FilterPolicy.REPLACE) -> None:
+        _check_store(document_store)
+        _check_top_k(top_k)
+        self.document_store = document_store
+        self.filters = filters
+        self.top_k = top_k
+        self.scale_score = scale_score
+        self.filter_policy = (FilterPolicy.from_str(filter_policy)
+                              if isinstance(filter_policy, str) else filter_policy)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialize the component, its store's settings included."""
+        return default_to_dict(self, document_store=self.document_store.to_dict(),
+                               filters=self.filters, top_k=self.top_k,
+                               scale_score=self.scale_score,
+                               filter_policy=self.filter_policy.value)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SynaBM25Retriever:
+        """Rebuild the component (and open its store) from :meth:`to_dict`'s output."""
+        retriever: SynaBM25Retriever = _retriever_from_dict(cls, data)
+        return retriever
+
+    def _args(self, filters: dict[str, Any] | None, top_k: int | None,
+              scale_score: bool | None) -> dict[str, Any]:
+        return {"filters": apply_filter_policy(self.filter_policy, self.filters, filters),
+                "top_k": _runtime_top_k(self.top_k, top_k),
+                "scale_score": self.scale_score if scale_score is None else scale_score}
+
+    @component.output_types(documents=list[Document])
+    def run(self, query: str, filters: dict[str, Any] | None = None, top_k: int | None = None,
+            scale_score: bool | None = None) -> dict[str, list[Document]]:
+        """Retrieve documents; runtime arguments override the init ones.
+
+        Returns:
+            ``{"documents": [...]}``, best first, each with a ``score``.
+        """
+        args = self._args(filters, top_k, scale_score)
+        return {"documents": self.document_store.bm25_retrieval(query, **args)}
+
+    @component.output_types(documents=list[Document])
+    async def run_async(self, query: str, filters: dict[str, Any] | None = None,
+                        top_k: int | None = None,
+                        scale_score: bool | None = None) -> dict[str, list[Document]]:
+        """Async :meth:`run`."""
+        args = self._args(filters, top_k, scale_score)
+        return {"documents": await self.document_store.bm25_retrieval_async(query, **args)}
+
+
+@component
+class SynaHybridRetriever:
+    """Retrieves documents by embedding and by keywords at once, fused.
+
+    One component instead of two retrievers and a ``DocumentJoiner``; see
+    :meth:`SynaDocumentStore.hybrid_retrieval` for the fusion::
+
+        pipe = Pipeline()
+        pipe.add_component("embedder", SentenceTransformersTextEmbedder())
+        pipe.add_component("retriever", SynaHybridRetriever(store, top_k=5))
+        pipe.connect("embedder.embedding", "retriever.query_embedding")
+        pipe.run({"embedder": {"text": q}, "retriever": {"query": q}})
+
+    Args:
+        document_store: the store to search.
+        filters: filters applied to every query (see ``filter_policy``).
+        top_k: how many documents to return, > 0.
+        fusion: ``"rrf"`` (reciprocal rank fusion) or ``"weighted"`` (a
+            blend of min-max normalised scores).
+        alpha: the embedding side's share, in [0, 1] (the keyword side has
+            ``1 - alpha``).
+        rrf_k: the RRF rank constant.
+        candidate_k: how many documents each side contributes (default
+            ``max(50, 4 * top_k)``).
+        return_embedding: include each document's embedding.
+        filter_policy: ``REPLACE`` or ``MERGE``, as the other retrievers.
+
+    Raises:
+        TypeError: ``document_store`` is not a :class:`SynaDocumentStore`.
+        ValueError: a bad ``top_k``, ``fusion`` or ``alpha``.
+    """
+
+    def __init__(self, document_store: SynaDocumentStore, filters: dict[str, Any] | None = None,
+                 top_k: int = 10, fusion: str = "rrf", alpha: float = 0.5, rrf_k: int = 60,
+                 candidate_k: int | None = None, return_embedding: bool = False,
+                 filter_policy: FilterPolicy = FilterPolicy.REPLACE) -> None:
+        _check_store(document_store)
+        _check_top_k(top_k)
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, not {fusion!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        self.document_store = document_store
+        self.filters = filters
+        self.top_k = top_k
+        self.fusion = fusion
+        self.alpha = alpha
+        self.rrf_k = rrf_k
+        self.candidate_k = candidate_k
+        self.return_embedding = return_embedding
+        self.filter_policy = (FilterPolicy.from_str(filter_policy)
+                              if isinstance(filter_policy, str) else filter_policy)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialize the component, its store's settings included."""
+        return default_to_dict(self, document_store=self.document_store.to_dict(),
+                               filters=self.filters, top_k=self.top_k, fusion=self.fusion,
+                               alpha=self.alpha, rrf_k=self.rrf_k,
+                               candidate_k=self.candidate_k,
+                               return_embedding=self.return_embedding,
+                               filter_policy=self.filter_policy.value)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SynaHybridRetriever:
+        """Rebuild the component (and open its store) from :meth:`to_dict`'s output."""
+        retriever: SynaHybridRetriever = _retriever_from_dict(cls, data)
+        return retriever
+
+    def _args(self, filters: dict[str, Any] | None, top_k: int | None,
+              return_embedding: bool | None) -> dict[str, Any]:
+        return {"filters": apply_filter_policy(self.filter_policy, self.filters, filters),
+                "top_k": _runtime_top_k(self.top_k, top_k), "fusion": self.fusion,
+                "alpha": self.alpha, "rrf_k": self.rrf_k, "candidate_k": self.candidate_k,
+                "return_embedding": (self.return_embedding if return_embedding is None
+                                     else return_embedding)}
+
+    @component.output_types(documents=list[Document])
+    def run(self, query: str, query_embedding: list[float], filters: dict[str, Any] | None = None,
+            top_k: int | None = None,
+            return_embedding: bool | None = None) -> dict[str, list[Document]]:
+        """Retrieve documents; runtime arguments override the init ones.
+
+        Returns:
+            ``{"documents": [...]}``, best first, ``score`` the fused score.
+        """
+        args = self._args(filters, top_k, return_embedding)
+        return {"documents": self.document_store.hybrid_retrieval(query, query_embedding, **args)}
+
+    @component.output_types(documents=list[Document])
+    async def run_async(self, query: str, query_embedding: list[float],
+                        filters: dict[str, Any] | None = None, top_k: int | None = None,
+                        return_embedding: bool | None = None) -> dict[str, list[Document]]:
+        """Async :meth:`run`."""
+        args = self._args(filters, top_k, return_embedding)
+        docs = await self.document_store.hybrid_retrieval_async(query, query_embedding, **args)
         return {"documents": docs}
