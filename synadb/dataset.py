@@ -933,9 +933,16 @@ class Dataset:
         """
         if ragged not in ("list", "flat"):
             raise errors.InvalidArgument(f"ragged is 'list' or 'flat', got {ragged!r}")
-        if self._needs_refresh(indices):
-            self.refresh()
-        idx = self._indices(indices)
+        if isinstance(indices, slice):
+            self.refresh()  # "to the end" means the rows there are now
+        try:
+            idx = self._indices(indices)
+        except IndexError:
+            # Past the rows this handle knows: rows appended since, maybe.
+            before = self._rows
+            if self.refresh() == before:
+                raise
+            idx = self._indices(indices)
         cols = self._pick(columns)
         out: dict[str, Any] = {}
         order, groups = self._groups(idx)
@@ -947,20 +954,6 @@ class Dataset:
                      _offsets(np.array([len(a) for a in v], dtype=np.int64)))
             out[c.name] = v
         return out
-
-    def _needs_refresh(self, indices: Any) -> bool:
-        # Only an index past the known rows can be a row appended since.
-        try:
-            if isinstance(indices, slice):
-                return indices.stop is None or indices.stop > self._rows
-            if isinstance(indices, (int, np.integer)):
-                return int(indices) >= self._rows
-            if isinstance(indices, range):
-                return max(indices, default=-1) >= self._rows
-            arr = np.asarray(indices)
-            return bool(arr.size and arr.dtype.kind in "iu" and arr.max() >= self._rows)
-        except (TypeError, ValueError):
-            return False
 
     def _pick(self, columns: Sequence[str] | None) -> list[Column]:
         if columns is None:
