@@ -390,9 +390,10 @@ def test_empty_store_and_zero_top_k(store):
 def test_query_needs_an_embedding_and_a_supported_mode(loaded):
     with pytest.raises(synadb.InvalidArgument, match="query_embedding"):
         loaded.query(VectorStoreQuery(query_str="x", similarity_top_k=1))
-    with pytest.raises(synadb.InvalidArgument, match="sparse"):
+    # sparse, text_search and hybrid are BM25 modes now (test_llamaindex_hybrid.py).
+    with pytest.raises(synadb.InvalidArgument, match="svm"):
         loaded.query(VectorStoreQuery(query_embedding=[1.0, 0.0],
-                                      mode=VectorStoreQueryMode.SPARSE))
+                                      mode=VectorStoreQueryMode.SVM))
 
 
 def test_mmr_mode(tmp_path):

@@ -24,6 +24,15 @@ Search (``filter`` is a Mongo-style dict or a predicate over the metadata)::
     store.similarity_search_with_relevance_scores("one file")  # cos clamped to [0, 1]
     store.max_marginal_relevance_search("one file", k=2, fetch_k=10)
 
+Keyword (BM25) and hybrid search, with no sparse encoder: the text of every
+document is also in a :class:`~synadb.fulltext.FullTextIndex` in the same
+file, written in the same batch as its vector::
+
+    store.bm25_search("E4012 timeout", k=4, filter={"topic": "db"})
+    store.hybrid_search("E4012 timeout", k=4, alpha=0.5, fusion="rrf")   # or "weighted"
+    store.as_retriever(search_type="hybrid", search_kwargs={"k": 4, "alpha": 0.5})
+    store.as_retriever(search_type="bm25", search_kwargs={"k": 4})
+
 Async: every ``a*`` method runs its sync twin in an executor (the store is
 thread-safe).  Retriever: ``store.as_retriever(search_kwargs={"k": 3})``.
 
@@ -47,8 +56,9 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
 
 from typing_extensions import Self  # typing.Self is 3.11+; we support 3.10
 
@@ -56,6 +66,7 @@ import numpy as np
 
 from .. import errors
 from ..db import Storage, SynaDB
+from ..fulltext import FullTextIndex, rrf, weighted_sum
 from ..vectors.store import VectorStore as _VectorStore
 
 try:
@@ -71,7 +82,11 @@ try:
     from langchain_core.load import loads as _lc_loads
     from langchain_core.outputs import Generation
     from langchain_core.stores import ByteStore
-    from langchain_core.vectorstores import VectorStore
+    from langchain_core.callbacks import (
+        AsyncCallbackManagerForRetrieverRun,
+        CallbackManagerForRetrieverRun,
+    )
+    from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
     from langchain_core.vectorstores.utils import maximal_marginal_relevance
 except ImportError as e:  # pragma: no cover - exercised in a subprocess test
     raise errors.MissingDependency(
@@ -91,6 +106,12 @@ RECORD_MANAGER_CLOCK_PREFIX = "__lc_rm_clock__/"
 BYTE_STORE_PREFIX = "__lc_bs__/"
 CACHE_PREFIX = "__lc_cache__/"
 SEMANTIC_CACHE_PREFIX = "__lc_scache__/"
+#: Name of the :class:`~synadb.fulltext.FullTextIndex` of the documents' text.
+FULLTEXT_INDEX = "langchain"
+#: How :meth:`SynaVectorStore.hybrid_search` can fuse its two rankings.
+FUSIONS = ("rrf", "weighted")
+#: The ``search_type`` values of :meth:`SynaVectorStore.search` and its retriever.
+SEARCH_TYPES = ("similarity", "similarity_score_threshold", "mmr", "hybrid", "bm25")
 
 Filter = Mapping[str, Any] | Callable[[Mapping[str, Any]], bool]
 
@@ -130,6 +151,12 @@ _RELEVANCE = {"cosine": _cosine_relevance, "euclidean": _euclidean_relevance,
               "dot_product": _dot_relevance}
 
 
+def _check_k(name: str, k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise errors.InvalidArgument(f"{name} must be an int >= 0, got {k!r}")
+    return int(k)
+
+
 def _reject_extra(method: str, kwargs: Mapping[str, Any]) -> None:
     # Silently ignoring ``filters=`` (a typo for ``filter=``) would return
     # unfiltered results; better to say so.
@@ -159,6 +186,14 @@ class SynaVectorStore(VectorStore):
 
     So a ``score_threshold=0.5`` retriever keeps the documents within 60° of
     the query, as it does over ``InMemoryVectorStore``.
+
+    Keyword search needs no sparse encoder: every document's text is also in
+    a :class:`~synadb.fulltext.FullTextIndex` named :data:`FULLTEXT_INDEX`
+    in the same file, written in the same all-or-nothing batch as its vector
+    (a file written before this index existed is indexed once, on open).
+    :meth:`bm25_search` ranks by it, :meth:`hybrid_search` fuses it with the
+    dense ranking, and ``as_retriever(search_type="hybrid" | "bm25")`` makes
+    retrievers of both.  Their scores are higher-is-better (BM25, or fused).
 
     Args:
         path: the database file (created if missing).
@@ -191,11 +226,60 @@ class SynaVectorStore(VectorStore):
         self._relevance_score_fn = relevance_score_fn
         self.store = _VectorStore(path, metric=metric, **store_kwargs)
         self.path = self.store.path
+        # The text index shares the VectorStore's handle, so that one batch
+        # writes a document's vector and its terms, all or nothing (as the
+        # Haystack adapter does; VectorStore has no public accessor for its
+        # handle or its lock yet).
+        self._db = self.store._db
+        try:
+            self._fts = FullTextIndex(self._db, FULLTEXT_INDEX)
+            self._backfill()
+        except BaseException:
+            self.store.close()
+            raise
+
+    def _backfill(self) -> None:
+        """Index the text of documents written before this store kept a
+        full-text index (a file from an older synadb): once, on open."""
+        if self._fts.read_only or len(self._fts) or not len(self.store):
+            return
+        keys, texts = [], []
+        for key in self.store.find():
+            meta = self.store.get_metadata(key)
+            text = None if meta is None else meta.get(PAGE_CONTENT_KEY)
+            if isinstance(text, str):
+                keys.append(key)
+                texts.append(text)
+        if keys:
+            with self._writing():
+                self._fts.add(keys, texts)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One all-or-nothing batch for the vectors and the text index.
+
+        Inside it the text index is written first and the VectorStore last:
+        the VectorStore updates its memory as soon as its own (nested) write
+        returns, so nothing that could fail may follow it, while the text
+        index only reads what the file commits.  The VectorStore's lock is
+        taken before the handle's (the batch), the order its readers use.
+        """
+        with self.store._lock, self._db.batch():
+            yield
+
+    @property
+    def fulltext_index(self) -> FullTextIndex:
+        """The :class:`~synadb.fulltext.FullTextIndex` of the documents' text."""
+        return self._fts
 
     # ----------------------------------------------------------- lifecycle
     def close(self) -> None:
-        """Persist the index snapshot and close the file."""
-        self.store.close()
+        """Persist the index snapshots and close the file (idempotent)."""
+        try:
+            if not self.store.closed:
+                self._fts.close()  # may save its snapshot through the shared handle
+        finally:
+            self.store.close()
 
     def __enter__(self) -> Self:
         return self
@@ -260,7 +344,9 @@ class SynaVectorStore(VectorStore):
             if vectors.ndim != 2 or len(vectors) != len(chunk):
                 raise errors.DimensionMismatch(
                     f"the embedding returned shape {vectors.shape} for {len(chunk)} texts")
-            self.store.insert_batch(keys[s:s + step], vectors, records[s:s + step])
+            with self._writing():
+                self._fts.add(keys[s:s + step], chunk)
+                self.store.insert_batch(keys[s:s + step], vectors, records[s:s + step])
         return keys
 
     def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
@@ -275,10 +361,14 @@ class SynaVectorStore(VectorStore):
         """Delete these ids (missing ones are ignored), or every document if
         ``ids`` is None.  Returns True."""
         _reject_extra("delete", kwargs)
-        if ids is None:
-            self.store.clear()
-        else:
-            self.store.delete_many(list(ids))
+        with self._writing():
+            if ids is None:
+                self._fts.clear()
+                self.store.clear()
+            else:
+                ids = list(ids)
+                self._fts.delete([i for i in ids if isinstance(i, str)])
+                self.store.delete_many(ids)
         return True
 
     # --------------------------------------------------------------- reads
@@ -383,6 +473,191 @@ class SynaVectorStore(VectorStore):
         return self.max_marginal_relevance_search_by_vector(
             self._embedding.embed_query(query), k, fetch_k, lambda_mult, filter, **kwargs)
 
+    # ------------------------------------------------- keyword and hybrid
+    def _allowed(self, filter: Filter | None) -> set[str] | None:
+        # BM25 ranks among every document (the corpus statistics stay the
+        # whole store's, as in the Haystack adapter); the filter only says
+        # which may be returned.
+        return None if filter is None else set(self.store.find(filter))
+
+    def bm25_search_with_score(self, query: str, k: int = 4, filter: Filter | None = None,
+                               **kwargs: Any) -> list[tuple[Document, float]]:
+        """The ``k`` documents whose text best matches ``query`` by BM25.
+
+        Scoring is Okapi BM25 over lowercase ``\\w+`` words (see
+        :mod:`synadb.fulltext`); only documents holding a query term are
+        returned, so there may be fewer than ``k``.
+
+        Args:
+            query: the text to match (not embedded).
+            k: how many documents at most.
+            filter: as in :meth:`similarity_search_with_score`; it restricts
+                which documents come back, not the corpus statistics.
+
+        Returns:
+            ``(Document, BM25 score)`` pairs, best (highest) first.
+
+        Raises:
+            InvalidArgument: ``query`` is not a str, or a bad ``k``.
+        """
+        _reject_extra("bm25_search_with_score", kwargs)
+        k = _check_k("k", k)
+        if not isinstance(query, str):
+            raise errors.InvalidArgument(f"query must be a str, not {type(query).__name__}")
+        allowed = self._allowed(filter)
+        if not k or (allowed is not None and not allowed):
+            return []
+        out = []
+        for key, score in self._fts.search(query, k=k, keys=allowed):
+            meta = self.store.get_metadata(key)
+            if meta is not None:  # else deleted by another handle in between
+                out.append((self._document(key, meta), score))
+        return out
+
+    def bm25_search(self, query: str, k: int = 4, filter: Filter | None = None,
+                    **kwargs: Any) -> list[Document]:
+        """The ``k`` documents whose text best matches ``query`` (see
+        :meth:`bm25_search_with_score`)."""
+        return [doc for doc, _ in self.bm25_search_with_score(query, k, filter, **kwargs)]
+
+    def hybrid_search_with_score(self, query: str, k: int = 4, alpha: float = 0.5,
+                                 fusion: str = "rrf", filter: Filter | None = None, *,
+                                 rrf_k: float = 60, fetch_k: int | None = None,
+                                 **kwargs: Any) -> list[tuple[Document, float]]:
+        """Fuse the dense ranking of ``query`` with its BM25 ranking.
+
+        Each side contributes its ``fetch_k`` best documents (default
+        ``max(50, 4 * k)``) among those matching ``filter``; they are fused
+        by ``fusion``:
+
+        - ``"rrf"``: reciprocal rank fusion (:func:`synadb.fulltext.rrf`,
+          constant ``rrf_k``), the dense side weighted ``2 * alpha`` and the
+          BM25 side ``2 * (1 - alpha)`` (``alpha=0.5``: plain RRF).
+        - ``"weighted"``: ``alpha * dense + (1 - alpha) * bm25`` of min-max
+          normalised scores (:func:`synadb.fulltext.weighted_sum`; distances
+          count lower-is-better).
+
+        These are the Haystack adapter's ``hybrid_retrieval`` rules, so the
+        same file ranks alike from either framework.  A blank ``query``
+        (no words) ranks by the embedding only.
+
+        Args:
+            query: embedded for the dense side, matched word by word for BM25.
+            k: how many documents.
+            alpha: the dense side's share, in [0, 1].
+            fusion: ``"rrf"`` or ``"weighted"``.
+            filter: as in :meth:`similarity_search_with_score`.
+            rrf_k: the RRF rank constant.
+            fetch_k: how many documents each side contributes.
+
+        Returns:
+            ``(Document, fused score)`` pairs, best (highest) first.
+
+        Raises:
+            InvalidArgument: an unknown ``fusion``, ``alpha`` outside [0, 1],
+                or a bad ``k``/``fetch_k``.
+        """
+        _reject_extra("hybrid_search_with_score", kwargs)
+        if fusion not in FUSIONS:
+            raise errors.InvalidArgument(f"fusion must be one of {FUSIONS}, not {fusion!r}")
+        if (isinstance(alpha, bool) or not isinstance(alpha, (int, float))
+                or not 0 <= alpha <= 1):
+            raise errors.InvalidArgument(f"alpha must be a number in [0, 1], got {alpha!r}")
+        k = _check_k("k", k)
+        fetch_k = max(50, 4 * k) if fetch_k is None else _check_k("fetch_k", fetch_k)
+        fetch_k = max(fetch_k, k, 1)
+        if not isinstance(query, str):
+            raise errors.InvalidArgument(f"query must be a str, not {type(query).__name__}")
+        if not k:
+            return []
+        dense = self.store.search(self._embedding.embed_query(query), k=fetch_k,
+                                  filter=filter)
+        sparse = self.bm25_search_with_score(query, fetch_k, filter) if query.strip() else []
+        if fusion == "rrf":
+            fused = rrf([h.key for h in dense], [d.id for d, _ in sparse], k=rrf_k,
+                        weights=[2 * alpha, 2 * (1 - alpha)])
+        else:
+            fused = weighted_sum([(h.key, h.score) for h in dense],
+                                 [(d.id, s) for d, s in sparse],
+                                 weights=[alpha, 1 - alpha], higher_is_better=[False, True])
+        docs = {d.id: d for d, _ in sparse}
+        docs.update((h.key, self._document(h.key, h.metadata)) for h in dense)
+        return [(docs[key], score) for key, score in fused[:k]]
+
+    def hybrid_search(self, query: str, k: int = 4, alpha: float = 0.5, fusion: str = "rrf",
+                      filter: Filter | None = None, **kwargs: Any) -> list[Document]:
+        """The ``k`` best documents by dense and BM25 ranking fused (see
+        :meth:`hybrid_search_with_score`)."""
+        return [doc for doc, _ in self.hybrid_search_with_score(query, k, alpha, fusion,
+                                                                filter, **kwargs)]
+
+    async def abm25_search_with_score(self, query: str, k: int = 4,
+                                      filter: Filter | None = None,
+                                      **kwargs: Any) -> list[tuple[Document, float]]:
+        """Async :meth:`bm25_search_with_score`."""
+        return await asyncio.to_thread(self.bm25_search_with_score, query, k, filter, **kwargs)
+
+    async def abm25_search(self, query: str, k: int = 4, filter: Filter | None = None,
+                           **kwargs: Any) -> list[Document]:
+        """Async :meth:`bm25_search`."""
+        return await asyncio.to_thread(self.bm25_search, query, k, filter, **kwargs)
+
+    async def ahybrid_search_with_score(self, query: str, k: int = 4, alpha: float = 0.5,
+                                        fusion: str = "rrf", filter: Filter | None = None,
+                                        **kwargs: Any) -> list[tuple[Document, float]]:
+        """Async :meth:`hybrid_search_with_score`."""
+        return await asyncio.to_thread(self.hybrid_search_with_score, query, k, alpha, fusion,
+                                       filter, **kwargs)
+
+    async def ahybrid_search(self, query: str, k: int = 4, alpha: float = 0.5,
+                             fusion: str = "rrf", filter: Filter | None = None,
+                             **kwargs: Any) -> list[Document]:
+        """Async :meth:`hybrid_search`."""
+        return await asyncio.to_thread(self.hybrid_search, query, k, alpha, fusion, filter,
+                                       **kwargs)
+
+    def search(self, query: str, search_type: str, **kwargs: Any) -> list[Document]:
+        """Search by ``search_type``: LangChain's three, plus ``"hybrid"``
+        (:meth:`hybrid_search`) and ``"bm25"`` (:meth:`bm25_search`)."""
+        if search_type == "hybrid":
+            return self.hybrid_search(query, **kwargs)
+        if search_type == "bm25":
+            return self.bm25_search(query, **kwargs)
+        if search_type not in SEARCH_TYPES:
+            raise errors.InvalidArgument(
+                f"search_type of {search_type} not allowed; use one of {SEARCH_TYPES}")
+        return super().search(query, search_type, **kwargs)
+
+    async def asearch(self, query: str, search_type: str, **kwargs: Any) -> list[Document]:
+        """Async :meth:`search`."""
+        if search_type == "hybrid":
+            return await self.ahybrid_search(query, **kwargs)
+        if search_type == "bm25":
+            return await self.abm25_search(query, **kwargs)
+        if search_type not in SEARCH_TYPES:
+            raise errors.InvalidArgument(
+                f"search_type of {search_type} not allowed; use one of {SEARCH_TYPES}")
+        return await super().asearch(query, search_type, **kwargs)
+
+    def as_retriever(self, **kwargs: Any) -> SynaVectorStoreRetriever:
+        """A retriever over this store; ``search_type`` may also be
+        ``"hybrid"`` or ``"bm25"``, with ``search_kwargs`` passed to
+        :meth:`hybrid_search` / :meth:`bm25_search` (``k``, ``alpha``,
+        ``fusion``, ``filter``, ...).
+
+        >>> import os, tempfile
+        >>> from langchain_core.embeddings import DeterministicFakeEmbedding
+        >>> path = os.path.join(tempfile.mkdtemp(), "lc.db")
+        >>> with SynaVectorStore(path, DeterministicFakeEmbedding(size=4)) as vs:
+        ...     vs.add_texts(["error E4012 on open", "all fine"], ids=["a", "b"])
+        ...     r = vs.as_retriever(search_type="hybrid", search_kwargs={"k": 1})
+        ...     [d.id for d in r.invoke("what is E4012?")]
+        ['a', 'b']
+        ['a']
+        """
+        tags = kwargs.pop("tags", None) or [*self._get_retriever_tags()]
+        return SynaVectorStoreRetriever(vectorstore=self, tags=tags, **kwargs)
+
     # ------------------------------------------------------- constructors
     @classmethod
     def from_texts(cls, texts: list[str], embedding: Embeddings,
@@ -404,6 +679,31 @@ class SynaVectorStore(VectorStore):
             store.close()
             raise
         return store
+
+
+class SynaVectorStoreRetriever(VectorStoreRetriever):
+    """LangChain's ``VectorStoreRetriever`` with two more search types,
+    ``"hybrid"`` and ``"bm25"``; what :meth:`SynaVectorStore.as_retriever`
+    returns.  The others behave exactly as LangChain's."""
+
+    allowed_search_types: ClassVar[Collection[str]] = SEARCH_TYPES
+
+    def _get_relevant_documents(self, query: str, *,
+                                run_manager: CallbackManagerForRetrieverRun,
+                                **kwargs: Any) -> list[Document]:
+        if self.search_type in ("hybrid", "bm25"):
+            return self.vectorstore.search(query, self.search_type,
+                                           **(self.search_kwargs | kwargs))
+        return super()._get_relevant_documents(query, run_manager=run_manager, **kwargs)
+
+    async def _aget_relevant_documents(self, query: str, *,
+                                       run_manager: AsyncCallbackManagerForRetrieverRun,
+                                       **kwargs: Any) -> list[Document]:
+        if self.search_type in ("hybrid", "bm25"):
+            return await self.vectorstore.asearch(query, self.search_type,
+                                                  **(self.search_kwargs | kwargs))
+        return await super()._aget_relevant_documents(query, run_manager=run_manager,
+                                                       **kwargs)
 
 
 class SynaChatMessageHistory(BaseChatMessageHistory):

@@ -34,6 +34,17 @@ Similarities are higher-is-closer: ``1 - distance`` for cosine (the cosine
 similarity), the dot product for ``dot_product``, and ``1 / (1 + distance)``
 for ``euclidean``.
 
+Keyword and hybrid queries need no sparse encoder: each node's text is also
+in a BM25 :class:`~synadb.fulltext.FullTextIndex` in the same file, written
+in the same batch as its vector.  ``vector_store_query_mode="text_search"``
+(or ``"sparse"``) ranks by BM25 alone; ``"hybrid"`` fuses BM25 with the dense
+ranking (``alpha`` is the dense share, as in LlamaIndex's other stores)::
+
+    index.as_retriever(vector_store_query_mode="hybrid", alpha=0.5,
+                       similarity_top_k=5).retrieve("error E4012")
+    index.as_retriever(vector_store_query_mode="hybrid",
+                       vector_store_kwargs={"fusion": "weighted"})
+
 A whole ``StorageContext`` in one file, reloaded later (or by another process)
 with no ``persist_dir``::
 
@@ -67,7 +78,8 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from typing_extensions import Self  # typing.Self is 3.11+; we support 3.10
@@ -75,13 +87,14 @@ from urllib.parse import quote, unquote
 
 from .. import errors
 from ..db import SynaDB
+from ..fulltext import FullTextIndex, rrf, weighted_sum
 from ..vectors.store import VectorStore
 
 try:
     from llama_index.core.bridge.pydantic import PrivateAttr
     from llama_index.core.indices.query.embedding_utils import get_top_k_mmr_embeddings
     from llama_index.core.llms import ChatMessage
-    from llama_index.core.schema import BaseNode, TextNode
+    from llama_index.core.schema import BaseNode, MetadataMode, TextNode
     from llama_index.core.storage.chat_store.base import BaseChatStore
     from llama_index.core.storage.docstore.keyval_docstore import KVDocumentStore
     from llama_index.core.storage.index_store.keyval_index_store import KVIndexStore
@@ -121,6 +134,10 @@ _RESERVED = ("_node_content", "_node_type", "document_id", "doc_id", "ref_doc_id
 CHAT_KEY_PREFIX = "llamaindex/chat/"
 KV_KEY_PREFIX = "__li_kv__/"  # then <collection>/<key>, both percent-encoded
 _SEQ_DIGITS = 12  # zero-padded, so key order is message order
+#: Name of the :class:`~synadb.fulltext.FullTextIndex` of the nodes' text.
+FULLTEXT_INDEX = "llamaindex"
+#: How a hybrid query can fuse its two rankings (kwarg ``fusion``).
+FUSIONS = ("rrf", "weighted")
 _STORE_OPTIONS = ("m", "ef_construction", "ef_search", "index_threshold", "progress",
                   "read_only", "sync_on_write", "lock_timeout_s")
 
@@ -256,6 +273,12 @@ def _restrict(pred: Predicate | None, node_ids: Iterable[str] | None,
     return lambda m: all(t(m) for t in tests)
 
 
+def _top_k(name: str, k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise errors.InvalidArgument(f"{name} must be an int >= 0, got {k!r}")
+    return k
+
+
 # ------------------------------------------------------------ vector store
 class SynaVectorStore(BasePydanticVectorStore):
     """A LlamaIndex vector store on a :class:`synadb.vectors.VectorStore` file.
@@ -294,6 +317,7 @@ class SynaVectorStore(BasePydanticVectorStore):
     metric: str = "cosine"
 
     _store: VectorStore = PrivateAttr()
+    _fts: FullTextIndex = PrivateAttr()
 
     def __init__(self, path: str | os.PathLike[str], dimensions: int | None = None,
                  metric: str = "cosine", **options: Any) -> None:
@@ -305,10 +329,54 @@ class SynaVectorStore(BasePydanticVectorStore):
         try:
             super().__init__(path=store.path, dimensions=store.dimensions,  # type: ignore[call-arg]
                              metric=store.metric, **options)
+            self._store = store
+            # The text index shares the VectorStore's handle, so that one
+            # batch writes a node's vector and its terms, all or nothing (as
+            # the Haystack adapter does; VectorStore has no public accessor
+            # for its handle or its lock yet).
+            self._fts = FullTextIndex(store._db, FULLTEXT_INDEX)
+            self._backfill()
         except BaseException:
             store.close()
             raise
-        self._store = store
+
+    @staticmethod
+    def _text(node: BaseNode) -> str:
+        # The node's own text, without metadata: what a keyword should match.
+        return node.get_content(metadata_mode=MetadataMode.NONE)
+
+    def _backfill(self) -> None:
+        """Index the text of nodes written before this store kept a full-text
+        index (a file from an older synadb, or another adapter): once, on open."""
+        if self._fts.read_only or len(self._fts) or not len(self._store):
+            return
+        keys, texts = [], []
+        for key in self._store.find():
+            meta = self._store.get_metadata(key)
+            if meta is not None:
+                keys.append(key)
+                texts.append(self._text(self._to_node(key, meta)))
+        if keys:
+            with self._writing():
+                self._fts.add(keys, texts)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One all-or-nothing batch for the vectors and the text index.
+
+        Inside it the text index is written first and the VectorStore last:
+        the VectorStore updates its memory as soon as its own (nested) write
+        returns, so nothing that could fail may follow it, while the text
+        index only reads what the file commits.  The VectorStore's lock is
+        taken before the handle's (the batch), the order its readers use.
+        """
+        with self._store._lock, self._store._db.batch():
+            yield
+
+    @property
+    def fulltext_index(self) -> FullTextIndex:
+        """The :class:`~synadb.fulltext.FullTextIndex` of the nodes' text."""
+        return self._fts
 
     @classmethod
     def class_name(cls) -> str:
@@ -328,8 +396,12 @@ class SynaVectorStore(BasePydanticVectorStore):
         return self._store
 
     def close(self) -> None:
-        """Close the file (snapshotting the ANN index if it changed)."""
-        self._store.close()
+        """Close the file (snapshotting the ANN and text indexes if they changed)."""
+        try:
+            if not self._store.closed:
+                self._fts.close()  # may save its snapshot through the shared handle
+        finally:
+            self._store.close()
 
     def __enter__(self) -> Self:
         return self
@@ -357,7 +429,7 @@ class SynaVectorStore(BasePydanticVectorStore):
         """
         if not nodes:
             return []
-        ids, vectors, metas = [], [], []
+        ids, vectors, metas, texts = [], [], [], []
         for node in nodes:
             if node.embedding is None:
                 raise errors.InvalidArgument(
@@ -368,19 +440,24 @@ class SynaVectorStore(BasePydanticVectorStore):
             ids.append(node.node_id)
             vectors.append(node.embedding)
             metas.append(meta)
+            texts.append(self._text(node))
         sizes = {len(v) for v in vectors}
         if len(sizes) > 1:  # numpy would raise a bare ValueError on the ragged matrix
             raise errors.DimensionMismatch(
                 f"embeddings of different sizes {sorted(sizes)} in one add()")
-        self._store.insert_batch(ids, vectors, metas)
+        with self._writing():
+            self._fts.add(ids, texts)
+            self._store.insert_batch(ids, vectors, metas)
         self.dimensions = self._store.dimensions
         return ids
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Delete every node whose source document is ``ref_doc_id``."""
-        keys = self._store.find(lambda m: m.get("ref_doc_id") == ref_doc_id)
-        if keys:
-            self._store.delete_many(keys)
+        with self._writing():
+            keys = self._store.find(lambda m: m.get("ref_doc_id") == ref_doc_id)
+            if keys:
+                self._fts.delete(keys)
+                self._store.delete_many(keys)
 
     def delete_nodes(self, node_ids: list[str] | None = None,
                      filters: MetadataFilters | None = None, **delete_kwargs: Any) -> None:
@@ -388,13 +465,17 @@ class SynaVectorStore(BasePydanticVectorStore):
 
         With neither, every node is deleted (as ``SimpleVectorStore`` does).
         """
-        keys = self._select(node_ids, filters)
-        if keys:
-            self._store.delete_many(keys)
+        with self._writing():
+            keys = self._select(node_ids, filters)
+            if keys:
+                self._fts.delete(keys)
+                self._store.delete_many(keys)
 
     def clear(self) -> None:
         """Delete every node."""
-        self._store.clear()
+        with self._writing():
+            self._fts.clear()
+            self._store.clear()
 
     # --------------------------------------------------------------- reads
     def _select(self, node_ids: list[str] | None, filters: MetadataFilters | None) -> list[str]:
@@ -450,18 +531,42 @@ class SynaVectorStore(BasePydanticVectorStore):
         among those allowed by ``filters``, ``node_ids`` and ``doc_ids``
         (an empty id list restricts nothing, as in other LlamaIndex stores).
 
-        Modes: ``default`` and ``mmr`` (``mmr_threshold`` from the query or
-        kwargs).  MMR picks from every node that passes the filters, as
-        ``SimpleVectorStore`` does, unless a kwarg limits the candidates to
-        the nearest ``mmr_prefetch_k``, or ``mmr_prefetch_factor`` times top k.
+        Modes:
+
+        - ``default``; ``mmr`` (``mmr_threshold`` from the query or kwargs).
+          MMR picks from every node that passes the filters, as
+          ``SimpleVectorStore`` does, unless a kwarg limits the candidates to
+          the nearest ``mmr_prefetch_k``, or ``mmr_prefetch_factor`` times top k.
+        - ``text_search`` and ``sparse``: BM25 over the nodes' text for
+          ``query_str`` (no embedding needed), the ``similarity_top_k`` best
+          (``sparse_top_k`` first, for ``sparse``); similarities are BM25
+          scores.  Only nodes holding a query word are returned.
+        - ``hybrid``: the dense ranking of ``query_embedding`` (its
+          ``similarity_top_k`` best) fused with the BM25 ranking of
+          ``query_str`` (its ``sparse_top_k`` best, else ``similarity_top_k``)
+          into ``hybrid_top_k`` nodes (else ``similarity_top_k``): LlamaIndex's
+          meaning of the three.  ``alpha`` (default 0.5) is the dense side's
+          share.  Kwargs: ``fusion`` (``"rrf"``, the default: reciprocal rank
+          fusion weighted ``2 * alpha`` / ``2 * (1 - alpha)``; or
+          ``"weighted"``: ``alpha * dense + (1 - alpha) * bm25`` of min-max
+          normalised scores), ``rrf_k`` (60) and ``candidate_k`` (each side's
+          depth, if deeper than the above).  Similarities are the fused
+          scores.  No ``query_str`` (or no word in it) ranks by embedding only.
 
         Raises:
-            InvalidArgument: no query embedding, or another query mode.
+            InvalidArgument: no query embedding (or no ``query_str`` for a
+                keyword mode), another query mode, or bad hybrid arguments.
         """
         mode = VectorStoreQueryMode(query.mode)
-        if mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
-            raise errors.InvalidArgument(f"SynaVectorStore does not support {mode.value!r} "
-                                         "queries; use 'default' or 'mmr'")
+        if mode in (VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.SPARSE):
+            return self._query_bm25(query, mode)
+        if mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR,
+                        VectorStoreQueryMode.HYBRID):
+            raise errors.InvalidArgument(
+                f"SynaVectorStore does not support {mode.value!r} queries; use 'default', "
+                "'mmr', 'hybrid', 'text_search' or 'sparse'")
+        if mode == VectorStoreQueryMode.HYBRID:
+            return self._query_hybrid(query, **kwargs)
         if query.query_embedding is None:
             raise errors.InvalidArgument("SynaVectorStore.query needs a query_embedding")
         k = int(query.similarity_top_k or 0)
@@ -476,6 +581,78 @@ class SynaVectorStore(BasePydanticVectorStore):
             nodes=[self._to_node(h.key, h.metadata) for h in hits],
             similarities=[self._similarity(h.score) for h in hits],
             ids=[h.key for h in hits])
+
+    def _allowed(self, query: VectorStoreQuery) -> tuple[Predicate | None, set[str] | None]:
+        pred = _restrict(metadata_filters_to_predicate(query.filters),
+                         query.node_ids, query.doc_ids)
+        # BM25 ranks among every node (the corpus statistics stay the whole
+        # store's); the filters only say which may be returned.
+        return pred, None if pred is None else set(self._store.find(pred))
+
+    def _bm25(self, query_str: str, k: int, allowed: set[str] | None
+              ) -> list[tuple[str, float, dict[str, Any]]]:
+        if not k or (allowed is not None and not allowed):
+            return []
+        out = []
+        for key, score in self._fts.search(query_str, k=k, keys=allowed):
+            meta = self._store.get_metadata(key)
+            if meta is not None:  # else deleted by another handle in between
+                out.append((key, score, meta))
+        return out
+
+    def _query_bm25(self, query: VectorStoreQuery,
+                    mode: VectorStoreQueryMode) -> VectorStoreQueryResult:
+        if not isinstance(query.query_str, str):
+            raise errors.InvalidArgument(f"a {mode.value!r} query needs a query_str")
+        if mode == VectorStoreQueryMode.SPARSE and query.sparse_top_k is not None:
+            k = _top_k("sparse_top_k", query.sparse_top_k)
+        else:
+            k = _top_k("similarity_top_k", query.similarity_top_k)
+        _, allowed = self._allowed(query)
+        hits = self._bm25(query.query_str, k, allowed)
+        return VectorStoreQueryResult(nodes=[self._to_node(key, m) for key, _, m in hits],
+                                      similarities=[s for _, s, _ in hits],
+                                      ids=[key for key, _, _ in hits])
+
+    def _query_hybrid(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        if query.query_embedding is None:
+            raise errors.InvalidArgument("a 'hybrid' query needs a query_embedding "
+                                         "(and a query_str)")
+        alpha = 0.5 if query.alpha is None else query.alpha
+        if (isinstance(alpha, bool) or not isinstance(alpha, (int, float))
+                or not 0 <= alpha <= 1):
+            raise errors.InvalidArgument(f"alpha must be a number in [0, 1], got {alpha!r}")
+        fusion = kwargs.get("fusion", "rrf")
+        if fusion not in FUSIONS:
+            raise errors.InvalidArgument(f"fusion must be one of {FUSIONS}, not {fusion!r}")
+        rrf_k = kwargs.get("rrf_k", 60)
+        dense_k = _top_k("similarity_top_k", query.similarity_top_k)
+        sparse_k = (dense_k if query.sparse_top_k is None
+                    else _top_k("sparse_top_k", query.sparse_top_k))
+        k = dense_k if query.hybrid_top_k is None else _top_k("hybrid_top_k",
+                                                               query.hybrid_top_k)
+        if kwargs.get("candidate_k") is not None:
+            deeper = _top_k("candidate_k", kwargs["candidate_k"])
+            dense_k, sparse_k = max(dense_k, deeper), max(sparse_k, deeper)
+        if not k:
+            return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+        pred, allowed = self._allowed(query)
+        dense = self._store.search(query.query_embedding, dense_k, filter=pred) if dense_k else []
+        words = query.query_str if isinstance(query.query_str, str) else ""
+        sparse = self._bm25(words, sparse_k, allowed) if words.strip() else []
+        if fusion == "rrf":
+            fused = rrf([h.key for h in dense], [key for key, _, _ in sparse], k=rrf_k,
+                        weights=[2 * alpha, 2 * (1 - alpha)])
+        else:
+            fused = weighted_sum([(h.key, h.score) for h in dense],
+                                 [(key, s) for key, s, _ in sparse],
+                                 weights=[alpha, 1 - alpha], higher_is_better=[False, True])
+        metas = {key: m for key, _, m in sparse}
+        metas.update((h.key, h.metadata) for h in dense)
+        top = fused[:k]
+        return VectorStoreQueryResult(nodes=[self._to_node(key, metas[key]) for key, _ in top],
+                                      similarities=[s for _, s in top],
+                                      ids=[key for key, _ in top])
 
     def _query_mmr(self, query: VectorStoreQuery, k: int, pred: Predicate | None,
                    **kwargs: Any) -> VectorStoreQueryResult:
