@@ -27,10 +27,15 @@ float32 block), so that a million vectors cost a few records, not a million.
 A ``v/<key>`` record outranks every block row of that key (a delete of a
 key that a block holds writes a tombstone there), and of two blocks holding
 a key the later one counts.  FORMAT.md spells out the layout.  The index
-snapshot (hnswlib's graph, labels and metadata) lives under
-``__vs__/snap/*`` with the log offset it covers; on open, only records
-after that offset are replayed.  The snapshot is a cache: one that is
-damaged, implausible or out of step with the records is rebuilt from them.
+snapshot (hnswlib's graph, labels and metadata; not the vectors, which
+stay in their records only) lives under ``__vs__/snap/*`` with the log
+offset it covers; on open, only records after that offset are replayed.
+The snapshot is a cache: one that is damaged, implausible or out of step
+with the records is rebuilt from them.  It is written latest-only
+(compaction keeps just the newest), at the end of a write once enough
+changed, and at close or interpreter exit (see ``_SNAP_BATCH_DIVISOR``), so
+that a writer that never calls close() still leaves one and no open
+rebuilds an index that was built before.
 
 Damage: a key whose record is damaged is never returned as data.  It is
 left out of keys(), len() and search, and get() raises ChecksumError when
@@ -41,6 +46,7 @@ absent.  ``SynaDB.verify()`` lists both.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import functools
 import json
@@ -48,6 +54,7 @@ import os
 import struct
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar, cast
@@ -75,7 +82,33 @@ _TOMB = _REC.pack(_TOMB_VERSION, 0)
 _CONFIG = "__vs__/config"
 _CONFIG_VERSION = 2  # 2: bulk blocks and tombstones may be present
 _SNAP = "__vs__/snap/"
-_SNAP_VERSION = 2
+_SNAP_VERSION = 3  # 3: the graph's nodes may be stored without their vectors
+# When a snapshot is written (see _snapshot_due).  A snapshot costs a write
+# of the whole index (the graph and the labels; the vectors too while no
+# graph holds them all); what it saves is the replay, at every later open, of
+# the changes made since the last one (re-adding them to the graph costs
+# ~0.6 ms a vector at 384 dimensions, M=16, ef_construction=200, on 2 cores;
+# a rebuild of 15K vectors ~2.5 s, their graph's snapshot ~3 MB).
+# - At the end of a write (insert, insert_batch, delete...): once the changes
+#   reach a tenth of the labels (and at least _SNAP_MIN_CHANGES).  Snapshot
+#   bytes then stay within ~10x the bytes of the vectors changed, a process
+#   killed at any moment leaves a replay of at most ~10% of a rebuild, and a
+#   long ingest of single inserts writes a snapshot every 10% of growth, not
+#   at every insert.
+# - At close(), flush() and interpreter exit: once they reach a hundredth of
+#   the labels, so that the next opens (read-only ones included: they never
+#   write one) replay at most ~1% of a rebuild; a session that adds a few
+#   documents to a large store writes no snapshot at all (a full snapshot per
+#   session made files grow by a whole index each time).
+# - Always when the index was (re)built and no snapshot holds it yet: no open
+#   should ever rebuild an index that was built before.
+_SNAP_PARTS = [_SNAP + name for name in (
+    "keys", "alive", "src_blk", "src_row", "shadow", "meta", "mat", "hnsw/data_level0",
+    "hnsw/link_lists", "hnsw/element_levels", "hnsw/label_lookup_external",
+    "hnsw/label_lookup_internal", "dead")]
+_SNAP_BATCH_DIVISOR = 10
+_SNAP_MIN_CHANGES = 1000
+_SNAP_CLOSE_DIVISOR = 100
 _PREFIX = "v/"
 _BULK = "__vs__/bulk/"
 # Block value header: version, dimensions, rows, sequence, key table bytes,
@@ -110,6 +143,18 @@ def _locked(method: _F) -> _F:
         with self._lock:
             return method(self, *args, **kwargs)
     return cast(_F, wrapper)
+
+
+# Writable stores still open, for the snapshot at interpreter exit: many
+# callers never close (Haystack's store protocol has no close(), scripts just
+# end), and without it every later open would replay their whole session.
+_OPEN: "weakref.WeakSet[VectorStore]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    for vs in list(_OPEN):
+        vs._close_at_exit()
 
 
 def _json_default(o: Any) -> Any:
@@ -218,11 +263,15 @@ class VectorStore:
             if stored is None and not read_only:
                 self._save_config()
             self._rebuilt: list[str] = []  # what opening worked around (see verify)
+            self._builds = 0  # HNSW builds from the records by this handle
             self._reset()
             self._load()
         except BaseException:
             self._db.close()
             raise
+        if not read_only:
+            self._pid = os.getpid()  # a forked child must not close its parent's store
+            _OPEN.add(self)
 
     # ----------------------------------------------------------- lifecycle
     def __enter__(self) -> "VectorStore":
@@ -233,20 +282,41 @@ class VectorStore:
 
     @_locked
     def close(self) -> None:
-        """Persist the index snapshot if it is stale, then close the file."""
+        """Persist the index snapshot if it is stale, then close the file.
+
+        Not closing loses nothing: a snapshot is also written when a write
+        changed enough, and at interpreter exit (see ``_snapshot_due``).
+        """
+        _OPEN.discard(self)
         if self._db.closed:
             return
         try:
-            if not self._db.config.read_only and self._snapshot_stale():
+            if not self._db.config.read_only and self._snapshot_due(closing=True):
                 self._write_snapshot()
         finally:
             self._db.close()
 
+    def _close_at_exit(self) -> None:
+        """close() from the atexit hook: never from a forked child (the
+        store is its parent's), never waiting long for a thread that still
+        holds the lock, never raising at exit."""
+        if getattr(self, "_pid", None) != os.getpid() or not self._lock.acquire(timeout=5.0):
+            return
+        try:
+            self.close()
+        except Exception as e:  # noqa: BLE001 - at exit: say it, do not raise
+            from ..report import describe, warn
+
+            warn(self.path, f"the index snapshot was not written at exit: {describe(e)}")
+        finally:
+            self._lock.release()
+
     @_locked
     def flush(self) -> None:
-        """Snapshot the index (if any changed) and fsync."""
+        """Make every write durable (fsync), and snapshot the index if it
+        changed enough since the last snapshot (as close() does)."""
         self._check_writable()
-        if self._snapshot_stale():
+        if self._snapshot_due(closing=True):
             self._write_snapshot()
         self._db.sync()
 
@@ -299,7 +369,10 @@ class VectorStore:
         # was not read since (see search).  None: no such label.
         self._unverified: bytearray | None = None
         self._snap_end = 0  # log offset of the last snapshot (0: none)
-        self._dirty_since_snap = 0
+        self._dirty_since_snap = 0  # labels added or dropped since that snapshot
+        self._snap_due = False  # the index was built and no snapshot holds it yet
+        self._replayed = 0  # records replayed after the snapshot at open
+        self._damaged_at_load: list[str] | None = None  # see _gather_vectors
 
     @property
     def _mat(self) -> np.ndarray:
@@ -333,9 +406,11 @@ class VectorStore:
     def _load(self) -> None:
         db = self._db
         self._salt = db.storage.salt()
+        builds = self._builds
         end = self._load_snapshot()
         if end is None:
-            if db.exists(_SNAP + "info"):
+            damaged = db.exists(_SNAP + "info")
+            if damaged:
                 self._rebuilt.append("the index snapshot (__vs__/snap/*) could not be used "
                                      "(damaged, or taken before a compaction); the store was "
                                      "rebuilt from its vector records")
@@ -346,8 +421,14 @@ class VectorStore:
             # did not see, and they would never be applied.
             end = db.storage.log_end()
             self._apply_changes(db.keys(), progress_desc="load vectors")
-            if self._rebuilt:
-                self._dirty_since_snap += 1  # a writable close saves a good snapshot again
+            if damaged:
+                self._snap_due = True  # a writable handle saves a good snapshot again
+        if self._builds != builds and not self._rebuilt:
+            # Built from the records at open: no snapshot held the index
+            # (its writer ended before one was due, or the replay after the
+            # snapshot crossed index_threshold).
+            self._rebuilt.append("the HNSW index was built from the vector records at open: "
+                                 "no index snapshot (__vs__/snap/*) held it")
         self._seen_end = end
 
     def _refresh(self) -> None:
@@ -692,6 +773,7 @@ class VectorStore:
         self._remember(key, vec, _load_meta(meta_raw) if meta_raw else _EMPTY)
         if in_block:
             self._shadow.add(key)
+        self._maybe_snapshot()
 
     @_locked
     def insert_batch(self, keys: Sequence[str], vectors: Any,
@@ -702,6 +784,12 @@ class VectorStore:
         a ``None`` row stores a metadata-only record.  The vectors are written
         as a few large block records (not one record per key).
         """
+        n = self._insert_batch(keys, vectors, metadatas)
+        self._maybe_snapshot()
+        return n
+
+    def _insert_batch(self, keys: Sequence[str], vectors: Any,
+                      metadatas: Sequence[Mapping[str, Any] | None] | None) -> int:
         self._check_writable()
         if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
             raise errors.InvalidType(f"insert_batch takes a sequence of keys, not "
@@ -952,6 +1040,7 @@ class VectorStore:
         with self._writing():
             gone = self._delete_locked([key])
         self._forget_deleted(gone)
+        self._maybe_snapshot()
         return bool(gone)
 
     @_locked
@@ -967,6 +1056,7 @@ class VectorStore:
         with self._writing():
             gone = self._delete_locked(keys)
         self._forget_deleted(gone)
+        self._maybe_snapshot()
         return len(gone)
 
     @_locked
@@ -982,6 +1072,8 @@ class VectorStore:
                     db.delete(name)
             for key in [k for k in self._meta if self._has_vrec(k)] + list(self._shadow):
                 db.delete(_PREFIX + key)
+            # The snapshot describes nothing that is left.
+            self._drop_snapshot()
             if reset_dimensions:
                 # In the same batch: the offset _writing records then covers it.
                 db.put_text(_CONFIG, json.dumps({
@@ -998,6 +1090,7 @@ class VectorStore:
             self.dimensions = None
             self._reset()
             self._seen_end = seen
+        self._maybe_snapshot()
 
     @_locked
     def update_metadata(self, key: str, metadata: Mapping[str, Any] | None) -> None:
@@ -1240,6 +1333,8 @@ class VectorStore:
             raise errors.MissingDependency("hnswlib", "vectors", "the HNSW index") from None
         if self.dimensions is None:
             return
+        self._builds += 1
+        self._snap_due = True
         n = len(self._keys)
         index = hnswlib.Index(space=_SPACE[self.metric], dim=self.dimensions)
         index.init_index(max_elements=max(n, 16) + 1024, ef_construction=self.ef_construction,
@@ -1266,9 +1361,26 @@ class VectorStore:
         self._indexed = end
 
     # ----------------------------------------------------------- snapshot
-    def _snapshot_stale(self) -> bool:
-        return self._dirty_since_snap > 0 and (
-            self._index is not None or len(self._meta) > 2_000)
+    def _snapshot_due(self, closing: bool = False) -> bool:
+        """Whether to write a snapshot now (see _SNAP_BATCH_DIVISOR): at the
+        end of a write, or (``closing``) at close, flush or exit."""
+        if self._index is None and (not closing or len(self._meta) <= 2_000):
+            # Without a graph, a replay only reads records: worth saving at
+            # close for a store of many, never in the middle of writes.
+            return False
+        if self._snap_due:
+            return True
+        dirty = self._dirty_since_snap
+        size = max(len(self._keys), len(self._meta))
+        if closing:
+            return dirty > 0 and dirty * _SNAP_CLOSE_DIVISOR >= size
+        return dirty >= max(_SNAP_MIN_CHANGES, size // _SNAP_BATCH_DIVISOR)
+
+    def _maybe_snapshot(self) -> None:
+        """At the end of a write: snapshot if enough changed (cheap if not)."""
+        if (self._snap_due or self._dirty_since_snap >= _SNAP_MIN_CHANGES) \
+                and self._snapshot_due():
+            self._write_snapshot()
 
     def _write_snapshot(self) -> None:
         """Persist labels, vectors, metadata and the HNSW graph (all or nothing)."""
@@ -1279,6 +1391,7 @@ class VectorStore:
         self._seen_end = end
         self._snap_end = end
         self._dirty_since_snap = 0
+        self._snap_due = False
 
     def _write_snapshot_locked(self) -> None:
         db = self._db
@@ -1307,22 +1420,36 @@ class VectorStore:
         if self._index is None or self._indexed != n:
             blobs.append((_SNAP + "mat", np.ascontiguousarray(self._mat[:n])))
         else:
-            # hnswlib's graph holds every vector already (unit length for
-            # cosine, as ours): the matrix is rebuilt from it when needed.
+            # The graph's nodes are the only other place a vector could be
+            # stored twice: they are written without their vectors (which
+            # stay in their own records only; see _strip_vectors), except
+            # the vectors of dead labels, which no record holds any more.
             info["mat_from_index"] = True
+            info["vectors_from_records"] = True
         if self._index is not None:
             (state,) = self._index.__getstate__()
             scalars = {}
             for name, value in state.items():
                 if isinstance(value, np.ndarray):
+                    if name == "data_level0" and info.get("vectors_from_records"):
+                        value, dead = _strip_vectors(state, self._alive[:n], self.dimensions)
+                        blobs.append((_SNAP + "dead", dead))
                     info["arrays"][name] = [value.dtype.str, list(value.shape)]
                     blobs.append((_SNAP + "hnsw/" + name, np.ascontiguousarray(value)))
                 else:
                     scalars[name] = value
             info["hnsw"] = scalars
             info["indexed"] = self._indexed
+        # Latest-only: a snapshot replaces the one before it, so compaction
+        # (even keep_history=True) keeps just the newest.  A part that this
+        # snapshot does not write (``mat`` once the graph holds the vectors)
+        # is deleted, or it would stay live, and counted, forever.
+        written = {key for key, _ in blobs}
+        for key in _SNAP_PARTS:
+            if key not in written and db.exists(key):
+                db.delete(key)
         for key, blob in blobs:
-            db.storage.put_blob_parts(key, [blob])
+            db.storage.put_blob_parts(key, [blob], keep_history=False)
         # After the blobs: reopening then replays nothing of the snapshot itself.
         info["covered_end"] = db.storage.log_end()
         db.put_text(_SNAP + "info", json.dumps(info))
@@ -1394,11 +1521,17 @@ class VectorStore:
         if index is not None:
             self._index = index
             self._indexed = indexed
-        # Vectors held from the snapshot, not from reading their record:
-        # search reads a record the first time it would return it (a record
-        # can be damaged after the snapshot was taken; reading them all now
-        # would cost more than the rest of the open).
-        if own:
+        # Vectors held from a version-2 snapshot, not from reading their
+        # record: search reads a record the first time it would return it
+        # (a record can be damaged after the snapshot was taken).
+        damaged = self._damaged_at_load
+        if damaged is not None:
+            # Every vector was just read, CRC-checked, from its record
+            # (_gather_vectors): none is left to check at search.
+            self._damaged_at_load = None
+            for key in damaged:
+                self._drop_damaged(key)
+        elif own:
             self._unverified = bytearray((alive & (src_blk < 0)).tobytes())
         self._snap_end = covered
         replay = [k for k in changed if k.startswith((_PREFIX, _BULK))]
@@ -1406,9 +1539,10 @@ class VectorStore:
             self._apply_changes(replay)
         if not self._snapshot_agrees(vrec, changed, end):
             return None
-        # What we replayed is not in the snapshot yet: the next close writes
-        # one, so a crash's tail is replayed once, not at every open.
+        # What we replayed is not in the snapshot yet: a writable handle
+        # counts it towards its next snapshot (see _snapshot_due).
         self._dirty_since_snap = len(replay)
+        self._replayed = len(replay)
         return end
 
     def _read_snapshot(self, info: Any) -> tuple[Any, ...] | None:
@@ -1424,7 +1558,7 @@ class VectorStore:
             return got
 
         version = info.get("version")
-        if version not in (1, _SNAP_VERSION) or info.get("salt") != self._salt \
+        if version not in (1, 2, _SNAP_VERSION) or info.get("salt") != self._salt \
                 or info.get("dimensions") != self.dimensions:
             return None  # compacted by hand, or from another layout: replay instead
         n = info["n"]
@@ -1439,7 +1573,7 @@ class VectorStore:
         sparse = json.loads(bytes(view("meta")))
         if type(sparse) is not dict or not all(type(m) is dict for m in sparse.values()):
             return None
-        if version == _SNAP_VERSION:
+        if version != 1:
             src_blk = np.frombuffer(view("src_blk"), "<i4").astype(np.int32)
             src_row = np.frombuffer(view("src_row"), "<i8").astype(np.int64)
             shadow_raw = bytes(view("shadow")).decode("utf-8")
@@ -1477,6 +1611,9 @@ class VectorStore:
         index = None
         indexed = 0
         state: dict[str, Any] = {}
+        from_records = bool(info.get("vectors_from_records")) and version >= 3
+        if info.get("vectors_from_records") and not from_records:
+            return None
         if info["hnsw"] is not None:
             try:
                 import hnswlib
@@ -1490,6 +1627,14 @@ class VectorStore:
                     state[name] = np.frombuffer(view("hnsw/" + name),
                                                 dtype=np.dtype(dtype)).reshape(shape)
                 indexed = info.get("indexed", n)
+                if from_records:
+                    if indexed != n:
+                        return None
+                    mat = self._gather_vectors(keys, alive, src_blk, src_row, blocks,
+                                               block_at, n, dims)
+                    dead = np.frombuffer(view("dead"), dtype="<f4")
+                    if mat is None or not _restore_vectors(state, alive, mat, dead):
+                        return None
                 # hnswlib copies what its scalars say from these arrays
                 # without checking their sizes: check them first.
                 if not _hnsw_state_fits(state, n, indexed, dims, _SPACE[self.metric]):
@@ -1498,7 +1643,10 @@ class VectorStore:
                 index.__setstate__((state,))
                 index.set_ef(self.ef_search)
         mat_src = None
-        if info.get("mat_from_index"):
+        if from_records:
+            if index is None:
+                return None  # the matrix was gathered with the graph above
+        elif info.get("mat_from_index"):
             if index is None or indexed != n:
                 return None
             # Checked now, gathered when first needed (see _mat).
@@ -1513,6 +1661,55 @@ class VectorStore:
         shadow = set(shadow_raw.split("\0")) if shadow_raw else set()
         return (keys, alive, src_blk, src_row, sparse, shadow, blocks, block_at, seq, mat,
                 mat_src, index, indexed)
+
+    def _gather_vectors(self, keys: list[Any], alive: np.ndarray, src_blk: np.ndarray,
+                        src_row: np.ndarray, blocks: list[str | None],
+                        block_at: dict[int, tuple[int, int]], n: int,
+                        dims: int) -> np.ndarray | None:
+        """label -> vector (unit length for cosine) of every live label of a
+        snapshot whose graph was stored without its vectors, read from the
+        records that hold them (None: a block is gone or damaged).
+
+        Every record is read CRC-checked (zlib's CRC costs ~20 ms per 150 MB;
+        a single record's read costs more in Python than its check).  The
+        keys whose record turned out damaged go in ``_damaged_at_load`` (the
+        caller leaves them out); a record gone or replaced since the
+        snapshot is replayed after.
+        """
+        db = self._db
+        self._damaged_at_load = damaged = []
+        mat = np.zeros((n, dims), dtype=np.float32)
+        live = alive & (src_blk >= 0)
+        if live.any():
+            for i in np.unique(src_blk[live]).tolist():
+                name = blocks[i]
+                view = db.storage.value_view(name, refresh=False) if name is not None else None
+                if view is None:
+                    return None
+                at = block_at[i][0]
+                rows = (len(view) - at) // (4 * dims)
+                labels = np.flatnonzero(live & (src_blk == i))
+                src = src_row[labels]
+                if at < 0 or (len(src) and int(src.max()) >= rows):
+                    return None
+                vecs = np.frombuffer(view, dtype="<f4", count=rows * dims,
+                                     offset=at).reshape(rows, dims)
+                mat[labels] = vecs[src]
+        value_view = db.storage.value_view
+        need = 4 * dims
+        for label in np.flatnonzero(alive & (src_blk < 0)).tolist():
+            try:
+                raw = value_view(_PREFIX + keys[label], refresh=False)
+            except errors.ChecksumError:
+                damaged.append(keys[label])
+                continue
+            if raw is not None and len(raw) >= _REC.size + need:
+                ver, d = _REC.unpack_from(raw, 0)
+                if ver == _REC_VERSION and d == dims:
+                    mat[label] = np.frombuffer(raw, dtype="<f4", count=dims, offset=_REC.size)
+        if self.metric == "cosine":
+            _fill_rows(mat, mat, "cosine")
+        return mat
 
     def _snapshot_agrees(self, vrec: list[str], changed: set[str], end: int) -> bool:
         """Whether every record the snapshot relies on is still in the file.
@@ -1548,6 +1745,7 @@ class VectorStore:
 
         Deleted and replaced vectors leave the HNSW graph too (it is rebuilt),
         and blocks whose rows were mostly replaced or deleted are rewritten.
+        The file then holds exactly one snapshot, the one written last.
         """
         self._check_writable()
         self._refresh()
@@ -1555,6 +1753,13 @@ class VectorStore:
         had_index = self._index is not None
         try:
             self._repack()
+            # The snapshot is deleted before compaction so that compaction
+            # drops it: the one written after compaction replaces it, and a
+            # snapshot taken before cannot serve after anyway (offsets and
+            # the salt change).  A crash in between costs one rebuild at the
+            # next open, as compacting does itself.
+            with self._db.batch():
+                self._drop_snapshot()
             saved = self._db.compact(keep_history=False, progress=show)
         finally:
             # Memory no longer matches the file (offsets moved, blocks went).
@@ -1572,6 +1777,13 @@ class VectorStore:
         self._dirty_since_snap += 1
         self._write_snapshot()
         return saved
+
+    def _drop_snapshot(self) -> None:
+        """Delete every snapshot record (inside a batch)."""
+        db = self._db
+        for key in _SNAP_PARTS + [_SNAP + "info"]:
+            if db.exists(key):
+                db.delete(key)
 
     def _repack(self) -> None:
         """Rewrite the live rows of blocks that are at least half dead into a
@@ -1643,6 +1855,60 @@ def _check_key(key: Any) -> None:
     limit = fmt.MAX_KEY_BYTES - len(_PREFIX)
     if len(key.encode("utf-8")) > limit:
         raise errors.InvalidKey(f"key {key[:40]!r}... is longer than {limit} bytes")
+
+
+def _strip_vectors(state: dict[str, Any], alive: np.ndarray, dims: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """hnswlib's level-0 data without the vectors (each element: its links,
+    then its label), and the vectors of the elements whose label is dead,
+    in element order (see _restore_vectors)."""
+    count = int(state["cur_element_count"])
+    size = int(state["size_data_per_element"])
+    at = int(state["offset_data"])
+    raw = state["data_level0"].reshape(-1)[:count * size].reshape(count, size)
+    out = np.empty((count, size - 4 * dims), dtype=np.uint8)
+    out[:, :at] = raw[:, :at]
+    out[:, at:] = raw[:, at + 4 * dims:]
+    lab = int(state["label_offset"]) - 4 * dims
+    labels = np.ascontiguousarray(out[:, lab:lab + 8]).view("<u8").reshape(-1)
+    dead = ~alive[labels.astype(np.int64)] if count else np.zeros(0, dtype=bool)
+    vecs = np.ascontiguousarray(raw[dead, at:at + 4 * dims]).view("<f4").reshape(-1, dims)
+    return out.reshape(-1), vecs
+
+
+def _restore_vectors(state: dict[str, Any], alive: np.ndarray, mat: np.ndarray,
+                     dead: np.ndarray) -> bool:
+    """Put the vectors back into stripped level-0 data (live ones from our
+    matrix, dead ones from the snapshot's ``dead`` part).  False: it does not fit."""
+    try:
+        count = int(state["cur_element_count"])
+        size = int(state["size_data_per_element"])
+        at = int(state["offset_data"])
+        lab = int(state["label_offset"])
+        dims = mat.shape[1]
+        stripped = state["data_level0"]
+        if stripped.itemsize != 1 or stripped.size != count * (size - 4 * dims) \
+                or not 0 <= at <= lab - 4 * dims or lab + 8 > size:
+            return False
+        part = stripped.reshape(count, size - 4 * dims)
+        labels = np.ascontiguousarray(part[:, lab - 4 * dims:lab - 4 * dims + 8]) \
+            .view("<u8").reshape(-1).astype(np.int64)
+        if count and (int(labels.max()) >= len(alive) or int(labels.min()) < 0):
+            return False
+        is_dead = ~alive[labels]
+        if dead.size != int(is_dead.sum()) * dims:
+            return False
+        full = np.empty((count, size), dtype=np.uint8)
+        full[:, :at] = part[:, :at]
+        full[:, at + 4 * dims:] = part[:, at:]
+        vecs = full[:, at:at + 4 * dims].view("<f4")
+        vecs[...] = mat[labels]
+        vecs[is_dead] = dead.reshape(-1, dims)
+        mat[labels[is_dead]] = dead.reshape(-1, dims)
+    except (KeyError, ValueError, TypeError, IndexError, OverflowError):
+        return False
+    state["data_level0"] = full.reshape(-1)
+    return True
 
 
 def _vectors_from_hnsw_state(state: dict[str, Any], n: int, dims: int) -> np.ndarray | None:
