@@ -182,6 +182,7 @@ def _vs_setup(extra: bool = False):
             vs.insert_batch(keys, mat)
             for k, row in zip(keys, mat):
                 m.put(k, row)
+            assert vs._snapshot_due(closing=True)  # or the scenario would test nothing
         return vs, m
     return setup
 
