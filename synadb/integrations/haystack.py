@@ -333,7 +333,7 @@ class SynaDocumentStore:
         # batch writes a document's record and its terms, all or nothing.
         # VectorStore has no public accessor for its handle or its lock yet
         # (see _writing for why the lock is needed too).
-        self._db = self._store._db
+        self._db = self._store.db
         try:
             self._fts = FullTextIndex(self._db, FULLTEXT_INDEX)
             self._backfill()
@@ -368,7 +368,7 @@ class SynaDocumentStore:
         VectorStore readers take theirs before the handle's, so taking the
         handle's first here could deadlock against them.
         """
-        with self._lock, self._store._lock, self._db.batch():
+        with self._lock, self._store.transaction():
             yield
 
     @property

@@ -230,7 +230,7 @@ class SynaVectorStore(VectorStore):
         # writes a document's vector and its terms, all or nothing (as the
         # Haystack adapter does; VectorStore has no public accessor for its
         # handle or its lock yet).
-        self._db = self.store._db
+        self._db = self.store.db
         try:
             self._fts = FullTextIndex(self._db, FULLTEXT_INDEX)
             self._backfill()
@@ -264,7 +264,7 @@ class SynaVectorStore(VectorStore):
         index only reads what the file commits.  The VectorStore's lock is
         taken before the handle's (the batch), the order its readers use.
         """
-        with self.store._lock, self._db.batch():
+        with self.store.transaction():
             yield
 
     @property

@@ -334,7 +334,7 @@ class SynaVectorStore(BasePydanticVectorStore):
             # batch writes a node's vector and its terms, all or nothing (as
             # the Haystack adapter does; VectorStore has no public accessor
             # for its handle or its lock yet).
-            self._fts = FullTextIndex(store._db, FULLTEXT_INDEX)
+            self._fts = FullTextIndex(store.db, FULLTEXT_INDEX)
             self._backfill()
         except BaseException:
             store.close()
@@ -370,7 +370,7 @@ class SynaVectorStore(BasePydanticVectorStore):
         index only reads what the file commits.  The VectorStore's lock is
         taken before the handle's (the batch), the order its readers use.
         """
-        with self._store._lock, self._store._db.batch():
+        with self._store.transaction():
             yield
 
     @property

@@ -280,6 +280,19 @@ class VectorStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def db(self) -> SynaDB:
+        """The store's :class:`SynaDB` handle, for components that keep their
+        own keys in the same file (a full-text index beside the vectors)."""
+        return self._db
+
+    @contextmanager
+    def transaction(self) -> Iterator["VectorStore"]:
+        """One all-or-nothing batch for this store's writes and any other
+        writes made through :attr:`db` inside it (under the store's lock)."""
+        with self._lock, self._db.batch():
+            yield self
+
     @_locked
     def close(self) -> None:
         """Persist the index snapshot if it is stale, then close the file.
