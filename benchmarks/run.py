@@ -32,17 +32,22 @@ real MLflow (log_metric, log_batch, and search_runs over 10K runs through an
 ``mlflow server`` per backend); and the training-data benchmark,
 benchmarks/bench_dataset.py: ``synadb.Dataset`` vs np.memmap, HF datasets,
 litdata and Lance at 0.5, 2 and 8 GB (0.05 and 0.2 GB with --quick): write,
-open, first batch, DataLoader epochs, RSS and single-row latency.
+open, first batch, DataLoader epochs, RSS and single-row latency; and the RAG
+benchmark, benchmarks/bench_rag.py: synadb's LangChain SynaVectorStore vs
+Chroma (``.venv-chroma``) on 4,269 stdlib docstring passages (500 with
+--quick) embedded with all-MiniLM-L6-v2: ingest, query, filtered and hybrid
+query, reopen, size on disk and hit rate @5 of 30 questions.
 
 Usage:  python benchmarks/run.py [--quick] [--skip-peers] [--strict]
-                                [--only core|vectors|tensors|tracking|mlflow_store|dataset]
+                                [--only core|vectors|tensors|tracking|mlflow_store|dataset|rag]
 Exit status: 1 if our synadb could not be measured (import or workload
 error), or with --strict if a target is missed; otherwise 0.
 Writes: benchmarks/out/results.json and benchmarks/out/table.md (core),
         benchmarks/out/vectors.md and benchmarks/out/vectors.json (vectors),
         benchmarks/out/tracking.md and benchmarks/out/tracking.json (tracking),
         benchmarks/out/mlflow_store.md and benchmarks/out/mlflow_store.json (MLflow plugin),
-        benchmarks/out/dataset.md and benchmarks/out/dataset.json (training data)
+        benchmarks/out/dataset.md and benchmarks/out/dataset.json (training data),
+        benchmarks/out/rag.md and benchmarks/out/rag.json (RAG)
 """
 
 from __future__ import annotations
@@ -488,10 +493,10 @@ def main(argv=None) -> int:
     ap.add_argument("--peer-timeout", type=float, default=600.0, help="seconds for the wheel run")
     ap.add_argument("--strict", action="store_true", help="exit 1 if any target fails")
     ap.add_argument("--only", choices=("core", "vectors", "tensors", "tracking", "mlflow_store",
-                                       "dataset"),
+                                       "dataset", "rag"),
                     default=None,
-                    help="run only the core engine, vector, tensor, tracking, MLflow plugin "
-                         "or training-data benchmark (default: all six, core first)")
+                    help="run only the core engine, vector, tensor, tracking, MLflow plugin, "
+                         "training-data or RAG benchmark (default: all seven, core first)")
     args = ap.parse_args(argv)
 
     rc = 0
@@ -550,6 +555,17 @@ def main(argv=None) -> int:
             print("ERROR: synadb.Dataset could not be measured (see notes)", file=sys.stderr)
             rc = 1
         elif args.strict and dsr["failed"]:
+            rc = 1
+    if args.only in (None, "rag"):
+        if args.only is None:
+            print("\n")
+        import bench_rag
+        rag = bench_rag.run_bench(
+            quick=args.quick, skip_peers=args.skip_peers, out_dir=Path(args.out),
+            work_root=Path(args.workdir) if args.workdir else None)
+        if rag["broken"]:
+            print("ERROR: synadb's SynaVectorStore could not be measured (see notes)",
+                  file=sys.stderr)
             rc = 1
     return rc
 
