@@ -69,8 +69,10 @@ _MANIFEST = "__dataset__/"
 _MAGIC = b"SDC1"
 _PREFIX = struct.Struct("<4sIII")  # magic, meta length, CRC-table length, CRC of both
 _ALIGN = 64
-_SEG_SHIFT = 16  # a CRC per 64 KiB of a section
-_SEG = 1 << _SEG_SHIFT
+_SEG_SHIFT = 16  # by default a CRC per 64 KiB of a section
+# A fixed column's segments are about one row (4 KiB to 64 KiB): a random
+# row then costs the CRC of about its own bytes on first read, not of 64 KiB.
+_MIN_SEG_SHIFT = 12
 # Bytes per chunk record: few chunks keep a batch's gather to a few numpy
 # calls (the 64 KiB CRCs make a chunk's size free for reads), and an append
 # builds one chunk at a time, so this bounds a writer's memory too.
@@ -168,24 +170,27 @@ class CheckedBuffer:
     this object: how a Dataset chunk's sections and a tensor block are read
     without checking all of a large record at open."""
 
-    __slots__ = ("buf", "crcs", "ok", "left", "where")
+    __slots__ = ("buf", "crcs", "ok", "left", "where", "shift")
 
-    def __init__(self, buf: np.ndarray, crcs: np.ndarray, where: str) -> None:
+    def __init__(self, buf: np.ndarray, crcs: np.ndarray, where: str,
+                 shift: int = _SEG_SHIFT) -> None:
         self.buf = buf
         self.crcs = crcs
         self.ok = np.zeros(len(crcs), dtype=bool)
         self.left = len(crcs)
         self.where = where
+        self.shift = shift
 
     def _check(self, segs: Any) -> None:
-        buf, crcs, ok = self.buf, self.crcs, self.ok
+        buf, crcs, ok, shift = self.buf, self.crcs, self.ok, self.shift
+        size = 1 << shift
         for s in segs:
             if ok[s]:
                 continue
-            lo = s << _SEG_SHIFT
-            if zlib.crc32(buf[lo:lo + _SEG]) != int(crcs[s]):
+            lo = s << shift
+            if zlib.crc32(buf[lo:lo + size]) != int(crcs[s]):
                 raise errors.ChecksumError(
-                    f"{self.where}: bytes {lo}..{min(len(buf), lo + _SEG)} fail their CRC")
+                    f"{self.where}: bytes {lo}..{min(len(buf), lo + size)} fail their CRC")
             ok[s] = True
             self.left -= 1
 
@@ -196,18 +201,19 @@ class CheckedBuffer:
     def check_range(self, lo: int, hi: int) -> None:
         """Check the segments holding bytes [lo, hi)."""
         if self.left and hi > lo:
-            self._check(range(lo >> _SEG_SHIFT, ((hi - 1) >> _SEG_SHIFT) + 1))
+            self._check(range(lo >> self.shift, ((hi - 1) >> self.shift) + 1))
 
     def check_rows(self, rows: np.ndarray, width: int) -> None:
         """Check the segments holding rows ``rows`` of ``width`` bytes each."""
         if not self.left or not len(rows) or not width:
             return
-        if width > _SEG:
+        shift = self.shift
+        if width > (1 << shift):
             for r in rows.tolist():
                 self.check_range(r * width, (r + 1) * width)
             return
-        lo = (rows * width) >> _SEG_SHIFT
-        hi = ((rows + 1) * width - 1) >> _SEG_SHIFT
+        lo = (rows * width) >> shift
+        hi = ((rows + 1) * width - 1) >> shift
         segs = np.concatenate([lo, hi])
         need = segs[~self.ok[segs]]
         if len(need):
@@ -246,13 +252,15 @@ class _Chunk:
                 raise _Stale(key)
             self.secs: dict[tuple[str, str], CheckedBuffer] = {}
             for c in cols:
-                for sec, (off, n, t0, nt) in meta["cols"][c.name].items():
+                for sec, entry in meta["cols"][c.name].items():
+                    off, n, t0, nt = entry[:4]
+                    shift = int(entry[4]) if len(entry) > 4 else _SEG_SHIFT
                     if base + off + n > len(buf) or t0 + nt > len(tables) or \
-                            nt != -(-n // _SEG):
+                            not _MIN_SEG_SHIFT <= shift <= 30 or nt != -(-n // (1 << shift)):
                         raise ValueError(f"section {c.name}/{sec} is out of bounds")
                     self.secs[(c.name, sec)] = CheckedBuffer(
                         buf[base + off:base + off + n], tables[t0:t0 + nt],
-                        f"{where}: chunk {key!r} column {c.name!r} ({sec})")
+                        f"{where}: chunk {key!r} column {c.name!r} ({sec})", shift)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise errors.CorruptDatabase(f"{where}: chunk {key!r} is damaged ({e})") from None
         if self.rows != rows:
@@ -281,11 +289,19 @@ class _Stale(Exception):
 
 
 # ------------------------------------------------------------------ writing
-def segment_crcs(buf: np.ndarray) -> np.ndarray:
-    """The CRC-32 (zlib, seed 0) of each 64 KiB of ``buf``, as u32 little-endian."""
+def segment_crcs(buf: np.ndarray, shift: int = _SEG_SHIFT) -> np.ndarray:
+    """The CRC-32 (zlib, seed 0) of each ``1 << shift`` bytes (64 KiB by
+    default) of ``buf``, as u32 little-endian."""
     mv = memoryview(buf)
-    return np.array([zlib.crc32(mv[s:s + _SEG]) for s in range(0, len(buf), _SEG)],
+    size = 1 << shift
+    return np.array([zlib.crc32(mv[s:s + size]) for s in range(0, len(buf), size)],
                     dtype="<u4")
+
+
+def _seg_shift(row_bytes: int) -> int:
+    """The segment size of a fixed column: its row size rounded up to a
+    power of two, from 4 KiB to 64 KiB."""
+    return min(_SEG_SHIFT, max(_MIN_SEG_SHIFT, (max(1, row_bytes) - 1).bit_length()))
 
 
 def _flat(arr: np.ndarray) -> np.ndarray:
@@ -296,16 +312,16 @@ def _flat(arr: np.ndarray) -> np.ndarray:
     return a.reshape(-1).view(np.uint8)
 
 
-def _encode(rows: int, sections: list[tuple[str, str, np.ndarray]], gen: str,
+def _encode(rows: int, sections: list[tuple[str, str, np.ndarray, int]], gen: str,
             at: int = 0) -> list[Any]:
     """The parts of one chunk record whose value starts at file offset
     ``at``: head, then the sections, each 64-byte aligned in the file."""
     meta: dict[str, Any] = {"rows": rows, "gen": gen, "pad": "00", "cols": {}}
     tables = []
     off = t0 = 0
-    for name, sec, buf in sections:
-        crcs = segment_crcs(buf)
-        meta["cols"].setdefault(name, {})[sec] = [off, len(buf), t0, len(crcs)]
+    for name, sec, buf, shift in sections:
+        crcs = segment_crcs(buf, shift)
+        meta["cols"].setdefault(name, {})[sec] = [off, len(buf), t0, len(crcs), shift]
         tables.append(crcs)
         t0 += len(crcs)
         off = _align(off + len(buf))
@@ -317,7 +333,7 @@ def _encode(rows: int, sections: list[tuple[str, str, np.ndarray]], gen: str,
     head = _PREFIX.pack(_MAGIC, len(mb), len(tb), zlib.crc32(mb + tb)) + mb + tb
     head += bytes(int(meta["pad"]))
     parts: list[Any] = [head]
-    for _, _, buf in sections:
+    for _, _, buf, _ in sections:
         parts.append(buf)
         tail = _align(len(buf)) - len(buf)
         if tail:
@@ -481,24 +497,28 @@ class _Encoded:
             raise errors.InvalidType(f"{where}: column {c.name!r} holds JSON values: {e}") \
                 from None
 
-    def sections(self, cols: list[Column], lo: int, hi: int) -> list[tuple[str, str, np.ndarray]]:
-        """Rows [lo, hi) of every column as (column, section, flat bytes)."""
+    def sections(self, cols: list[Column], lo: int,
+                 hi: int) -> list[tuple[str, str, np.ndarray, int]]:
+        """Rows [lo, hi) of every column as (column, section, flat bytes,
+        CRC segment shift)."""
         out = []
         for c in cols:
             d = self.data[c.name]
             if c.kind == "fixed":
-                out.append((c.name, "values", _flat(d[lo:hi])))
+                out.append((c.name, "values", _flat(d[lo:hi]),
+                            _seg_shift(d[:1].nbytes if len(d) else 0)))
             elif c.kind == "ragged":
                 arrs, lengths = d
                 vals = (np.concatenate(arrs[lo:hi]) if hi > lo else
                         np.empty((0, *c.shape), c.dtype))
-                out.append((c.name, "offsets", _flat(_offsets(lengths[lo:hi]))))
-                out.append((c.name, "values", _flat(vals)))
+                out.append((c.name, "offsets", _flat(_offsets(lengths[lo:hi])), _SEG_SHIFT))
+                out.append((c.name, "values", _flat(vals), _SEG_SHIFT))
             else:
                 part = d[lo:hi]
                 out.append((c.name, "offsets", _flat(_offsets(
-                    np.array([len(b) for b in part], dtype=np.int64)))))
-                out.append((c.name, "values", np.frombuffer(b"".join(part), dtype=np.uint8)))
+                    np.array([len(b) for b in part], dtype=np.int64))), _SEG_SHIFT))
+                out.append((c.name, "values", np.frombuffer(b"".join(part), dtype=np.uint8),
+                            _SEG_SHIFT))
         return out
 
 
