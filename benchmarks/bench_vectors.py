@@ -65,6 +65,8 @@ RECALL_MIN = 0.95         # ... at recall@10 >= 0.95
 BUILD_RATIO_MAX = 1.2     # our build_index <= 1.2x raw hnswlib
 REOPEN_MAX_S = 0.25       # close, reopen, first search
 INSERT_RATE_MIN = 0.5     # insert_batch >= 0.5x the raw-bytes write speed
+FILTER_RATIO_MAX = 2.0    # filtered p50 <= 2x unfiltered, same store, at recall >= RECALL_MIN
+FILTER_SHARES = (0.01, 0.10)  # the share of the vectors a filter leaves
 
 WARMUP_QUERIES = 10
 
@@ -306,6 +308,40 @@ def measure_ours(x: np.ndarray, q: np.ndarray, gt: np.ndarray, p: dict, work: Pa
     return res
 
 
+def measure_filtered(x: np.ndarray, q: np.ndarray, p: dict, work: Path) -> dict:
+    """Filtered search on its own store: every vector gets ``{"r": int in
+    [0, 1000)}`` (random, independent of the vector), and ``{"r": {"$lt": t}}``
+    leaves the share ``t / 1000``.  p50 against unfiltered on the same store;
+    recall@10 against the exact answer among the matching vectors."""
+    VectorStore = import_ours()
+    n, k = len(x), p["k"]
+    r = np.random.default_rng(p["seed"] + 1).integers(0, 1000, n)
+    path = work / "ours_filtered.db"
+    store = VectorStore(path, dimensions=p["dim"], metric="cosine", m=p["m"],
+                        ef_construction=p["ef_construction"], ef_search=p["ef_search"],
+                        index_threshold=2**62, progress=False)
+    try:
+        store.insert_batch([str(i) for i in range(n)], x, [{"r": int(v)} for v in r])
+        store.build_index(progress=False)
+        lat, _ = time_queries(lambda v: store.search(v, k=k), q, lambda res: [])
+        res: dict = {"unfiltered_p50_s": float(np.percentile(lat, 50))}
+        for share in FILTER_SHARES:
+            flt = {"r": {"$lt": int(round(share * 1000))}}
+            allowed = np.flatnonzero(r < int(round(share * 1000)))
+            gt = np.empty((len(q), k), dtype=np.int64)
+            for s in range(0, len(q), 250):
+                sim = q[s:s + 250] @ x[allowed].T
+                top = np.argsort(-sim, axis=1)[:, :k]
+                gt[s:s + 250] = allowed[top]
+            lat, found = time_queries(lambda v: store.search(v, k=k, filter=flt), q,
+                                      lambda res: [int(h.key) for h in res])
+            res[f"{share:g}"] = dict(query_stats(lat, found, gt), allowed=int(len(allowed)))
+    finally:
+        store.close()
+        path.unlink(missing_ok=True)
+    return res
+
+
 # --------------------------------------------------------------------------
 # peers (subprocesses in their own venvs)
 # --------------------------------------------------------------------------
@@ -420,7 +456,8 @@ PEER_HEADERS = ["system", "insert", "build index", "p50", "p95", "recall@10",
                 "reopen + 1st search", "file", "notes"]
 
 
-def build_rows(p: dict, ours: dict | None, raw: dict | None, write: dict | None) -> list[dict]:
+def build_rows(p: dict, ours: dict | None, raw: dict | None, write: dict | None,
+               filtered: dict | None = None) -> list[dict]:
     rows: list[dict] = []
     nb = p["n"] * p["dim"] * 4
 
@@ -477,6 +514,18 @@ def build_rows(p: dict, ours: dict | None, raw: dict | None, write: dict | None)
         _ratio(oc, _g(raw, "save_s")), "info", None,
         base_txt=None if _g(raw, "save_s") is None else
         f"hnswlib save_index: {c.fmt_time(raw['save_s'])}")
+    u50 = _g(filtered, "unfiltered_p50_s")
+    for share in FILTER_SHARES:
+        f = _g(filtered, f"{share:g}")
+        f50, frc = _g(f, "p50_s"), _g(f, "recall")
+        r = _ratio(f50, u50)
+        row(f"filtered query p50, filter leaves {share:.0%} (k={p['k']})", f50, u50, r,
+            f"≤ {FILTER_RATIO_MAX}× unfiltered at recall ≥ {RECALL_MIN}",
+            None if r is None or frc is None else (r <= FILTER_RATIO_MAX and frc >= RECALL_MIN),
+            ours_txt=None if f50 is None else f"{c.fmt_time(f50)} (recall {frc:.4f} "
+                                              f"vs exact filtered)",
+            base_txt=None if u50 is None else f"ours unfiltered: {c.fmt_time(u50)}",
+            ratio_txt=None if r is None else f"{c.fmt_ratio(r)} unfiltered")
     return rows
 
 
@@ -547,7 +596,7 @@ def run_bench(*, quick: bool = False, skip_peers: bool = False, peers: str = "ch
     print_fn(f"  load average at start: {loads[0][1]} ({info['cores']} cores)")
 
     notes: list[str] = []
-    raw = ours = write = None
+    raw = ours = write = filtered = None
     peers_res: dict[str, tuple[dict | None, str]] = {}
     try:
         log("generating data + exact ground truth ...")
@@ -572,6 +621,7 @@ def run_bench(*, quick: bool = False, skip_peers: bool = False, peers: str = "ch
         write = section("raw write", lambda: measure_raw_write(x, work))
         raw = section("raw hnswlib", lambda: measure_raw_hnswlib(x, q, gt, p, work))
         ours = section("synadb VectorStore", lambda: measure_ours(x, q, gt, p, work))
+        filtered = section("synadb filtered search", lambda: measure_filtered(x, q, p, work))
         del x
         gc.collect()
         want = {s.strip() for s in peers.split(",") if s.strip()}
@@ -602,7 +652,7 @@ def run_bench(*, quick: bool = False, skip_peers: bool = False, peers: str = "ch
             pass
     total_s = time.perf_counter() - t_start
 
-    rows = build_rows(p, ours, raw, write)
+    rows = build_rows(p, ours, raw, write, filtered)
     prow = peer_rows(p, ours, raw, write, peers_res)
     if ours:
         notes.append("ours: VectorStore(path, dimensions, metric='cosine', m, ef_construction, "
@@ -642,7 +692,7 @@ def run_bench(*, quick: bool = False, skip_peers: bool = False, peers: str = "ch
     (out_dir / "vectors.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     c.write_json(out_dir / "vectors.json", {
         "machine": info, "mode": mode, "params": p, "loadavg": loads, "total_s": total_s,
-        "raw_write": write, "raw_hnswlib": raw, "ours": ours,
+        "raw_write": write, "raw_hnswlib": raw, "ours": ours, "filtered": filtered,
         "peers": {k: {"result": v[0], "note": v[1]} for k, v in peers_res.items()},
         "rows": [{k: v for k, v in r.items() if k != "cells"} for r in rows], "notes": notes})
     print_fn(f"\nwrote {out_dir / 'vectors.md'} and {out_dir / 'vectors.json'}")

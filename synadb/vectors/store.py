@@ -65,7 +65,7 @@ from .. import errors
 from ..db import DbConfig, Storage, SynaDB
 from ..report import ComponentReport
 from ..engine import format as fmt
-from .filters import compile_filter
+from .filters import Column, Unsupported, compile_filter, filter_mask
 
 __all__ = ["VectorStore", "SearchResult", "METRICS"]
 
@@ -116,6 +116,21 @@ _BULK = "__vs__/bulk/"
 _BLOCK_HEAD = struct.Struct("<B3xIQQQQ24x")
 _BLOCK_VERSION = 1
 _BLOCK_FLOAT_BYTES = 1 << 28  # rows per block record: at most 256 MiB of floats
+# Filtered search (see _search_index).  A filter that leaves at most
+# _EXACT_FILTER_FLOATS / dimensions vectors is answered exactly, by matrix
+# products over the matching rows: 4000 x 384 cost ~0.5 ms on 2 cores, about
+# twice an unfiltered HNSW search, and far less than a walk of the graph that
+# must step over ~99 vectors it may not return for each it may.  So is one
+# that leaves at most _EXACT_FILTER_SHARE of them (up to _EXACT_FILTER_ROWS):
+# slower (~1-2 ms at 5-8% of 100K), but the graph's answers at those shares
+# measured recall@10 0.92.  Above both, the graph is searched unfiltered for
+# enough neighbours that k of them are allowed (_search_overfetch), and
+# failing that with the mask as hnswlib's filter, ef raised as the share falls.
+_EXACT_FILTER_FLOATS = 1_500_000
+_EXACT_FILTER_SHARE = 0.08
+_EXACT_FILTER_ROWS = 20_000
+_OVERFETCH = 1.5  # neighbours fetched: this many times k / share (see _search_overfetch)
+_OVERFETCH_MAX = 4096
 _EMPTY: dict[str, Any] = {}  # the metadata of every record without any; never mutated
 # What a snapshot's records can raise when they are damaged or implausible
 # (hnswlib reports a state it rejects as RuntimeError).
@@ -386,6 +401,11 @@ class VectorStore:
         self._snap_due = False  # the index was built and no snapshot holds it yet
         self._replayed = 0  # records replayed after the snapshot at open
         self._damaged_at_load: list[str] | None = None  # see _gather_vectors
+        # Metadata by field for filtered search (see _column): built on
+        # first use, extended as labels are added, dropped with _keys.
+        self._cols: dict[str, Column] = {}
+        self._cols_of: list[str | None] | None = None
+        self._gather_buf: np.ndarray | None = None  # see _distances
 
     @property
     def _mat(self) -> np.ndarray:
@@ -1222,16 +1242,24 @@ class VectorStore:
             return []
         q = self._vector("query", query)
         qn = None
+        # The filter once for every label (None: unfiltered, or a filter
+        # only the predicate can judge, as before).
+        fmask = None if pred is None else self._filter_mask(filter)
         while True:  # again only if a hit's record turned out damaged
             if not self._label:
                 hits = []
                 break
+            allowed = None
+            if fmask is not None:
+                allowed = fmask & self._alive[:len(fmask)]  # a damaged hit may have died
             if self._index is not None:
-                hits = self._search_index(q, int(k), pred, ef)  # hnswlib normalises for cosine
+                # hnswlib normalises for cosine
+                hits = self._search_index(q, int(k), pred, ef, allowed)
             else:
                 if qn is None:
                     qn = _unit(q.reshape(1, -1))[0] if self.metric == "cosine" else q
-                hits = self._search_exact(qn, int(k), pred)
+                hits = self._search_exact(qn, int(k), pred,
+                                          None if allowed is None else np.flatnonzero(allowed))
             if self._unverified is None or self._hits_sound(hits):
                 break
         out = []
@@ -1275,8 +1303,27 @@ class VectorStore:
         return np.fromiter((lab for key, lab in self._label.items() if pred(meta[key])),
                            dtype=np.int64)
 
-    def _distances(self, q: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        rows = self._mat[labels]
+    def _distances(self, q: np.ndarray, labels: np.ndarray, reuse: bool = False) -> np.ndarray:
+        if reuse and len(labels) <= _EXACT_FILTER_ROWS:
+            # Into a buffer kept between searches: filtered searches gather
+            # a few MB each, and need not map and fault in fresh pages for it.
+            buf = self._gather_buf
+            d = self._mat.shape[1]
+            if buf is None or len(buf) < len(labels) or buf.shape[1] != d:
+                buf = self._gather_buf = np.empty((max(len(labels), 1024), d), np.float32)
+            rows = np.take(self._mat, labels, axis=0, out=buf[:len(labels)])
+            if self.metric != "euclidean" and rows.dtype == q.dtype:
+                # A few hundred rows a product: OpenBLAS hands some larger
+                # ones to its threads, whose wake-up measured 8 ms (against
+                # 0.2 ms) for 2000 x 384 on a 2-core box.  Each row's dot
+                # product is the same; only its rounding may differ in the
+                # last bit from one product over all rows.
+                dots = np.empty(len(rows), np.float32)
+                for s in range(0, len(rows), 512):
+                    np.dot(rows[s:s + 512], q, out=dots[s:s + 512])
+                return 1.0 - dots if self.metric == "cosine" else -dots
+        else:
+            rows = self._mat[labels]
         if self.metric == "cosine":
             return 1.0 - rows @ q
         if self.metric == "dot_product":
@@ -1284,11 +1331,44 @@ class VectorStore:
         diff = rows - q
         return np.sqrt(np.einsum("ij,ij->i", diff, diff))
 
-    def _search_exact(self, q: np.ndarray, k: int, pred) -> list[tuple[int, float]]:
-        labels = self._candidates(pred)
+    def _column(self, path: str) -> Column:
+        """The values of metadata field ``path`` for every label, up to date.
+
+        A label's metadata never changes: every write (insert, update,
+        replay of another handle's records) gives the key a new label and
+        kills the old one.  So a column only needs the labels added since it
+        was last used, and only a new ``_keys`` (reset, reload, snapshot)
+        makes it stale.
+        """
+        keys = self._keys
+        if self._cols_of is not keys:
+            self._cols = {}
+            self._cols_of = keys
+        col = self._cols.get(path)
+        if col is None:
+            col = self._cols[path] = Column(path)
+        n = len(keys)
+        if col.n < n:
+            meta = self._meta
+            col.extend([None if key is None else meta.get(key) for key in keys[col.n:n]])
+        return col
+
+    def _filter_mask(self, spec: Any) -> np.ndarray | None:
+        """Whether each label's metadata matches ``spec`` (dead labels: any
+        value), or None when only the predicate can tell (a callable)."""
+        try:
+            return filter_mask(spec, self._column, len(self._keys))
+        except Unsupported:
+            return None
+
+    def _search_exact(self, q: np.ndarray, k: int, pred,
+                      labels: np.ndarray | None = None) -> list[tuple[int, float]]:
+        reuse = labels is not None
+        if labels is None:
+            labels = self._candidates(pred)
         if not len(labels):
             return []
-        dist = self._distances(q, labels)
+        dist = self._distances(q, labels, reuse)
         if len(labels) > k:
             top = np.argpartition(dist, k - 1)[:k]
         else:
@@ -1296,31 +1376,88 @@ class VectorStore:
         top = top[np.lexsort((labels[top], dist[top]))]
         return [(int(labels[i]), float(dist[i])) for i in top]
 
-    def _search_index(self, q: np.ndarray, k: int, pred, ef: int | None):
+    def _search_index(self, q: np.ndarray, k: int, pred, ef: int | None,
+                      allowed: np.ndarray | None = None):
         index = self._index
         live = len(self._label)
         k = min(k, live)
-        index.set_ef(max(ef or self.ef_search, k))
+        ef = max(ef or self.ef_search, k)
         keys, meta = self._keys, self._meta
         flt = None
-        if pred is not None:
-            def flt(label: int) -> bool:
-                key = keys[label]
-                return key is not None and pred(meta[key])
-        try:
-            labels, dist = index.knn_query(q.reshape(1, -1), k=k, filter=flt)
-        except RuntimeError:
-            # Fewer than k matches reachable (a selective filter): the exact
-            # answer over the matching records is both right and small.
-            if self.metric == "cosine":
-                q = _unit(q.reshape(1, -1))[0]
-            return self._search_exact(q, k, pred)
+        found = None
+        if allowed is not None:
+            count = int(np.count_nonzero(allowed))
+            if count <= max(k, _EXACT_FILTER_FLOATS // max(self.dimensions or 1, 1),
+                            min(_EXACT_FILTER_ROWS, live * _EXACT_FILTER_SHARE)):
+                if self.metric == "cosine":
+                    q = _unit(q.reshape(1, -1))[0]
+                return self._search_exact(q, k, pred, np.flatnonzero(allowed))
+            share = count / max(live, 1)
+            found = self._search_overfetch(q, k, ef, allowed, share, live)
+            if found is None:
+                # hnswlib keeps the ef best allowed candidates but walks
+                # through the others to reach them: the rarer they are, the
+                # larger ef must be to keep recall.
+                if share < 0.2:
+                    ef = max(ef, int(ef * min(8.0, 0.2 / share)))
+                # bytes.__getitem__ runs in C: 0 or 1 per label, no Python
+                # frame, no metadata.
+                flt = allowed.tobytes().__getitem__
+        if found is None:
+            index.set_ef(ef)
+            if flt is None and pred is not None:
+                def flt(label: int) -> bool:
+                    key = keys[label]
+                    return key is not None and pred(meta[key])
+            try:
+                found = index.knn_query(q.reshape(1, -1), k=k, filter=flt)
+            except RuntimeError:
+                # Fewer than k matches reachable (a selective filter): the
+                # exact answer over the matching records is right and small.
+                if self.metric == "cosine":
+                    q = _unit(q.reshape(1, -1))[0]
+                return self._search_exact(q, k, pred,
+                                          None if allowed is None else np.flatnonzero(allowed))
+        labels, dist = found
         labels, dist = labels[0].astype(np.int64), dist[0].astype(np.float64)
         if self.metric == "euclidean":
             dist = np.sqrt(np.maximum(dist, 0.0))
         elif self.metric == "dot_product":
             dist = dist - 1.0
         return list(zip(labels.tolist(), dist.tolist()))
+
+    def _search_overfetch(self, q: np.ndarray, k: int, ef: int, allowed: np.ndarray,
+                          share: float, live: int):
+        """The graph's nearest ~1.5 k / share vectors, unfiltered, of which
+        the first ``k`` allowed ones; None if fewer than ``k`` are allowed.
+
+        For a filter that leaves a tenth of 100K x 384 this measured 1.8x
+        an unfiltered search (ef 150), at recall@10 0.975 against the exact
+        filtered answer; hnswlib's own filter (a call into Python for each
+        vector it passes, stepping over nine for each it may keep) measured
+        25x at ef 200.  A filter that is rare near the query (it picks a
+        far cluster) finds too few here, and goes to hnswlib's filter.
+        Its recall is that of the graph at rank ~k / share: on data where
+        the graph is weak that deep, pass a larger ``ef`` to search.
+        """
+        index = self._index
+        first = int(np.ceil(_OVERFETCH * k / share))
+        for fetch in (first, 4 * first):
+            fetch = min(fetch, live)
+            if fetch > _OVERFETCH_MAX:
+                return None
+            index.set_ef(max(ef, fetch))
+            try:
+                labels, dist = index.knn_query(q.reshape(1, -1), k=fetch)
+            except RuntimeError:
+                return None
+            keep = np.flatnonzero(allowed[labels[0]])
+            if len(keep) >= k:
+                keep = keep[:k]
+                return labels[:, keep], dist[:, keep]
+            if fetch == live:
+                return None
+        return None
 
     # -------------------------------------------------------------- index
     @_locked
