@@ -81,4 +81,19 @@ with ModelRegistry(os.path.join(workdir, "models.db")) as registry:
     print(f"after rollback, Production is v{info.version}: {len(data)} bytes, "
           f"sha256 {info.checksum[:12]}...")
 
+# 8. Training data: a table of columns appended in pieces, read by index.
+from synadb import Dataset  # noqa: E402
+
+rng = np.random.default_rng(0)
+with Dataset(os.path.join(workdir, "train.db"), "train") as ds:
+    for day in range(3):  # a day's rows at a time: nothing is rewritten
+        ds.append({"x": rng.random((500, 32), dtype=np.float32),
+                   "label": rng.integers(0, 10, 500),
+                   "tokens": [rng.integers(0, 1000, n) for n in rng.integers(3, 20, 500)],
+                   "caption": [f"day {day} sample {i}" for i in range(500)]})
+    batch = ds.take(rng.permutation(len(ds))[:4], columns=["label", "tokens", "caption"])
+    print(f"dataset: {len(ds)} rows of", {n: c.kind for n, c in ds.columns.items()})
+    print("a shuffled batch:", batch["label"], [len(t) for t in batch["tokens"]],
+          batch["caption"][:2])
+
 print("database files:", [f for f in os.listdir(workdir) if f.endswith(".db")])
