@@ -426,3 +426,19 @@ def test_gathers_across_many_chunks_and_maps_match_numpy(tmp_path, monkeypatch, 
             np.testing.assert_array_equal(got["v"], want[idx])
             np.testing.assert_array_equal(got["n"], idx)
         handle.close()
+
+
+def test_chunks_with_other_segment_sizes_read_and_verify(tmp_path, monkeypatch):
+    path = tmp_path / "d.db"
+    x = np.arange(40_000, dtype=np.float32).reshape(-1, 40)
+    monkeypatch.setattr(dsmod, "_seg_shift", lambda row_bytes: 12)  # 4 KiB segments
+    with Dataset(path, "t") as ds:
+        ds.append({"x": x[:500]})
+    monkeypatch.undo()
+    with Dataset(path, "t") as ds:
+        ds.append({"x": x[500:]})
+    with Dataset(path, "t", read_only=True) as ds:
+        assert ds._chunk(0).secs[("x", "values")].shift == 12
+        assert ds._chunk(1).secs[("x", "values")].shift == 16
+        np.testing.assert_array_equal(ds.take([999, 3, 500])["x"], x[[999, 3, 500]])
+        assert ds.verify() == x.nbytes
