@@ -58,6 +58,7 @@ the index exactly as the file says.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import math
@@ -66,6 +67,7 @@ import re
 import struct
 import threading
 import unicodedata
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -94,6 +96,15 @@ MERGE_RATIO = 0.25
 PERSIST_RATIO = 0.5
 #: close() persists the in-memory merge once this many documents changed.
 SNAPSHOT_ON_CLOSE_DOCS = 256
+
+# Writable indexes still open, for the snapshot at interpreter exit.
+_OPEN: "weakref.WeakSet[FullTextIndex]" = weakref.WeakSet()
+
+
+@atexit.register
+def _persist_open_indexes() -> None:
+    for index in list(_OPEN):
+        index._at_exit()
 
 _DOC = struct.Struct("<BII")  # record version, length in terms, distinct terms
 _DOC_VERSION = 1
@@ -380,6 +391,7 @@ class FullTextIndex:
         self._dp = self._prefix + "d/"
         self._snap_key = self._prefix + "snap"
         self._conf_key = self._prefix + "config"
+        self._pid = os.getpid()
         try:
             self._configure(stemming, stop)
             self._reset()
@@ -388,6 +400,8 @@ class FullTextIndex:
             if self._owns:
                 self._db.close()
             raise
+        if not self.read_only:
+            _OPEN.add(self)
 
     def _configure(self, stemming: bool | None, stop: frozenset[str] | None) -> None:
         try:
@@ -445,6 +459,36 @@ class FullTextIndex:
             finally:
                 if self._owns:
                     self._db.close()
+
+    def checkpoint(self) -> bool:
+        """Write the snapshot now if enough changed since the last one (as a
+        write outside any batch does by itself); returns whether it did.
+
+        For callers whose writes go inside their own ``batch()`` (the RAG
+        adapters write text and vectors together): call it after the batch,
+        so that the next open replays a bounded tail.  A no-op read-only,
+        inside a batch, or once closed."""
+        if self.read_only or self._db.closed or self._db.storage.in_batch():
+            return False
+        with self._guard():
+            self._refresh()
+            if self._unsnapped > max(MERGE_MIN_DOCS, PERSIST_RATIO * self._n):
+                self._persist()
+                return True
+        return False
+
+    def _at_exit(self) -> None:
+        """At interpreter exit: what close() would persist, never raising
+        (scripts often just end; the next open then replays less)."""
+        if os.getpid() != self._pid or self.read_only or self._db.closed:
+            return
+        try:
+            with self._guard():
+                if not self._db.storage.in_batch() and \
+                        self._unsnapped >= SNAPSHOT_ON_CLOSE_DOCS:
+                    self._persist()
+        except Exception:  # noqa: BLE001 - a cache: the records are the truth
+            pass
 
     @property
     def closed(self) -> bool:

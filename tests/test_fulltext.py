@@ -350,3 +350,30 @@ def test_weighted_sum():
 
 def test_exported():
     assert "FullTextIndex" in synadb.__all__ and synadb.FullTextIndex is FullTextIndex
+
+
+def test_checkpoint_after_outer_batches_and_a_snapshot_at_exit(tmp_path, monkeypatch):
+    from synadb import fulltext as ftmod
+
+    path = tmp_path / "t.db"
+    monkeypatch.setattr(ftmod, "MERGE_MIN_DOCS", 10)
+    with SynaDB(path) as db:
+        idx = FullTextIndex(db, "docs")
+        with db.batch():  # a caller's batch: the index cannot snapshot inside it
+            idx.add([f"k{i}" for i in range(50)], [f"word{i} common" for i in range(50)])
+        assert db.get_bytes("__fts__/docs/snap") is None
+        assert idx.checkpoint() is True
+        assert db.get_bytes("__fts__/docs/snap") is not None
+        assert idx.checkpoint() is False  # nothing new since
+        idx.close()
+    # A script that adds enough and just ends leaves a snapshot behind.
+    script = textwrap.dedent(f"""
+        from synadb import FullTextIndex
+        idx = FullTextIndex({str(path)!r}, "exit")
+        idx.add([f"d{{i}}" for i in range(300)], [f"text {{i}}" for i in range(300)])
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True)
+    with SynaDB(path, read_only=True) as db:
+        assert db.get_bytes("__fts__/exit/snap") is not None
+    with FullTextIndex(path, "exit", read_only=True) as idx:
+        assert len(idx) == 300 and idx.search("text", k=1)

@@ -329,10 +329,9 @@ class SynaDocumentStore:
         # The VectorStore locks each call; this lock makes our read-then-write
         # steps (duplicate checks, update_by_filter) atomic between threads.
         self._lock = threading.RLock()
-        # The content index shares the VectorStore's file handle, so that one
-        # batch writes a document's record and its terms, all or nothing.
-        # VectorStore has no public accessor for its handle or its lock yet
-        # (see _writing for why the lock is needed too).
+        # The content index shares the VectorStore's file handle
+        # (VectorStore.db), so that one batch writes a document's record and
+        # its terms, all or nothing (see _writing for the locks' order).
         self._db = self._store.db
         try:
             self._fts = FullTextIndex(self._db, FULLTEXT_INDEX)
@@ -370,6 +369,7 @@ class SynaDocumentStore:
         """
         with self._lock, self._store.transaction():
             yield
+        self._fts.checkpoint()  # the batch is over: snapshot if much changed
 
     @property
     def fulltext_index(self) -> FullTextIndex:

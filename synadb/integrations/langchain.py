@@ -226,10 +226,9 @@ class SynaVectorStore(VectorStore):
         self._relevance_score_fn = relevance_score_fn
         self.store = _VectorStore(path, metric=metric, **store_kwargs)
         self.path = self.store.path
-        # The text index shares the VectorStore's handle, so that one batch
-        # writes a document's vector and its terms, all or nothing (as the
-        # Haystack adapter does; VectorStore has no public accessor for its
-        # handle or its lock yet).
+        # The text index shares the VectorStore's handle (VectorStore.db), so
+        # that one batch writes a document's vector and its terms, all or
+        # nothing (as the Haystack adapter does).
         self._db = self.store.db
         try:
             self._fts = FullTextIndex(self._db, FULLTEXT_INDEX)
@@ -266,6 +265,7 @@ class SynaVectorStore(VectorStore):
         """
         with self.store.transaction():
             yield
+        self._fts.checkpoint()  # the batch is over: snapshot if much changed
 
     @property
     def fulltext_index(self) -> FullTextIndex:

@@ -330,10 +330,9 @@ class SynaVectorStore(BasePydanticVectorStore):
             super().__init__(path=store.path, dimensions=store.dimensions,  # type: ignore[call-arg]
                              metric=store.metric, **options)
             self._store = store
-            # The text index shares the VectorStore's handle, so that one
-            # batch writes a node's vector and its terms, all or nothing (as
-            # the Haystack adapter does; VectorStore has no public accessor
-            # for its handle or its lock yet).
+            # The text index shares the VectorStore's handle (VectorStore.db),
+            # so that one batch writes a node's vector and its terms, all or
+            # nothing (as the Haystack adapter does).
             self._fts = FullTextIndex(store.db, FULLTEXT_INDEX)
             self._backfill()
         except BaseException:
@@ -372,6 +371,7 @@ class SynaVectorStore(BasePydanticVectorStore):
         """
         with self._store.transaction():
             yield
+        self._fts.checkpoint()  # the batch is over: snapshot if much changed
 
     @property
     def fulltext_index(self) -> FullTextIndex:
