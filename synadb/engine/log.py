@@ -889,7 +889,12 @@ class Log(Scanner):
                 # Allocate first: writing into allocated blocks is faster
                 # than extending the file piece by piece.
                 self._grow(0, end=pos + n)
-            crc = _crc_pool().submit(_crc_chain, views, seed)
+            try:
+                crc = _crc_pool().submit(_crc_chain, views, seed)
+            except RuntimeError:
+                # At interpreter exit (a store's snapshot from an atexit
+                # hook) no pool takes work any more: compute it here.
+                crc = _Done(_crc_chain(views, seed))
             at = pos
             try:
                 try:
@@ -1275,6 +1280,18 @@ def _pwrite_all(fd: int, data, at: int) -> None:
 
 
 _CRC_POOL = None
+
+
+class _Done:
+    """A finished future's face, for a value computed inline."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def result(self) -> int:
+        return self.value
 
 
 def _crc_pool():

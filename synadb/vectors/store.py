@@ -66,6 +66,7 @@ from ..db import DbConfig, Storage, SynaDB
 from ..report import ComponentReport
 from ..engine import format as fmt
 from .filters import Column, Unsupported, compile_filter, filter_mask
+from .quantized import MEMORY_MODES, QUANTIZATIONS, QuantizedIndex
 
 __all__ = ["VectorStore", "SearchResult", "METRICS"]
 
@@ -105,7 +106,7 @@ _SNAP_VERSION = 3  # 3: the graph's nodes may be stored without their vectors
 _SNAP_PARTS = [_SNAP + name for name in (
     "keys", "alive", "src_blk", "src_row", "shadow", "meta", "mat", "hnsw/data_level0",
     "hnsw/link_lists", "hnsw/element_levels", "hnsw/label_lookup_external",
-    "hnsw/label_lookup_internal", "dead")]
+    "hnsw/label_lookup_internal", "dead", "usearch")]
 _SNAP_BATCH_DIVISOR = 10
 _SNAP_MIN_CHANGES = 1000
 _SNAP_CLOSE_DIVISOR = 100
@@ -220,6 +221,17 @@ class VectorStore:
         index_threshold: build the HNSW index once this many vectors are live.
         progress: tqdm bars on long operations (in a terminal).
         read_only: open for reading; sees another process's inserts.
+        quantization: ``None`` (float32 hnswlib graph), or ``"f16"``,
+            ``"i8"`` or ``"binary"``: the graph walks compact codes (half,
+            a quarter, a thirty-second of the bytes) and the best candidates
+            are re-ranked exactly on the float32 vectors in the file, so
+            scores stay exact (see :mod:`synadb.vectors.quantized`).  Kept
+            in the file: later opens may leave it out.  Needs usearch.
+        memory: ``"ram"`` loads the index snapshot; ``"mapped"`` serves the
+            graph from the file's pages (no copy at open, pages the kernel
+            may drop), and keeps no float32 matrix in RAM either.  A store
+            created with ``memory="mapped"`` or a quantization keeps its
+            vectors only in the file once its index is built.
 
     Raises:
         DimensionMismatch: ``dimensions`` disagrees with the file.
@@ -230,7 +242,15 @@ class VectorStore:
                  metric: str = "cosine", *, m: int = 16, ef_construction: int = 200,
                  ef_search: int = 100, index_threshold: int = 10_000, progress: bool = True,
                  read_only: bool = False, sync_on_write: bool = False,
-                 lock_timeout_s: float | None = None) -> None:
+                 lock_timeout_s: float | None = None, quantization: str | None = None,
+                 memory: str = "ram") -> None:
+        if quantization in ("f32", "float32", "none"):
+            quantization = None
+        if quantization not in QUANTIZATIONS:
+            raise errors.InvalidArgument(
+                f"unknown quantization {quantization!r}; use None, 'f16', 'i8' or 'binary'")
+        if memory not in MEMORY_MODES:
+            raise errors.InvalidArgument(f"memory must be 'ram' or 'mapped', got {memory!r}")
         want_metric = _ALIASES.get(str(metric).lower()) if isinstance(metric, str) else None
         if want_metric is None:
             raise errors.InvalidArgument(
@@ -267,10 +287,27 @@ class VectorStore:
                         f"{self.path!r} uses metric {conf['metric']!r}, not {want_metric!r}")
                 self.dimensions = conf["dimensions"] or dimensions
                 self.metric = conf["metric"]
+                stored_q = conf.get("quantization")
+                stored_kind = conf.get("index", "hnswlib")
+                if quantization is not None and quantization != stored_q:
+                    raise errors.InvalidArgument(
+                        f"{self.path!r} was created with quantization={stored_q!r}, not "
+                        f"{quantization!r}: create a new store to change it")
+                if memory == "mapped" and stored_kind != "usearch":
+                    raise errors.InvalidArgument(
+                        f"{self.path!r} was created without memory='mapped' or a "
+                        "quantization: its float32 hnswlib index cannot be served from the "
+                        "file's pages; create the store with memory='mapped' to serve it so")
+                self.quantization = stored_q
+                self._index_kind = stored_kind
             else:
                 self.dimensions = dimensions
                 self.metric = want_metric
                 self._conf_version = _CONFIG_VERSION
+                self.quantization = quantization
+                self._index_kind = "usearch" if (quantization is not None
+                                                 or memory == "mapped") else "hnswlib"
+            self.memory = memory
             self.m = m
             self.ef_construction = ef_construction
             self.ef_search = ef_search
@@ -366,6 +403,25 @@ class VectorStore:
                 report.problems.append(f"the block {d.key!r} at offset {d.offset} is damaged")
         return report
 
+    @_locked
+    def index_info(self) -> dict[str, Any]:
+        """What answers searches: ``kind`` (``"exact"``, ``"hnswlib"`` or
+        ``"usearch"``), ``quantization``, ``memory``, whether the graph is
+        served from the file's pages (``mapped``), and the RAM its graph
+        and any float32 matrix hold (``ram_bytes``)."""
+        self._readable()
+        index = self._index
+        if index is None:
+            kind, graph, mapped = "exact", 0, False
+        elif isinstance(index, QuantizedIndex):
+            kind, graph, mapped = "usearch", index.memory_bytes(), index.mapped
+        else:
+            kind, mapped = "hnswlib", False
+            graph = index.get_max_elements() * (self.dimensions * 4 + self.m * 8 + 16)
+        return {"kind": kind, "quantization": self.quantization, "memory": self.memory,
+                "mapped": mapped, "vectors": len(self._label),
+                "ram_bytes": int(graph + self._matrix.nbytes)}
+
     def __repr__(self) -> str:
         return (f"VectorStore({self.path!r}, dimensions={self.dimensions}, "
                 f"metric={self.metric!r}, {'closed' if self.closed else f'{len(self)} vectors'})")
@@ -406,6 +462,13 @@ class VectorStore:
         self._cols: dict[str, Column] = {}
         self._cols_of: list[str | None] | None = None
         self._gather_buf: np.ndarray | None = None  # see _distances
+        # Lean: the index is a QuantizedIndex and no float32 matrix is kept
+        # in RAM; rows are read from the records (see _rows).  Until the
+        # rows being added are indexed they wait in _pending (start label,
+        # rows); block vectors are mapped once per block (_block_vecs).
+        self._lean = False
+        self._pending: tuple[int, np.ndarray] | None = None
+        self._block_vecs: dict[int, np.ndarray] = {}
 
     @property
     def _mat(self) -> np.ndarray:
@@ -432,9 +495,13 @@ class VectorStore:
         self._matrix = value
 
     def _save_config(self) -> None:
-        self._db.put_text(_CONFIG, json.dumps({
-            "version": self._conf_version, "dimensions": self.dimensions,
-            "metric": self.metric}))
+        conf = {"version": self._conf_version, "dimensions": self.dimensions,
+                "metric": self.metric}
+        if self._index_kind != "hnswlib":
+            # Older synadb ignores these fields: it builds its own index.
+            conf["index"] = self._index_kind
+            conf["quantization"] = self.quantization
+        self._db.put_text(_CONFIG, json.dumps(conf))
 
     def _load(self) -> None:
         db = self._db
@@ -622,6 +689,7 @@ class VectorStore:
             return
         self._blocks[idx] = None
         self._block_at.pop(idx, None)
+        self._block_vecs.pop(idx, None)
         n = len(self._keys)
         for label in np.flatnonzero(self._alive[:n] & (self._src_blk[:n] == idx)).tolist():
             key = self._keys[label]
@@ -684,8 +752,18 @@ class VectorStore:
             return
         self._add_rows([key], vec.reshape(1, -1))
 
-    def _reserve(self, need: int) -> np.ndarray:
-        """Room for labels [0, need); returns the (materialized) matrix."""
+    def _row_buffer(self, start: int, need: int) -> np.ndarray:
+        """Where the rows of new labels [start, need) are to be written
+        (unit length for cosine): the matrix, or, lean, a buffer they wait
+        in until _add_rows has indexed them."""
+        if not self._lean:
+            return self._reserve(need)[start:need]
+        self._reserve_labels(need)
+        buf = np.empty((need - start, self.dimensions), dtype=np.float32)
+        self._pending = (start, buf)
+        return buf
+
+    def _reserve_labels(self, need: int) -> int:
         cap = len(self._alive)
         if need > cap:
             cap = max(need, int(cap * 1.5) + 16)
@@ -694,6 +772,11 @@ class VectorStore:
                 grown = np.zeros(cap, dtype=old.dtype)
                 grown[:len(old)] = old
                 setattr(self, name, grown)
+        return cap
+
+    def _reserve(self, need: int) -> np.ndarray:
+        """Room for labels [0, need); returns the (materialized) matrix."""
+        cap = self._reserve_labels(need)
         mat = self._mat
         if mat.shape[1] != self.dimensions:
             mat = self._mat = np.zeros((0, self.dimensions), dtype=np.float32)
@@ -717,7 +800,7 @@ class VectorStore:
         need = start + n
         if self.dimensions is None:
             self.dimensions = mat.shape[1]
-        block = self._reserve(need)[start:need]
+        block = self._row_buffer(start, need)
         if mat is not None:
             _fill_rows(block, mat, self.metric, norms)
         self._alive[start:need] = True
@@ -731,10 +814,13 @@ class VectorStore:
         else:
             self._label = label_map  # built for exactly these labels
         self._dirty_since_snap += n
-        if self._index is not None:
-            self._index_rows(start, need)
-        elif len(self._label) >= self.index_threshold:
-            self._build_index(progress=self.progress, warn_missing=True)
+        try:
+            if self._index is not None:
+                self._index_rows(start, need)
+            elif len(self._label) >= self.index_threshold:
+                self._build_index(progress=self.progress, warn_missing=True)
+        finally:
+            self._pending = None  # lean: indexed, and in the file
 
     # ------------------------------------------------------------ writes
     def _check_writable(self) -> None:
@@ -927,7 +1013,7 @@ class VectorStore:
                     # Copy (and normalise) the rows into memory on the other
                     # core while this one checksums and writes them and the
                     # disk syncs: the two passes cost about the same.
-                    out = self._reserve(start + nv)[start:start + nv]
+                    out = self._row_buffer(start, start + nv)
 
                     def fill() -> None:
                         try:
@@ -1304,7 +1390,10 @@ class VectorStore:
                            dtype=np.int64)
 
     def _distances(self, q: np.ndarray, labels: np.ndarray, reuse: bool = False) -> np.ndarray:
-        if reuse and len(labels) <= _EXACT_FILTER_ROWS:
+        small = len(labels) <= _EXACT_FILTER_ROWS
+        if self._lean:
+            rows = self._rows(labels)
+        elif reuse and small:
             # Into a buffer kept between searches: filtered searches gather
             # a few MB each, and need not map and fault in fresh pages for it.
             buf = self._gather_buf
@@ -1312,18 +1401,18 @@ class VectorStore:
             if buf is None or len(buf) < len(labels) or buf.shape[1] != d:
                 buf = self._gather_buf = np.empty((max(len(labels), 1024), d), np.float32)
             rows = np.take(self._mat, labels, axis=0, out=buf[:len(labels)])
-            if self.metric != "euclidean" and rows.dtype == q.dtype:
-                # A few hundred rows a product: OpenBLAS hands some larger
-                # ones to its threads, whose wake-up measured 8 ms (against
-                # 0.2 ms) for 2000 x 384 on a 2-core box.  Each row's dot
-                # product is the same; only its rounding may differ in the
-                # last bit from one product over all rows.
-                dots = np.empty(len(rows), np.float32)
-                for s in range(0, len(rows), 512):
-                    np.dot(rows[s:s + 512], q, out=dots[s:s + 512])
-                return 1.0 - dots if self.metric == "cosine" else -dots
         else:
             rows = self._mat[labels]
+        if self.metric != "euclidean" and small and rows.dtype == q.dtype:
+            # A few hundred rows a product: OpenBLAS hands some larger
+            # ones to its threads, whose wake-up measured 8 ms (against
+            # 0.2 ms) for 2000 x 384 on a 2-core box.  Each row's dot
+            # product is the same; only its rounding may differ in the
+            # last bit from one product over all rows.
+            dots = np.empty(len(rows), np.float32)
+            for s in range(0, len(rows), 512):
+                np.dot(rows[s:s + 512], q, out=dots[s:s + 512])
+            return 1.0 - dots if self.metric == "cosine" else -dots
         if self.metric == "cosine":
             return 1.0 - rows @ q
         if self.metric == "dot_product":
@@ -1472,6 +1561,9 @@ class VectorStore:
                           warn_missing=False)
 
     def _build_index(self, *, progress: bool, warn_missing: bool) -> None:
+        if self._index_kind == "usearch":
+            self._build_quantized(progress=progress, warn_missing=warn_missing)
+            return
         try:
             import hnswlib
         except ImportError:
@@ -1494,6 +1586,95 @@ class VectorStore:
         self._indexed = 0
         self._index_rows(0, n, progress=progress)
 
+    def _new_quantized(self) -> QuantizedIndex:
+        return QuantizedIndex(self.dimensions, self.metric, self.quantization, m=self.m,
+                              ef_construction=self.ef_construction,
+                              ef_search=self.ef_search, rows=self._rows)
+
+    def _build_quantized(self, *, progress: bool, warn_missing: bool) -> None:
+        """Build the QuantizedIndex from every label's row, then go lean."""
+        if self.dimensions is None:
+            return
+        try:
+            index = self._new_quantized()
+        except errors.MissingDependency:
+            if warn_missing and not self._lean:
+                warnings.warn("usearch is not installed, so search stays exact: "
+                              "pip install 'synadb[vectors]'", RuntimeWarning, stacklevel=5)
+                self.index_threshold = 2**62
+                return
+            raise
+        self._builds += 1
+        self._snap_due = True
+        self._index = index
+        self._indexed = 0
+        self._index_rows(0, len(self._keys), progress=progress)
+        if not self._lean:
+            self._lean = True
+            self._matrix = np.zeros((0, self.dimensions), dtype=np.float32)
+            self._mat_src = None
+            self._gather_buf = None
+
+    def _rows(self, labels: Any) -> np.ndarray:
+        """float32 rows of these labels (unit length for cosine), from the
+        matrix, or, lean, from the rows waiting to be indexed and the
+        records.  Block vectors are read through the file map without their
+        CRC (as the snapshot check reads blocks): a damaged byte there can
+        shift a score, never a key or metadata; ``verify()`` finds it.
+        """
+        labels = np.asarray(labels, dtype=np.int64)
+        if not self._lean:
+            return self._mat[labels]
+        dims = self.dimensions
+        out = np.empty((len(labels), dims), dtype=np.float32)
+        todo = np.ones(len(labels), dtype=bool)
+        pend = self._pending
+        if pend is not None:
+            start, buf = pend
+            sel = (labels >= start) & (labels < start + len(buf))
+            if sel.any():
+                out[sel] = buf[labels[sel] - start]
+                todo &= ~sel
+        if not todo.any():
+            return out
+        blk = self._src_blk[labels]
+        raw_rows = todo.copy()
+        for b in np.unique(blk[todo & (blk >= 0)]).tolist():
+            sel = todo & (blk == b)
+            out[sel] = self._block_vectors(b)[self._src_row[labels[sel]]]
+            todo &= ~sel
+        if todo.any():
+            value_view = self._db.storage.value_view
+            keys = self._keys
+            for i in np.flatnonzero(todo).tolist():
+                key = keys[int(labels[i])]
+                raw = value_view(_PREFIX + key, refresh=False) if key is not None else None
+                vec = self._decode(key, raw)[0] if raw is not None else None
+                if vec is None or len(vec) != dims:
+                    out[i] = 0.0  # dead since: the store leaves it out
+                else:
+                    out[i] = vec
+        if self.metric == "cosine":
+            sub = out[raw_rows]
+            _fill_rows(sub, sub, "cosine")
+            out[raw_rows] = sub
+        return out
+
+    def _block_vectors(self, idx: int) -> np.ndarray:
+        vecs = self._block_vecs.get(idx)
+        if vecs is None:
+            name = self._blocks[idx]
+            view = self._db.storage.value_view(name, refresh=False, check=False) \
+                if name is not None else None
+            if view is None:
+                raise errors.CorruptDatabase(f"{self.path!r}: the vector block {name!r} is gone")
+            at, dims = self._block_at[idx]
+            rows = (len(view) - at) // (4 * dims)
+            vecs = np.frombuffer(view, dtype="<f4", count=rows * dims,
+                                 offset=at).reshape(rows, dims)
+            self._block_vecs[idx] = vecs
+        return vecs
+
     def _index_rows(self, start: int, end: int, *, progress: bool = False) -> None:
         index = self._index
         if end > index.get_max_elements():
@@ -1504,7 +1685,7 @@ class VectorStore:
                       enabled=end - start > 20_000):
             e = min(end, s + step)
             labels = np.arange(s, e)
-            index.add_items(self._mat[s:e], labels)
+            index.add_items(self._rows(labels) if self._lean else self._mat[s:e], labels)
             dead = labels[~self._alive[s:e]]
             for lab in dead.tolist():
                 index.mark_deleted(lab)
@@ -1542,6 +1723,13 @@ class VectorStore:
         self._snap_end = end
         self._dirty_since_snap = 0
         self._snap_due = False
+        index = self._index
+        if self.memory == "mapped" and isinstance(index, QuantizedIndex):
+            # Serve the graph just written from the file: the merged copy
+            # and the delta leave RAM.
+            buf = db.storage.value_view(_SNAP + "usearch", refresh=False)
+            if buf is not None:
+                index.load(buf, index.state(), mapped=True)
 
     def _write_snapshot_locked(self) -> None:
         db = self._db
@@ -1567,8 +1755,15 @@ class VectorStore:
             (_SNAP + "meta", json.dumps(sparse, separators=(",", ":"), ensure_ascii=False,
                                         default=_json_default).encode("utf-8")),
         ]
-        if self._index is None or self._indexed != n:
-            blobs.append((_SNAP + "mat", np.ascontiguousarray(self._mat[:n])))
+        quant = isinstance(self._index, QuantizedIndex)
+        if quant and self._indexed == n:
+            # The vectors stay in their records only; the graph holds codes.
+            info["engine"] = "usearch"
+            info["usearch"] = self._index.state()
+            info["indexed"] = n
+            blobs.append((_SNAP + "usearch", self._index.to_bytes()))
+        elif self._index is None or self._indexed != n:
+            blobs.append((_SNAP + "mat", np.ascontiguousarray(self._rows(np.arange(n)))))
         else:
             # The graph's nodes are the only other place a vector could be
             # stored twice: they are written without their vectors (which
@@ -1576,7 +1771,7 @@ class VectorStore:
             # the vectors of dead labels, which no record holds any more.
             info["mat_from_index"] = True
             info["vectors_from_records"] = True
-        if self._index is not None:
+        if self._index is not None and not quant:
             (state,) = self._index.__getstate__()
             scalars = {}
             for name, value in state.items():
@@ -1671,6 +1866,7 @@ class VectorStore:
         if index is not None:
             self._index = index
             self._indexed = indexed
+            self._lean = isinstance(index, QuantizedIndex)
         # Vectors held from a version-2 snapshot, not from reading their
         # record: search reads a record the first time it would return it
         # (a record can be damaged after the snapshot was taken).
@@ -1758,6 +1954,29 @@ class VectorStore:
                 keys[i] = None
         if len(label) != len(live_keys) or "" in label:
             return None  # a key twice, or an empty one: not a table we wrote
+        shadow = set(shadow_raw.split("\0")) if shadow_raw else set()
+        if info.get("engine") == "usearch" or self._index_kind == "usearch":
+            if info.get("engine") != "usearch":
+                if info["hnsw"] is not None:
+                    return None  # another kind of graph: rebuild ours
+                flat = np.frombuffer(view("mat"), dtype=np.float32)
+                if flat.size != n * dims:
+                    return None
+                self._label = label
+                return (keys, alive, src_blk, src_row, sparse, shadow, blocks, block_at, seq,
+                        flat.reshape(n, dims).copy(), None, None, 0)
+            if self._index_kind != "usearch" or info.get("indexed") != n:
+                return None
+            try:
+                qindex = self._new_quantized()
+                qindex.load(view("usearch"), info["usearch"], mapped=self.memory == "mapped")
+            except errors.MissingDependency:
+                return None
+            if qindex.get_current_count() != n:
+                return None
+            self._label = label
+            return (keys, alive, src_blk, src_row, sparse, shadow, blocks, block_at, seq,
+                    np.zeros((0, dims), dtype=np.float32), None, qindex, n)
         index = None
         indexed = 0
         state: dict[str, Any] = {}
@@ -1808,7 +2027,6 @@ class VectorStore:
                 return None
             mat = flat.reshape(n, dims).copy()
         self._label = label
-        shadow = set(shadow_raw.split("\0")) if shadow_raw else set()
         return (keys, alive, src_blk, src_row, sparse, shadow, blocks, block_at, seq, mat,
                 mat_src, index, indexed)
 
