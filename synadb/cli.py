@@ -10,6 +10,8 @@
     synadb compact data.db --drop-history
     synadb export data.db out.parquet --pattern "sensor/*"
     synadb runs experiments.db --experiment mnist
+    synadb metrics experiments.db 3f2a            # a run's metrics
+    synadb metrics experiments.db 3f2a loss       # one metric's history
     synadb models models.db
     synadb studio experiments.db --port 8501
     synadb mlflow-push experiments.db --to http://127.0.0.1:5000
@@ -17,9 +19,13 @@
 Every command but ``compact`` opens the file read-only: it never changes the
 file, never creates one, and never waits for a writer's lock.  Every command
 takes ``--json`` for output that programs read; tables are drawn with
-``rich`` when it is installed and stdout is a terminal.  Errors that synadb
-raises on purpose become ``synadb: error: <message>`` on stderr and exit code
-1; usage errors exit 2, as argparse does.
+``rich`` when it is installed and stdout is a terminal.  A tracker metric's
+key (``run/<id>/m/<name>``) shows its rows as step, value and time.
+
+Every error, whichever command meets it, is one line ``synadb: error:
+<message>`` on stderr: exit code 1 for errors, 2 for usage errors (which
+print the usage first, as argparse does).  ``SYNADB_TRACEBACK=1`` shows
+the traceback of an unexpected error instead.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import math
 import os
+import re
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from . import __version__
-from .errors import KeyNotFound, SynaError
+from .errors import InvalidArgument, InvalidPath, KeyNotFound, SynaError
 
 __all__ = ["main", "build_parser"]
 
@@ -50,6 +58,13 @@ EXPORT_EXTENSIONS = {
     ".feather": "arrow",
     ".ipc": "arrow",
 }
+# run/<run id>/m/<metric>: (value, step, unix time) float rows; see tracking.py.
+METRIC_KEY = re.compile(r"run/([^/]+)/m/(.+)")
+# Bytes longer than this print as a preview: a 1.3 MB artifact would print
+# 2.6 million hex digits.
+BYTES_PREVIEW = 32
+SPARK = "▁▂▃▄▅▆▇█"
+SPARK_WIDTH = 60
 
 
 # ------------------------------------------------------------------ helpers
@@ -77,6 +92,33 @@ def _float32_list(vec: Any) -> list[float]:
     return [float(str(x)) for x in vec]
 
 
+def _tty() -> bool:
+    # One place to ask, so tests can pretend to be a terminal.
+    return sys.stdout.isatty()
+
+
+def _size(n: int) -> str:
+    """A byte count as people read it (1.3 MiB), with the exact count."""
+    if n < 1024:
+        return f"{n} bytes"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        size /= 1024
+        if size < 1024 or unit == "TiB":
+            break
+    return f"{size:.1f} {unit}, {n:,} bytes"
+
+
+def _preview(raw: bytes, b64: bool, full: bool) -> str:
+    """Bytes as hex (or base64): whole when short or asked for, else the
+    first BYTES_PREVIEW bytes and the size."""
+    if full or len(raw) <= BYTES_PREVIEW:
+        return base64.b64encode(raw).decode("ascii") if b64 else raw.hex()
+    head = raw[:BYTES_PREVIEW]
+    shown = base64.b64encode(head).decode("ascii") if b64 else head.hex()
+    return f"{shown}... ({_size(len(raw))}; --full prints all of it)"
+
+
 def _jsonable(value: Any, b64: bool) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = bytes(value)
@@ -86,7 +128,7 @@ def _jsonable(value: Any, b64: bool) -> Any:
     return value
 
 
-def _plain(value: Any, b64: bool) -> str:
+def _plain(value: Any, b64: bool, full: bool = False) -> str:
     """One value as one line of text (text values are printed as they are)."""
     if value is None:
         return "null"
@@ -95,7 +137,7 @@ def _plain(value: Any, b64: bool) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return str(_jsonable(value, b64))
+        return _preview(bytes(value), b64, full)
     if hasattr(value, "dtype"):
         return json.dumps(_float32_list(value))
     return str(value)
@@ -110,7 +152,7 @@ def _dump(value: Any) -> str:
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     """Rows as a table: rich's on a terminal (if installed), aligned text otherwise."""
     cells = [["" if v is None else str(v) for v in row] for row in rows]
-    if sys.stdout.isatty():
+    if _tty():
         try:
             from rich.console import Console
             from rich.table import Table
@@ -138,8 +180,78 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _when_ms(ts: float | None) -> str:
+    # Metric rows are logged many per second: keep the milliseconds.
+    if ts is None or not math.isfinite(ts):
+        return ""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
 def _num(v: Any) -> str:
+    if v is None:
+        return ""
     return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _sparkline(values: Any, width: int = SPARK_WIDTH) -> str:
+    """Values as one line of block characters (bucket means when there are
+    more values than ``width``); NaN and infinities are blanks."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return ""
+    if v.size > width:
+        edges = np.linspace(0, v.size, width + 1).astype(int)
+        with np.errstate(invalid="ignore"):
+            v = np.array([np.nanmean(np.where(np.isfinite(c), c, np.nan))
+                          if np.isfinite(c).any() else np.nan
+                          for c in np.split(v, edges[1:-1])])
+    finite = v[np.isfinite(v)]
+    if finite.size == 0:
+        return " " * v.size
+    lo, hi = float(finite.min()), float(finite.max())
+    span = hi - lo
+    out = []
+    for x in v.tolist():
+        if not math.isfinite(x):
+            out.append(" ")
+        else:
+            i = 0 if span == 0 else int((x - lo) / span * (len(SPARK) - 1) + 0.5)
+            out.append(SPARK[i])
+    return "".join(out)
+
+
+def _metric_rows(db: Any, key: str) -> Any:
+    """A tracker metric key's history as an (n, 3) array of (value, step,
+    time), or None if ``key`` is not one."""
+    if METRIC_KEY.fullmatch(key) is None:
+        return None
+    try:
+        flat = db.get_history_tensor(key)
+    except SynaError:  # not floats: a key that only looks like a metric's
+        return None
+    if flat.ndim != 1 or flat.size == 0 or flat.size % 3:
+        return None
+    return flat.reshape(-1, 3)
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    value, step, ts = (float(x) for x in row)
+    return {"step": int(step), "value": value, "time": ts}
+
+
+def _print_metric_rows(rows: Any, title: str, as_json: bool) -> None:
+    data = [_row_dict(r) for r in rows]
+    if as_json:
+        print(_dump(data))
+        return
+    if _tty() and len(data) > 1:
+        print(f"{title}  {_sparkline(rows[:, 0])}")
+    _table(title, ["step", "value", "time"],
+           [[d["step"], repr(d["value"]), _when_ms(d["time"])] for d in data])
 
 
 def _missing(key: str, path: str) -> KeyNotFound:
@@ -189,10 +301,18 @@ def _cmd_get(args: argparse.Namespace) -> int:
         value = db.get(args.key, missing)
         if value is missing:
             raise _missing(args.key, db.path)
+        # A tracker metric's last float is the time of its last row; show the row.
+        rows = _metric_rows(db, args.key) if isinstance(value, float) else None
+    if rows is not None:
+        if args.json:
+            print(_dump(_row_dict(rows[-1])))
+        else:
+            _print_metric_rows(rows[-1:], args.key, False)
+        return 0
     if args.json:
         print(_dump(_jsonable(value, args.base64)))
     else:
-        print(_plain(value, args.base64))
+        print(_plain(value, args.base64, args.full))
     return 0
 
 
@@ -200,14 +320,20 @@ def _cmd_history(args: argparse.Namespace) -> int:
     with _open(args.file) as db:
         if args.key not in db:
             raise _missing(args.key, db.path)
-        values = db.get_history(args.key)
+        rows = _metric_rows(db, args.key)
+        values = db.get_history(args.key) if rows is None else []
+    if rows is not None:
+        if args.limit is not None:
+            rows = rows[len(rows) - args.limit:] if args.limit else rows[:0]
+        _print_metric_rows(rows, args.key, args.json)
+        return 0
     if args.limit is not None:
         values = values[len(values) - args.limit:] if args.limit else []
     if args.json:
         print(_dump([_jsonable(v, args.base64) for v in values]))
     else:
         for v in values:
-            print(_plain(v, args.base64))
+            print(_plain(v, args.base64, args.full))
     return 0
 
 
@@ -220,7 +346,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                                  for d in report.damaged]}))
     else:
         print(report)
-    return 0 if report.ok else 1
+    if not report.ok:  # the report is the output; the failure still gets the error line
+        return _error(f"{report.path!r} has {len(report.damaged)} damaged "
+                      f"record{'s' if len(report.damaged) != 1 else ''}")
+    return 0
 
 
 def _cmd_compact(args: argparse.Namespace) -> int:
@@ -254,6 +383,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if fmt is None:
             args.parser.error(f"cannot tell the format from {args.out!r}; "
                               f"use --format {{{','.join(EXPORT_FORMATS)}}}")
+    # Check the destination before exporting: the writer goes through a
+    # temporary file beside OUT, whose name would otherwise be the one the
+    # error shows.
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        why = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise InvalidPath(f"cannot write {args.out!r}: the folder {folder!r} {why}")
+    if os.path.isdir(args.out):
+        raise InvalidPath(f"cannot write {args.out!r}: it is a folder; name a file in it")
     with _open(args.file) as db:
         export: Callable[..., int] = getattr(db, f"export_{fmt}")
         n = export(args.out, key_pattern=args.pattern, key_prefix=args.prefix)
@@ -273,6 +411,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
                               f"it has {tracker.list_experiments()}")
         # Sort first, then filter: --status with --sort keeps the sort order.
         # An unknown status (a typo) is an error, not an empty listing.
+        if args.sort:
+            _check_sort(args.sort, tracker.list_runs(args.experiment or None), args.file)
         runs = tracker.query(args.experiment, sort_by=args.sort or None,
                              ascending=not args.desc)
         if args.status:
@@ -289,6 +429,103 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     rows = [[d["id"][:8], d["name"], d["experiment"], d["status"], _when(d["start_time"])]
             + [_num(d["metrics"].get(m, "")) for m in metrics] for d in data]
     _table(f"runs in {args.file}", columns, rows)
+    return 0
+
+
+# Run fields --sort accepts besides metrics and params (tracking_query.sorted_runs).
+SORT_ATTRIBUTES = ("start_time", "end_time", "name", "status", "id")
+
+
+def _check_sort(sort: str, runs: list[Any], path: str) -> None:
+    """Refuse a --sort that names nothing the runs have: sorting by it would
+    silently keep the listing order (issue 15)."""
+    kind, _, field = sort.partition(".") if sort.startswith(
+        ("metrics.", "params.", "attributes.")) else ("", "", sort)
+    metrics = sorted({m for r in runs for m in r.metric_names})
+    params = sorted({p for r in runs for p in r.params})
+    known = {"metrics": metrics, "params": params, "attributes": list(SORT_ATTRIBUTES),
+             "": metrics + params + list(SORT_ATTRIBUTES)}[kind]
+    if field in known or not runs:
+        return
+    what = {"metrics": "metric", "params": "param", "attributes": "run attribute"}.get(
+        kind, "metric, param or run attribute")
+    raise InvalidArgument(
+        f"cannot sort by {sort!r}: no run in {path!r} has a {what} {field!r}; "
+        f"metrics: {', '.join(metrics) or 'none'}; params: {', '.join(params) or 'none'}; "
+        f"attributes: {', '.join(SORT_ATTRIBUTES)}")
+
+
+def _find_run(tracker: Any, ref: str) -> Any:
+    """The run whose id is ``ref``, or whose id starts with it, or whose name
+    it is; an error when none or several match."""
+    runs = tracker.list_runs()
+    for match in (lambda r: r.id == ref, lambda r: r.id.startswith(ref),
+                  lambda r: r.name == ref):
+        found = [r for r in runs if match(r)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            listed = ", ".join(f"{r.id[:12]} ({r.name})" for r in found[:10])
+            raise InvalidArgument(f"{ref!r} matches {len(found)} runs in {tracker.path!r}: "
+                                  f"{listed}; give more of the run id")
+    raise KeyNotFound(f"no run {ref!r} in {tracker.path!r} (give a run id, a unique "
+                      "prefix of one, or a run name; `synadb runs FILE` lists them)")
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .tracking import ExperimentTracker
+
+    _open(args.file).close()  # a missing or foreign FILE: the same errors as every command
+    with ExperimentTracker(args.file, read_only=True) as tracker:
+        run = _find_run(tracker, args.run)
+        names = run.metric_names
+        if args.metric is not None:
+            if args.metric not in names:
+                raise KeyNotFound(f"run {run.id[:12]} ({run.name}) has no metric "
+                                  f"{args.metric!r}; it has {', '.join(names) or 'none'}")
+            count = tracker.metric_count(run.id, args.metric)
+            start = 0 if args.limit is None else max(count - args.limit, 0)
+            rows = tracker.metric_rows(run.id, args.metric, start)
+            if args.limit == 0:
+                rows = rows[:0]
+            if args.json:
+                print(_dump({"run": run.id, "name": run.name, "metric": args.metric,
+                             "rows": [_row_dict(r) for r in rows]}))
+            else:
+                _print_metric_rows(rows, f"{args.metric} of run {run.id[:12]} ({run.name})",
+                                   False)
+            return 0
+        summary = []
+        for name in names:
+            rows = tracker.metric_rows(run.id, name)
+            values = rows[:, 0]
+            finite = values[~np.isnan(values)]
+            summary.append({
+                "metric": name,
+                "latest": float(values[-1]) if len(values) else None,
+                "min": float(finite.min()) if len(finite) else None,
+                "max": float(finite.max()) if len(finite) else None,
+                "count": int(len(values)),
+                "last_step": int(rows[-1, 1]) if len(rows) else None,
+                "_values": values,
+            })
+    if args.json:
+        print(_dump({"run": run.id, "name": run.name, "experiment": run.experiment,
+                     "status": str(run.status),
+                     "metrics": [{k: v for k, v in m.items() if k != "_values"}
+                                 for m in summary]}))
+        return 0
+    columns = ["metric", "latest", "min", "max", "count", "last step"]
+    spark = _tty()
+    if spark:
+        columns.append("trend")
+    rows_out = [[m["metric"], _num(m["latest"]), _num(m["min"]), _num(m["max"]), m["count"],
+                 m["last_step"]] + ([_sparkline(m["_values"], 30)] if spark else [])
+                for m in summary]
+    _table(f"metrics of run {run.id[:12]} ({run.name}, {run.experiment}, {run.status})",
+           columns, rows_out)
     return 0
 
 
@@ -317,6 +554,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_mlflow_push(args: argparse.Namespace) -> int:
     # Read-only first, so a missing FILE is an error before mlflow loads.
     _open(args.file).close()
+    if args.experiment:
+        from .tracking import ExperimentTracker
+
+        with ExperimentTracker(args.file, read_only=True) as tracker:
+            have = tracker.list_experiments()
+        absent = [e for e in args.experiment if e not in have]
+        if absent:  # pushing nothing and exiting 0 would look like success
+            raise KeyNotFound(f"no experiment {', '.join(map(repr, absent))} in "
+                              f"{args.file!r}; it has {', '.join(have) or 'none'}")
     from .integrations.mlflow_push import push
 
     def say(line: str) -> None:
@@ -354,9 +600,19 @@ class _HelpFormatter(argparse.HelpFormatter):
                                           + self._current_indent + self._indent_increment)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with synadb's error line: usage errors read ``synadb: error:
+    <message>`` (after the usage) like every other error, not ``synadb
+    keys: error: ...``.  Subparsers are made from this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``synadb`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Inspect, check, compact and export a synadb database file.",
         epilog="Every command but compact opens FILE read-only and never changes it.",
@@ -382,19 +638,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print at most N keys")
     p.add_argument("--json", action="store_true", help="print one JSON list")
 
-    p = command("get", "print the latest value of a key", _cmd_get)
+    full_help = (f"print bytes longer than {BYTES_PREVIEW} in full (default: a preview "
+                 "and the size)")
+    p = command("get", "print the latest value of a key (a tracker metric's key: its "
+                "last step, value and time)", _cmd_get)
     p.add_argument("key", metavar="KEY")
     p.add_argument("--base64", action="store_true",
                    help="print bytes as base64 instead of hex")
-    p.add_argument("--json", action="store_true", help="print the value as JSON")
+    p.add_argument("--full", action="store_true", help=full_help)
+    p.add_argument("--json", action="store_true",
+                   help="print the value as JSON (bytes in full; a metric row as "
+                        '{"step", "value", "time"})')
 
-    p = command("history", "print every value of a key, oldest first", _cmd_history)
+    p = command("history", "print every value of a key, oldest first (a tracker metric's "
+                "key: a step/value/time table)", _cmd_history)
     p.add_argument("key", metavar="KEY")
     p.add_argument("--limit", metavar="N", type=_non_negative,
                    help="print only the N most recent values")
     p.add_argument("--json", action="store_true", help="print one JSON list")
     p.add_argument("--base64", action="store_true",
                    help="print bytes as base64 instead of hex")
+    p.add_argument("--full", action="store_true", help=full_help)
 
     p = command("verify", "scan every record for damage; exit 1 if any is found", _cmd_verify)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -424,6 +688,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", metavar="N", type=_non_negative, help="show at most N runs")
     p.add_argument("--json", action="store_true", help="print the runs as JSON")
 
+    p = command("metrics", "show a run's metrics (latest, min, max, count) or one "
+                "metric's history, with a sparkline on a terminal", _cmd_metrics)
+    p.add_argument("run", metavar="RUN", help="a run id, a unique prefix of one, or a run name")
+    p.add_argument("metric", metavar="METRIC", nargs="?",
+                   help="show this metric's rows: step, value, time")
+    p.add_argument("--limit", metavar="N", type=_non_negative,
+                   help="with METRIC: only the N most recent rows")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
     p = command("models", "list registered models: versions, stages, sizes, checksums",
                 _cmd_models)
     p.add_argument("--name", metavar="MODEL", help="only this model's versions")
@@ -447,8 +720,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .studio import add_parser as add_studio
 
-    add_studio(sub)
+    studio = add_studio(sub)
+    # Studio's own handler reports errors its own way; run it through ours,
+    # so `synadb studio missing.db` fails as `synadb info missing.db` does.
+    studio.set_defaults(func=_cmd_studio)
     return parser
+
+
+def _cmd_studio(args: argparse.Namespace) -> int:
+    # A missing, empty or foreign FILE fails here, with every command's
+    # messages, before Starlette and uvicorn load.
+    _open(args.file).close()
+    from .studio import serve
+
+    try:  # serves until Ctrl-C; a port in use is an OSError, reported by main()
+        serve(args.file, port=args.port, host=args.host, allow_writes=args.allow_writes,
+              open_browser=args.open_browser, print_json=getattr(args, "json", False))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _message(e: BaseException) -> str:
+    """An error as one line: OSErrors without their "[Errno N]" prefix."""
+    if isinstance(e, OSError) and not isinstance(e, SynaError) and e.strerror:
+        text = e.strerror
+        if e.filename is not None and str(e.filename) not in text:
+            text += f": {e.filename}"
+        return text
+    text = str(e) or type(e).__name__
+    return " ".join(text.split()) if "\n" in text and len(text) < 500 else text
 
 
 def _error(message: str) -> int:
@@ -483,7 +784,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (SynaError, OSError) as e:
-        return _error(str(e) or type(e).__name__)
+        return _error(_message(e))
+    except Exception as e:
+        # A failure synadb did not foresee (a bug, or a library below it):
+        # still one line in the same format, with the type to search for.
+        if os.environ.get("SYNADB_TRACEBACK"):
+            raise
+        return _error(f"{type(e).__name__}: {_message(e)} (SYNADB_TRACEBACK=1 shows where)")
 
 
 if __name__ == "__main__":

@@ -207,6 +207,7 @@ def test_verify_finds_a_flipped_byte(tmp_path, capsys):
     code, out, err = run(capsys, "verify", path)
     assert code == 1
     assert "DAMAGED" in out and "offset" in out
+    assert err == f"synadb: error: {str(path)!r} has 1 damaged record\n"
     assert path.read_bytes() == data  # verify never repairs
     # The records around the damage still read.
     assert run(capsys, "get", path, "after/19")[:2] == (0, "value 19\n")
@@ -411,3 +412,222 @@ def test_mlflow_push_to_a_uri_mlflow_refuses_is_one_line(tracked, capsys):
     code, _, err = run(capsys, "mlflow-push", tracked, "--to", "foo://nowhere")
     assert code == 1 and err.startswith("synadb: error: MLflow server foo://nowhere:")
     assert "Traceback" not in err
+
+
+# ------------------------------------------------- tracker metrics (issue 15)
+@pytest.fixture
+def metric_file(tmp_path):
+    from synadb import ExperimentTracker
+
+    path = str(tmp_path / "exp.db")
+    with ExperimentTracker(path) as t:
+        rid = t.start_run("mnist", name="baseline")
+        for i in range(200):
+            t.log_metrics(rid, {"loss": 2.0 / (i + 1), "acc": i / 200}, step=i * 10,
+                          timestamp=1_700_000_000.0 + i)
+        t.log_artifact(rid, "weights", b"\xab" * 1_300_000)
+        t.end_run(rid)
+        other = t.start_run("mnist", name="second")
+        t.log_metric(other, "loss", 0.5, step=0)
+        t.end_run(other)
+    return path, rid, other
+
+
+def test_get_on_a_metric_key_shows_the_last_row_not_its_timestamp(metric_file, capsys):
+    path, rid, _ = metric_file
+    key = f"run/{rid}/m/loss"
+    code, out, err = run(capsys, "get", path, key)
+    # Before issue 15 this printed 1700000199.0, the time of the last row.
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0].split() == ["step", "value", "time"]
+    assert out.splitlines()[1].split()[:2] == ["1990", repr(2.0 / 200)]
+    assert "2023-11-14 22:" in out and "1700000199" not in out
+    code, out, _ = run(capsys, "get", path, key, "--json")
+    assert json.loads(out) == {"step": 1990, "value": 2.0 / 200, "time": 1_700_000_199.0}
+
+
+def test_history_on_a_metric_key_is_one_row_per_step(metric_file, capsys):
+    path, rid, _ = metric_file
+    key = f"run/{rid}/m/acc"
+    code, out, _ = run(capsys, "history", path, key, "--json")
+    rows = json.loads(out)
+    # Before issue 15: 600 interleaved values (value, step, time, value, ...).
+    assert code == 0 and len(rows) == 200
+    assert rows[0] == {"step": 0, "value": 0.0, "time": 1_700_000_000.0}
+    assert rows[-1] == {"step": 1990, "value": 199 / 200, "time": 1_700_000_199.0}
+    code, out, _ = run(capsys, "history", path, key, "--limit", "2")
+    lines = out.splitlines()
+    assert lines[0].split() == ["step", "value", "time"] and len(lines) == 3
+    assert lines[1].split()[:2] == ["1980", "0.99"]
+    assert json.loads(run(capsys, "history", path, key, "--limit", "0", "--json")[1]) == []
+
+
+def test_a_key_that_only_looks_like_a_metric_prints_as_it_is(tmp_path, capsys):
+    path = tmp_path / "plain.db"
+    with SynaDB(path) as db:
+        db.put_text("run/x/m/note", "hello")
+        db.put_float("run/x/m/single", 0.5)
+    assert run(capsys, "get", path, "run/x/m/note")[1] == "hello\n"
+    assert run(capsys, "get", path, "run/x/m/single")[1] == "0.5\n"
+    assert run(capsys, "history", path, "run/x/m/single")[1] == "0.5\n"
+
+
+def test_large_bytes_print_a_preview_with_the_size(metric_file, capsys):
+    path, rid, _ = metric_file
+    key = f"run/{rid}/a/weights"
+    code, out, err = run(capsys, "get", path, key)
+    # Before issue 15: 2.6 million hex digits.
+    assert (code, err) == (0, "") and len(out) < 200
+    assert out.startswith("ab" * 32 + "...") and "1.2 MiB" in out and "1,300,000 bytes" in out
+    code, out, _ = run(capsys, "get", path, key, "--full")
+    assert out == "ab" * 1_300_000 + "\n"
+    assert len(run(capsys, "history", path, key)[1]) < 200
+    code, out, _ = run(capsys, "get", path, key, "--json")  # programs get all of it
+    assert json.loads(out) == "ab" * 1_300_000
+
+
+def test_metrics_summarises_a_run(metric_file, capsys):
+    path, rid, _ = metric_file
+    for ref in (rid, rid[:6], "baseline"):
+        code, out, err = run(capsys, "metrics", path, ref, "--json")
+        assert (code, err) == (0, "")
+        got = json.loads(out)
+        assert got["run"] == rid and got["name"] == "baseline"
+        assert got["metrics"] == [
+            {"metric": "loss", "latest": 0.01, "min": 0.01, "max": 2.0, "count": 200,
+             "last_step": 1990},
+            {"metric": "acc", "latest": 0.995, "min": 0.0, "max": 0.995, "count": 200,
+             "last_step": 1990}]
+    code, out, _ = run(capsys, "metrics", path, rid[:6])
+    lines = out.splitlines()
+    assert lines[0].split() == ["metric", "latest", "min", "max", "count", "last", "step"]
+    assert lines[1].split() == ["loss", "0.01", "0.01", "2", "200", "1990"]
+    assert not any(c in out for c in cli.SPARK)  # no sparkline into a pipe
+
+
+def test_metrics_shows_one_metric_with_a_sparkline_on_a_terminal(metric_file, capsys,
+                                                                  monkeypatch):
+    path, rid, _ = metric_file
+    code, out, _ = run(capsys, "metrics", path, rid, "loss", "--json")
+    got = json.loads(out)
+    assert code == 0 and got["metric"] == "loss" and len(got["rows"]) == 200
+    assert got["rows"][1] == {"step": 10, "value": 1.0, "time": 1_700_000_001.0}
+    code, out, _ = run(capsys, "metrics", path, rid, "loss", "--limit", "3", "--json")
+    assert [r["step"] for r in json.loads(out)["rows"]] == [1970, 1980, 1990]
+    code, out, _ = run(capsys, "metrics", path, rid, "loss")
+    assert out.splitlines()[0].split() == ["step", "value", "time"]
+    assert len(out.splitlines()) == 201 and not any(c in out for c in cli.SPARK)
+
+    monkeypatch.setattr(cli, "_tty", lambda: True)
+    code, out, _ = run(capsys, "metrics", path, rid, "loss")
+    spark = out.splitlines()[0].split()[-1]
+    # loss falls: the line starts at the top block and ends at the bottom one.
+    assert len(spark) == cli.SPARK_WIDTH and spark[0] == "█" and spark[-1] == "▁"
+    code, out, _ = run(capsys, "metrics", path, rid)
+    assert "█" in out and "▁" in out
+
+
+def test_sparkline():
+    assert cli._sparkline([]) == ""
+    assert cli._sparkline([1, 2, 3, 4, 5, 6, 7, 8]) == "▁▂▃▄▅▆▇█"
+    assert cli._sparkline([3, 3]) == "▁▁"
+    assert cli._sparkline([0, float("nan"), 1]) == "▁ █"
+    assert len(cli._sparkline(range(1000), width=20)) == 20
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["zzz"], "no run 'zzz'"),
+    (["baseline", "nope"], "has no metric 'nope'; it has loss, acc"),
+])
+def test_metrics_errors(metric_file, capsys, argv, message):
+    path, _, _ = metric_file
+    code, out, err = run(capsys, "metrics", path, *argv)
+    assert code == 1 and out == ""
+    assert err.startswith("synadb: error: ") and message in err
+
+
+def test_metrics_refuses_an_ambiguous_prefix(tmp_path, capsys):
+    from synadb import ExperimentTracker
+
+    path = str(tmp_path / "many.db")
+    with ExperimentTracker(path) as t:
+        ids = [t.start_run("e") for _ in range(17)]  # 17 hex ids: two share a first digit
+    first = next(c for c in "0123456789abcdef" if sum(i.startswith(c) for i in ids) > 1)
+    code, _, err = run(capsys, "metrics", path, first)
+    assert code == 1 and f"{first!r} matches" in err and "give more of the run id" in err
+
+
+# ------------------------------------------------ one error format (issue 15)
+def test_runs_sort_by_an_unknown_field_is_an_error(tracked, capsys):
+    # Before issue 15 this listed the runs unsorted and exited 0.
+    code, out, err = run(capsys, "runs", tracked, "--sort", "nosuchmetric")
+    assert code == 1 and out == ""
+    assert err.startswith("synadb: error: cannot sort by 'nosuchmetric'")
+    assert "metrics: acc" in err and "params: lr" in err
+    for field in ("acc", "metrics.acc", "lr", "params.lr", "start_time", "name"):
+        assert run(capsys, "runs", tracked, "--sort", field)[0] == 0
+    assert run(capsys, "runs", tracked, "--sort", "params.acc")[0] == 1
+
+
+def test_mlflow_push_of_an_unknown_experiment_is_an_error(tracked, capsys):
+    # Before issue 15: exit 0 having pushed nothing.
+    code, out, err = run(capsys, "mlflow-push", tracked, "--to", "http://127.0.0.1:9",
+                         "--experiment", "nosuch")
+    assert code == 1 and out == ""
+    assert err == f"synadb: error: no experiment 'nosuch' in {tracked!r}; it has mnist\n"
+
+
+def test_studio_on_a_missing_file_errs_like_every_command(tmp_path, capsys):
+    missing = tmp_path / "missing.db"
+    code, out, err = run(capsys, "studio", missing)
+    code2, _, err2 = run(capsys, "info", missing)
+    assert (code, out) == (1, "") and err == err2
+    assert err.startswith("synadb: error: ") and "missing.db" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_to_a_missing_folder_names_the_folder(sample, tmp_path, capsys):
+    out_path = tmp_path / "no" / "such" / "out.parquet"
+    code, out, err = run(capsys, "export", sample, out_path)
+    assert code == 1 and out == ""
+    assert err == (f"synadb: error: cannot write {str(out_path)!r}: the folder "
+                   f"{str(out_path.parent)!r} does not exist\n")
+    assert ".tmp" not in err
+    code, _, err = run(capsys, "export", sample, tmp_path, "--format", "json")
+    assert code == 1 and "it is a folder" in err
+
+
+@pytest.mark.parametrize("argv", [["keys"], ["get", "x.db"], ["info", "x.db", "--bogus"],
+                                  ["metrics", "x.db", "r", "--limit", "-1"]])
+def test_usage_errors_use_the_same_error_line(capsys, argv):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert lines[0].startswith("usage: synadb ") and lines[-1].startswith("synadb: error: ")
+
+
+def test_an_unexpected_error_is_one_line_too(sample, capsys, monkeypatch):
+    def broken(args):
+        raise ZeroDivisionError("division by zero")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["info"].set_defaults(func=broken)
+    code, out, err = run(capsys, "info", sample)
+    assert code == 1 and out == ""
+    assert err == ("synadb: error: ZeroDivisionError: division by zero "
+                   "(SYNADB_TRACEBACK=1 shows where)\n")
+    monkeypatch.setenv("SYNADB_TRACEBACK", "1")
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["info", sample])
+
+
+def test_os_errors_lose_their_errno_prefix(capsys, monkeypatch):
+    def refused(args):
+        raise OSError(98, "cannot serve on 127.0.0.1:8501: Address already in use")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["info"].set_defaults(func=refused)
+    assert run(capsys, "info", "x.db")[2] == (
+        "synadb: error: cannot serve on 127.0.0.1:8501: Address already in use\n")

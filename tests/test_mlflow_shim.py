@@ -312,18 +312,6 @@ def test_bad_filters_raise(uri, bad):
         mlflow.search_runs(filter_string=bad, output_format="list")
 
 
-def test_search_runs_without_pandas_returns_a_list(uri):
-    _train([0.1])
-    code = ("import sys; sys.modules['pandas'] = None\n"
-            "import synadb.integrations.mlflow as m\n"
-            f"m.set_tracking_uri({uri!r}); m.set_experiment('mnist')\n"
-            "r = m.search_runs(filter_string=\"params.lr = '0.1'\")\n"
-            "print(type(r).__name__, len(r), r[0].data.params['lr'])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONPATH": ROOT})
-    assert out.stdout.split() == ["list", "1", "0.1"]
-
-
 def test_deleted_runs_are_hidden_and_restorable(uri):
     ids = _train()
     client = mlflow.MlflowClient()

@@ -118,7 +118,8 @@ def test_registry_vs_mlflow(execute):
     assert r["checksum_error_raised"] is True
     assert r["synadb_verify_after_flip"] is False
     assert r["mlflow_returned_damaged_bytes"] is True
-    assert all(v > 0 for v in r["save_mb_s"]["synadb"])
+    assert all(v > 0 for v in r["save_mib_s"]["synadb"])
+    assert [row["model"] for row in r["readme_comparison"]] == ["1 MiB", "1 MiB"]
 
 
 def test_tracking_vs_mlflow(execute):
@@ -155,3 +156,15 @@ def test_train_from_synadb(execute):
     assert r["reloaded_accuracy"] == pytest.approx(r["val_accuracy"])
     assert r["registry_checksum_ok"] is True
     assert r["epochs_logged"] == r["config"]["epochs"]
+    # Never the overfit weights without a word: the registered model is the
+    # checkpoint of lowest validation loss, or the last epoch when that one is.
+    losses = r["val_losses"]
+    assert len(losses) == r["config"]["epochs"]
+    best = min(range(len(losses)), key=losses.__getitem__)
+    if r["overfit"]:
+        assert r["registered_epoch"] == best < len(losses) - 1
+    else:
+        assert r["registered_epoch"] == len(losses) - 1
+        assert losses[-1] <= min(losses) * 1.01
+    assert r["registered_val_loss"] == pytest.approx(losses[r["registered_epoch"]])
+    assert r["registered_stage"] == "Production"

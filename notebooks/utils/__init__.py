@@ -132,11 +132,12 @@ def fmt_time(seconds: float) -> str:
 
 
 def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
+    """A byte count in binary units (KiB, MiB, GiB: powers of 1024)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} GB"  # pragma: no cover
+    return f"{n:.1f} GiB"  # pragma: no cover
 
 
 def tree_size(path: str | os.PathLike[str]) -> tuple[int, int]:

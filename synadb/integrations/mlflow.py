@@ -405,12 +405,21 @@ def search_runs(experiment_ids: Sequence[str] | None = None, filter_string: str 
                 search_all_experiments: bool = False,
                 experiment_names: Sequence[str] | None = None) -> Any:
     """Runs matching an MLflow filter string, as a pandas DataFrame with
-    MLflow's columns (a list of Runs without pandas, or with
-    ``output_format="list"``).
+    MLflow's columns (``metrics.<name>``, ``params.<name>``, ``tags.<name>``),
+    or as a list of :class:`Run` entities with ``output_format="list"``.
 
     Without ``experiment_ids`` or ``experiment_names`` the active experiment
     is searched (every experiment with ``search_all_experiments=True``).
+
+    Raises:
+        MissingDependency: ``output_format="pandas"`` (the default, as in
+            MLflow) and pandas is not installed; ``pip install 'synadb[arrow]'``
+            or pass ``output_format="list"``.
     """
+    # Refuse an unusable format before searching: a list handed back where
+    # a DataFrame was asked for fails later, at df["metrics.loss"], far from
+    # the cause (issue 15).
+    _check_output_format(output_format)
     client = _client()
     if experiment_names:
         by_name = client.catalog.by_name()
@@ -430,17 +439,29 @@ def search_runs(experiment_ids: Sequence[str] | None = None, filter_string: str 
     return _output(runs, output_format)
 
 
-def _output(runs: list[Run], output_format: str) -> Any:
-    runs = list(runs)
+def _check_output_format(output_format: str) -> None:
     if output_format == "list":
-        return runs
+        return
     if output_format != "pandas":
         raise bad_parameter(f"Unsupported output format: {output_format}. Supported string values "
                    "are 'pandas' or 'list'")
     try:
-        import pandas as pd
-    except ImportError:
+        import pandas  # noqa: F401
+    except ImportError as e:
+        from ..errors import MissingDependency
+
+        raise MissingDependency("pandas", "arrow",
+                                "search_runs(output_format='pandas'); or pass "
+                                "output_format='list' for Run entities") from e
+
+
+def _output(runs: list[Run], output_format: str) -> Any:
+    runs = list(runs)
+    _check_output_format(output_format)
+    if output_format == "list":
         return runs
+    import pandas as pd
+
     info: dict[str, list[Any]] = {"run_id": [], "experiment_id": [], "status": [],
                                   "artifact_uri": [], "start_time": [], "end_time": []}
     cols: dict[str, list[Any]] = {}
