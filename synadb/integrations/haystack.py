@@ -35,6 +35,14 @@ Keyword (BM25) and hybrid search, over the documents' ``content``::
     SynaBM25Retriever(store, top_k=5).run(query="...")["documents"]
     SynaHybridRetriever(store, top_k=5, fusion="rrf").run(query="...", query_embedding=[...])
 
+Chat history (haystack-experimental's ``ChatMessageStore`` protocol, for its
+``ChatMessageWriter`` / ``ChatMessageRetriever`` and Agent memory), in the
+same file::
+
+    chats = SynaChatMessageStore(path="rag.db")
+    chats.write_messages("session-1", [ChatMessage.from_user("hi")])
+    chats.retrieve_messages("session-1", last_k=5)   # the last 5 rounds
+
 Pipelines saved with these components load with
 ``Pipeline.loads(text, allowed_modules=["synadb.integrations.haystack"])``:
 Haystack trusts only its own modules by default, and this module does not
@@ -71,11 +79,12 @@ import numpy as np
 
 from .. import errors
 from ..fulltext import FullTextIndex, rrf, weighted_sum
+from ..db import SynaDB
 from ..vectors.store import VectorStore
 
 try:
     from haystack import Document, component, default_from_dict, default_to_dict
-    from haystack.dataclasses import ByteStream, SparseEmbedding
+    from haystack.dataclasses import ByteStream, ChatMessage, ChatRole, SparseEmbedding
     from haystack.document_stores.errors import DuplicateDocumentError
     from haystack.document_stores.types import (
         DuplicatePolicy,
@@ -88,8 +97,8 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess test
     raise errors.MissingDependency(
         "haystack-ai", "haystack", "synadb.integrations.haystack") from e
 
-__all__ = ["RECORD_FIELDS", "RECORD_VERSION", "SynaBM25Retriever", "SynaDocumentStore",
-           "SynaEmbeddingRetriever", "SynaHybridRetriever"]
+__all__ = ["RECORD_FIELDS", "RECORD_VERSION", "SynaBM25Retriever", "SynaChatMessageStore",
+           "SynaDocumentStore", "SynaEmbeddingRetriever", "SynaHybridRetriever"]
 
 #: Layout version of a document record, stored under ``"_haystack"`` so that
 #: a later layout can recognise (and upgrade) records written by this one.
@@ -1209,3 +1218,154 @@ class SynaHybridRetriever:
         args = self._args(filters, top_k, return_embedding)
         docs = await self.document_store.hybrid_retrieval_async(query, query_embedding, **args)
         return {"documents": docs}
+
+
+# ------------------------------------------------------------ chat history
+#: Key prefix of the chat histories: one key per ``chat_history_id`` whose
+#: history (every value appended, oldest first) is its messages, each
+#: ``ChatMessage.to_dict()`` as JSON.  Deleting the key empties the history.
+CHAT_PREFIX = "__haystack_chat__/"
+
+
+class SynaChatMessageStore:
+    """Chat messages by ``chat_history_id``, in a synadb file.
+
+    Implements haystack-experimental's ``ChatMessageStore`` protocol, with
+    the semantics of its ``InMemoryChatMessageStore``: system messages are
+    skipped unless ``skip_system_messages=False``; each message gets a
+    ``chat_message_id`` (its position) unless it has one, and a message
+    whose id is already stored is not written again; ``last_k`` counts
+    *rounds* (a user message through the assistant's answer, tool calls and
+    results included), so a slice never splits a tool call from its result.
+    Unlike the in-memory store, histories persist and are shared by every
+    handle (and process) on the file; a write is all or nothing.
+
+    Args:
+        path: the synadb file (the RAG app's, typically).
+        skip_system_messages: leave system messages out when writing.
+        last_k: rounds returned by :meth:`retrieve_messages` by default
+            (``None``: all).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], skip_system_messages: bool = True,
+                 last_k: int | None = 10) -> None:
+        if last_k is not None and (not isinstance(last_k, int) or last_k < 0):
+            raise ValueError("last_k must be None or an int >= 0")
+        self.path = os.fspath(path)
+        self.skip_system_messages = skip_system_messages
+        self.last_k = last_k
+        self._db = SynaDB(self.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialize the store (its path and settings) for a pipeline file."""
+        return default_to_dict(self, path=self.path,
+                               skip_system_messages=self.skip_system_messages,
+                               last_k=self.last_k)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SynaChatMessageStore:
+        """Rebuild the store from :meth:`to_dict`'s output."""
+        store: SynaChatMessageStore = default_from_dict(cls, data)
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    @staticmethod
+    def _key(chat_history_id: str) -> str:
+        if not isinstance(chat_history_id, str) or not chat_history_id:
+            raise ValueError(f"chat_history_id must be a non-empty str, got {chat_history_id!r}")
+        return CHAT_PREFIX + chat_history_id
+
+    def _stored(self, key: str) -> list[ChatMessage]:
+        return [ChatMessage.from_dict(json.loads(raw)) for raw in self._db.get_history(key)
+                if raw is not None]
+
+    def count_messages(self, chat_history_id: str) -> int:
+        """How many messages the history holds."""
+        return self._db.storage.history_len(self._key(chat_history_id))
+
+    def write_messages(self, chat_history_id: str, messages: list[ChatMessage]) -> int:
+        """Append messages to a history; returns how many were written.
+
+        Raises:
+            ValueError: ``messages`` is not a list of ChatMessage.
+        """
+        if not isinstance(messages, Iterable) or isinstance(messages, (str, bytes)):
+            raise ValueError("Please provide a list of ChatMessages.")
+        messages = list(messages)
+        if any(not isinstance(m, ChatMessage) for m in messages):
+            raise ValueError("Please provide a list of ChatMessages.")
+        key = self._key(chat_history_id)
+        db = self._db
+        written = 0
+        with db.batch():  # the lock: the ids seen are the ids stored
+            stored = self._stored(key)
+            seen = {m.meta.get("chat_message_id") for m in stored}
+            seen.discard(None)
+            next_id = len(stored)
+            for msg in messages:
+                if self.skip_system_messages and msg.is_from(ChatRole.SYSTEM):
+                    continue
+                if msg.meta.get("chat_message_id") is None:
+                    msg = dataclasses.replace(
+                        msg, _meta={"chat_message_id": str(next_id), **msg.meta})
+                    next_id += 1
+                mid = msg.meta["chat_message_id"]
+                if mid in seen:
+                    continue
+                seen.add(mid)
+                db.put_text(key, json.dumps(msg.to_dict(), ensure_ascii=False))
+                written += 1
+        return written
+
+    def retrieve_messages(self, chat_history_id: str,
+                          last_k: int | None = None) -> list[ChatMessage]:
+        """The history's messages, oldest first: the last ``last_k`` rounds
+        (the store's ``last_k`` when None; ``0`` gives none).
+
+        Raises:
+            ValueError: ``last_k`` is negative.
+        """
+        if last_k is not None and last_k < 0:
+            raise ValueError("last_k must be 0 or greater")
+        want = self.last_k if last_k is None else last_k
+        if want == 0:
+            return []
+        messages = self._stored(self._key(chat_history_id))
+        if want is None:
+            return messages
+        return [m for r in _rounds(messages)[-want:] for m in r]
+
+    def delete_messages(self, chat_history_id: str) -> None:
+        """Empty one history."""
+        key = self._key(chat_history_id)
+        if self._db.exists(key):
+            self._db.delete(key)
+
+    def delete_all_messages(self) -> None:
+        """Empty every history in the file (documents are left alone)."""
+        db = self._db
+        with db.batch():
+            for key in db.keys():
+                if key.startswith(CHAT_PREFIX):
+                    db.delete(key)
+
+
+def _rounds(messages: list[ChatMessage]) -> list[list[ChatMessage]]:
+    """Messages grouped into rounds: a system message alone; otherwise from
+    a user message up to and including the assistant message that answers
+    in text without calling a tool (tool calls and results stay inside)."""
+    rounds: list[list[ChatMessage]] = []
+    open_round: list[ChatMessage] = []
+    for msg in messages:
+        if msg.is_from(ChatRole.SYSTEM):
+            rounds.append([msg])
+            continue
+        open_round.append(msg)
+        if msg.is_from(ChatRole.ASSISTANT) and msg.text and not msg.tool_calls:
+            rounds.append(open_round)
+            open_round = []
+    if open_round:
+        rounds.append(open_round)
+    return rounds
