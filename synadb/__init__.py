@@ -54,18 +54,27 @@ from .vectors import (
     hybrid_search,
 )
 
-__version__ = "0.1.0"
+__version__ = "2.0.0"
 
 
-def launch_studio(path: str, port: int = 8501, **kwargs: object) -> object:
-    """Serve Studio, the local web UI, over ``path`` (needs ``synadb[studio]``).
+def launch_studio(path: str, port: int | None = None, **kwargs: object) -> object:
+    """Serve Studio, the local web UI, over ``path`` from a background thread
+    (needs ``synadb[studio]``), and return at once.
 
-    Binds to 127.0.0.1 and opens the file read-only unless
-    ``allow_writes=True``.  See ``synadb studio --help``.
+    The handle has ``.url``, ``.port`` and ``.stop()``, is a context
+    manager, and shows Studio inline in Jupyter.  Binds to 127.0.0.1 on
+    ``port`` (default 8501, or a free port when 8501 is taken; 0 always
+    picks a free one) and opens the file read-only unless
+    ``allow_writes=True``.  ``synadb studio FILE`` serves in the foreground.
+
+    >>> studio = synadb.launch_studio("experiments.db")   # doctest: +SKIP
+    >>> studio.url                                        # doctest: +SKIP
+    'http://127.0.0.1:41537/'
+    >>> studio.stop()                                     # doctest: +SKIP
     """
     from .studio import launch_studio as _launch
 
-    return _launch(path, port=port, **kwargs)
+    return _launch(path, port=port, **kwargs)  # type: ignore[arg-type]
 
 __all__ = [
     "SynaDB",

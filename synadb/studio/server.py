@@ -42,13 +42,18 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 _MIME = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".html": "text/html; charset=utf-8", ".png": "image/png",
          ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8",
-         ".LICENSE": "text/plain; charset=utf-8"}
+         ".LICENSE": "text/plain; charset=utf-8", ".ico": "image/x-icon"}
 _VS_CONFIG = "__vs__/config"
 MAX_POINTS = 20_000      # points per curve sent to the page; longer ones are thinned
 MAX_KEYS_PAGE = 1000     # keys per page of the keys explorer
 MAX_HEX_BYTES = 4096     # bytes shown in the hex view
 MAX_TEXT_CHARS = 20_000  # characters of a text value shown
 MAX_PCA_POINTS = 5000    # vectors projected at most (evenly spaced sample)
+RECENT_RUNS = 8          # runs (and models) the overview leads with
+MAX_SERIES = 400         # (run, metric) curves one request may ask for
+SERIES_POINTS = 1500     # points per curve in a workspace panel (W&B samples 1500 too)
+MAX_PLOT_ROWS = 10_000   # rows of a plot's table sent to the page
+MAX_CATEGORIES = 30      # a metadata field with more distinct values is not a colour
 # Artifacts the page may show inline.  SVG only as an <img> (no script runs
 # there), and any artifact fetched directly gets a sandbox CSP.
 _INLINE_MIME = {"image/png", "image/svg+xml", "image/jpeg", "image/gif", "text/plain"}
@@ -66,10 +71,21 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
 class _SecurityHeaders:
-    """Adds :data:`_SECURITY_HEADERS` to every response that lacks them."""
+    """Adds :data:`_SECURITY_HEADERS` to every response that lacks them.
 
-    def __init__(self, app: Any) -> None:
+    ``frame_ancestors`` lists the origins that may show Studio in a frame
+    (a notebook on this machine, for :func:`synadb.studio.launch_studio`);
+    by default no page may.
+    """
+
+    def __init__(self, app: Any, frame_ancestors: list[str] | None = None) -> None:
         self.app = app
+        self.headers = dict(_SECURITY_HEADERS)
+        if frame_ancestors:
+            del self.headers["X-Frame-Options"]  # it cannot list origins; CSP does
+            self.headers["Content-Security-Policy"] = self.headers[
+                "Content-Security-Policy"].replace(
+                "frame-ancestors 'none'", "frame-ancestors " + " ".join(frame_ancestors))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -80,7 +96,7 @@ class _SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 have = {k.lower() for k, _ in headers}
-                for k, v in _SECURITY_HEADERS.items():
+                for k, v in self.headers.items():
                     if k.lower().encode() not in have:
                         headers.append((k.lower().encode(), v.encode()))
                 message = {**message, "headers": headers}
@@ -272,11 +288,22 @@ def _overview(st: Studio, request: Request) -> Any:
             by_ns[ns] = by_ns.get(ns, 0) + 1
         st._counts = (info["used_bytes"], by_type, by_ns)
     vs = st.vectors()
+    runs = st.tracker.list_runs()
+    runs.sort(key=lambda r: r.start_time or 0, reverse=True)
+    recent = [{"id": r.id, "name": r.name, "experiment": r.experiment,
+               "status": r.status.value, "start_time": r.start_time, "end_time": r.end_time,
+               "metrics": _clean(dict([kv for kv in r.metrics.items()
+                                       if not kv[0].startswith("system/")][:4]))}
+              for r in runs[:RECENT_RUNS]]
+    models = _models(st, request)["models"]
+    models.sort(key=lambda m: m["updated"] or 0, reverse=True)
+    stores = [] if vs is None else [{"name": "default", "count": len(vs),
+                                     "dimensions": vs.dimensions, "metric": vs.metric}]
     return {"info": info, "by_type": by_type, "by_namespace": by_ns,
             "experiments": len(st.tracker.list_experiments()),
-            "runs": len(st.tracker.run_ids()),
-            "models": len(st.registry.list_models()),
-            "vectors": 0 if vs is None else len(vs),
+            "runs": len(runs), "recent_runs": recent,
+            "models": len(models), "recent_models": models[:RECENT_RUNS],
+            "vectors": 0 if vs is None else len(vs), "vector_stores": stores,
             "allow_writes": st.allow_writes}
 
 
@@ -367,8 +394,12 @@ def _run(st: Studio, request: Request) -> Any:
             info = _artifact_type(name, st.tracker.artifact_info(run.id, name))
         except errors.KeyNotFound:
             continue
-        row["artifact_info"][name] = {"type": info.get("type"), "size": info.get("size"),
-                                      "mime": info.get("mime")}
+        row["artifact_info"][name] = _clean(
+            {"type": info.get("type"), "size": info.get("size"), "mime": info.get("mime"),
+             "time": info.get("time"),
+             **{k: info[k] for k in ("caption", "step") if info.get(k) is not None}})
+    row["metric_names"] = list(run.metric_names)
+    row["models"] = _models_of_run(st, run.id)
     return row
 
 
@@ -380,20 +411,70 @@ def _metrics(st: Studio, request: Request) -> Any:
             h = st.tracker.get_metric_history(run_id, metric)
         except (errors.KeyNotFound, errors.InvalidArgument):
             continue
-        keep = _thin(len(h["step"]))
-        steps, values = (h["step"], h["value"]) if keep is None else (
-            h["step"][keep], h["value"][keep])
-        out[run_id] = {"step": steps.tolist(), "value": [_finite(v) for v in values.tolist()],
-                       "length": int(len(h["step"]))}
+        out[run_id] = _curve(h)
     return {"metric": metric, "series": out}
+
+
+def _curve(h: dict[str, np.ndarray], limit: int = MAX_POINTS) -> dict[str, Any]:
+    """A metric history for the page: steps, values and unix times (thinned
+    to ``limit`` points), and the min, max and last of all of it."""
+    n = len(h["step"])
+    keep = _thin(n, limit)
+    steps, values, times = (h["step"], h["value"], h["timestamp"]) if keep is None else (
+        h["step"][keep], h["value"][keep], h["timestamp"][keep])
+    v = h["value"]
+    fin = v[np.isfinite(v)] if n else v
+    return {"step": steps.tolist(), "value": [_finite(x) for x in values.tolist()],
+            "time": [round(float(t), 6) for t in times.tolist()], "length": int(n),
+            "min": _finite(float(fin.min())) if len(fin) else None,
+            "max": _finite(float(fin.max())) if len(fin) else None,
+            "last": _finite(float(v[-1])) if n else None}
+
+
+def _series(st: Studio, request: Request) -> Any:
+    """Every curve of the given runs (or only the given metrics):
+    ``{"series": {metric: {run id: curve}}}``, at most :data:`MAX_SERIES`."""
+    ids = _list_param(request, "runs")[:50]
+    want = set(_list_param(request, "metrics"))
+    points = _int_param(request, "points", SERIES_POINTS, 2, MAX_POINTS)
+    out: dict[str, dict[str, Any]] = {}
+    n = 0
+    for run_id in ids:
+        try:
+            names = st.tracker.get_run(run_id).metric_names
+        except (errors.KeyNotFound, errors.InvalidArgument):
+            continue
+        for m in names:
+            if want and m not in want:
+                continue
+            if n >= MAX_SERIES:
+                break
+            try:
+                h = st.tracker.get_metric_history(run_id, m)
+            except (errors.KeyNotFound, errors.InvalidArgument):
+                continue
+            out.setdefault(m, {})[run_id] = _curve(h, points)
+            n += 1
+    return {"series": out, "truncated": n >= MAX_SERIES}
 
 
 def _compare(st: Studio, request: Request) -> Any:
     ids = _list_param(request, "runs")[:20]
     try:
-        return _clean(st.tracker.compare_runs(ids))
+        out = st.tracker.compare_runs(ids)
     except (errors.KeyNotFound, errors.InvalidArgument) as e:
         raise HTTPError(404, str(e)) from None
+    # min, max and last of each metric's whole history, per run
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for m in out["metrics"]:
+        for rid in out["runs"]:
+            try:
+                c = _curve(st.tracker.get_metric_history(rid, m))
+            except (errors.KeyNotFound, errors.InvalidArgument):
+                c = {"min": None, "max": None, "last": None, "length": 0}
+            summary.setdefault(m, {})[rid] = {k: c[k] for k in ("min", "max", "last", "length")}
+    out["summary"] = summary
+    return _clean(out)
 
 
 # A file logged by path (mlflow.log_artifact, and every artifact the real
@@ -460,6 +541,24 @@ def _artifact_view(st: Studio, request: Request) -> Any:
         out["view"] = "image"
         return out
     raw = st.tracker.get_artifact(run_id, name)
+    if kind in ("histogram", "plot"):
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if kind == "histogram" and isinstance(body, dict) and _is_histogram(body):
+            out.update(view="histogram", bins=_clean(body["bins"]), counts=_clean(body["values"]))
+            return out
+        if kind == "plot" and isinstance(body, dict) and isinstance(body.get("table"), dict):
+            table = body["table"]
+            data = table.get("data", [])
+            out.update(view="plot", plot=body.get("plot"), x=body.get("x"), y=body.get("y"),
+                       title=body.get("title") or "", columns=table.get("columns", []),
+                       data=_clean(data[:MAX_PLOT_ROWS]), rows=len(data),
+                       extra=_clean({k: v for k, v in body.items()
+                                     if k not in ("plot", "x", "y", "title", "table")}))
+            return out
+        kind = "json"  # not the shape promised: show it as JSON
     if kind == "table":
         table = json.loads(raw)
         out.update(view="table", columns=table.get("columns", []),
@@ -490,16 +589,65 @@ def _artifact_view(st: Studio, request: Request) -> Any:
     return out
 
 
+# Where a model version says which run made it: the MLflow shim and the
+# synadb:// registry plugin record ``run_id`` in its metadata; loggers and
+# users may use the other names, in metadata or tags.
+_RUN_FIELDS = ("run_id", "source_run_id", "source_run", "synadb.run_id", "mlflow.source.run_id",
+               "run")
+
+
+def _source_run(st: Studio, version: Any) -> str | None:
+    """The id of the run a model version came from, if it names one that
+    this file holds."""
+    for where in (version.metadata, version.tags):
+        for field in _RUN_FIELDS:
+            rid = where.get(field)
+            if isinstance(rid, str) and rid and _run_exists(st, rid):
+                return rid
+    return None
+
+
+def _run_exists(st: Studio, run_id: str) -> bool:
+    try:
+        st.tracker.get_run(run_id)
+    except (errors.KeyNotFound, errors.InvalidArgument, errors.InvalidKey):
+        return False
+    return True
+
+
+def _models_of_run(st: Studio, run_id: str) -> list[dict[str, Any]]:
+    """Model versions whose source is ``run_id``."""
+    out = []
+    reg = st.registry
+    for name in reg.list_models():
+        for v in reg.list_versions(name):
+            if any(where.get(f) == run_id for where in (v.metadata, v.tags)
+                   for f in _RUN_FIELDS):
+                out.append({"name": name, "version": v.version, "stage": v.stage})
+    return out
+
+
+def _is_histogram(body: dict[str, Any]) -> bool:
+    bins, values = body.get("bins"), body.get("values")
+    return (isinstance(bins, list) and isinstance(values, list) and len(bins) == len(values) + 1
+            and all(isinstance(x, (int, float)) for x in bins + values))
+
+
 def _models(st: Studio, request: Request) -> Any:
     out = []
     reg = st.registry
     for name in reg.list_models():
         versions = reg.list_versions(name)
         prod = reg.get_production(name)
+        latest = versions[-1] if versions else None
+        rid = None if latest is None else _source_run(st, latest)
         out.append({"name": name, "versions": len(versions),
-                    "latest": versions[-1].version if versions else None,
+                    "latest": None if latest is None else latest.version,
                     "production": None if prod is None else prod.version,
-                    "stages": dict(Counter(v.stage for v in versions))})
+                    "stages": dict(Counter(v.stage for v in versions)),
+                    "updated": None if latest is None else latest.created_at,
+                    "latest_run": rid,
+                    "latest_run_name": None if rid is None else st.tracker.get_run(rid).name})
     return {"models": out, "stats": reg.stats()}
 
 
@@ -516,6 +664,9 @@ def _model(st: Studio, request: Request) -> Any:
     for v in versions:
         d = _clean(v.to_dict())
         d["verified"] = st._verified.get((name, v.version))
+        rid = _source_run(st, v)
+        d["run_id"] = rid
+        d["run_name"] = None if rid is None else st.tracker.get_run(rid).name
         rows.append(d)
     history = [{"version": h.version, "from": h.from_stage, "to": h.to_stage, "at": h.at,
                 "user": h.user, "comment": h.comment} for h in reg.stage_history(name)]
@@ -545,12 +696,26 @@ def _vectors(st: Studio, request: Request) -> Any:
     if vs is None:
         return {"present": False}
     keys = vs.keys()
-    fields: dict[str, None] = {}
-    for k in keys[:1000]:
-        for f in (vs.get_metadata(k) or {}):
-            fields.setdefault(str(f), None)
+    seen: dict[str, set[Any]] = {}
+    free: set[str] = set()
+    sample = _sample(keys, 1000)
+    for k in sample:
+        for f, v in (vs.get_metadata(k) or {}).items():
+            f = str(f)
+            vals = seen.setdefault(f, set())
+            if isinstance(v, (str, bool, int)) and not isinstance(v, float):
+                vals.add(v)
+            elif v is not None:
+                free.add(f)  # floats, lists and dicts are no categories
+            if len(vals) > MAX_CATEGORIES:
+                free.add(f)
+    # A field is a category when few distinct values repeat: free text
+    # (titles, chunks) and ids have about one value per vector.
+    categorical = [f for f, vals in seen.items() if f not in free and vals
+                   and len(vals) <= max(2, len(sample) // 2)]
     return {"present": True, "count": len(keys), "dimensions": vs.dimensions,
-            "metric": vs.metric, "fields": list(fields), "sample_keys": keys[:20]}
+            "metric": vs.metric, "fields": categorical, "all_fields": list(seen),
+            "sample_keys": keys[:20]}
 
 
 def _sample(keys: list[str], limit: int) -> list[str]:
@@ -582,7 +747,12 @@ def _projection(st: Studio, request: Request) -> Any:
     limit = _int_param(request, "limit", MAX_PCA_POINTS, 1, MAX_PCA_POINTS)
     color = request.query_params.get("color") or None
     keys, rows = [], []
-    for k in _sample(vs.keys(), limit):
+    # Keys the page must see on the map (a query and its neighbours), even
+    # when the sample leaves them out.
+    include = _list_param(request, "include")[:200]
+    picked = _sample(vs.keys(), limit)
+    have = set(picked)
+    for k in picked + [k for k in include if k not in have]:
         v = vs.get(k)
         if v is not None:
             keys.append(k)
@@ -646,7 +816,8 @@ def _set_stage(st: Studio, request: Request, body: dict[str, Any]) -> Any:
 
 # ------------------------------------------------------------------ app
 def create_app(path: str | os.PathLike[str], *, allow_writes: bool = False,
-               allowed_hosts: list[str] | None = None) -> Starlette:
+               allowed_hosts: list[str] | None = None,
+               frame_ancestors: list[str] | None = None) -> Starlette:
     """The Studio ASGI app over the database at ``path``.
 
     Args:
@@ -654,6 +825,8 @@ def create_app(path: str | os.PathLike[str], *, allow_writes: bool = False,
         allow_writes: accept the POST endpoints that change the file.
         allowed_hosts: ``Host`` header values accepted (default: loopback
             names only, which stops DNS-rebinding pages from reading the file).
+        frame_ancestors: origins that may show Studio in a frame (CSP
+            ``frame-ancestors`` sources; default: none may).
 
     Raises:
         DatabaseNotFound: the file does not exist.
@@ -716,12 +889,17 @@ def create_app(path: str | os.PathLike[str], *, allow_writes: bool = False,
             return _json({"error": "not found"}, 404)
         return FileResponse(p, media_type=_MIME.get(p.suffix, "application/octet-stream"))
 
+    def favicon(request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
     def not_found(request: Request) -> Response:
         return _json({"error": "not found"}, 404)
 
     routes = [
         Route("/", index),
         Route("/static/{name}", static_file),
+        Route("/favicon.ico", favicon),
+        Route("/api/series", read(_series)),
         Route("/api/overview", read(_overview)),
         Route("/api/stamp", read(_stamp)),
         Route("/api/verify", read(_verify), methods=["GET", "POST"]),
@@ -753,7 +931,7 @@ def create_app(path: str | os.PathLike[str], *, allow_writes: bool = False,
     hosts = allowed_hosts or list(LOOPBACK_HOSTS)
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
-                                Middleware(_SecurityHeaders)])
+                                Middleware(_SecurityHeaders, frame_ancestors=frame_ancestors)])
     app.state.studio = st
     app.state.started = time.time()
     return app
