@@ -7,7 +7,8 @@ from pathlib import Path
 
 ROOT = str(Path(__file__).resolve().parents[1])
 HEAVY = ["torch", "tensorflow", "langchain", "langchain_core", "llama_index", "haystack",
-         "mlflow", "pyarrow", "pandas", "hnswlib", "lz4", "tqdm", "duckdb"]
+         "mlflow", "pyarrow", "pandas", "hnswlib", "lz4", "tqdm", "duckdb", "lightning",
+         "transformers", "keras", "usearch", "wandb"]
 
 
 def _modules_after(code):

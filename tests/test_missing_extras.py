@@ -16,6 +16,9 @@ ROOT = str(Path(__file__).resolve().parents[1])
     ("synadb.integrations.langchain", "langchain_core", "langchain"),
     ("synadb.integrations.llamaindex", "llama_index", "llamaindex"),
     ("synadb.integrations.haystack", "haystack", "haystack"),
+    ("synadb.integrations.lightning", "lightning", "lightning"),
+    ("synadb.integrations.transformers", "transformers", "transformers"),
+    ("synadb.integrations.keras", "keras", "tensorflow"),
 ])
 def test_missing_framework_raises_missing_dependency(module, blocked, extra):
     code = (f"import sys; sys.modules[{blocked!r}] = None\n"
