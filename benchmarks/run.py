@@ -36,10 +36,15 @@ open, first batch, DataLoader epochs, RSS and single-row latency; and the RAG
 benchmark, benchmarks/bench_rag.py: synadb's LangChain SynaVectorStore vs
 Chroma (``.venv-chroma``) on 4,269 stdlib docstring passages (500 with
 --quick) embedded with all-MiniLM-L6-v2: ingest, query, filtered and hybrid
-query, reopen, size on disk and hit rate @5 of 30 questions.
+query, reopen, size on disk and hit rate @5 of 30 questions; the Lightning
+logger benchmark, benchmarks/bench_loggers.py: SynaLogger vs CSVLogger and
+MLflow's MLFlowLogger on sqlite, overhead per logged step; and the vector
+scale benchmark, benchmarks/bench_scale.py: quantized and memory-mapped
+VectorStores vs raw hnswlib and faiss HNSW-SQ8 at 100K and 1M x 384.
 
 Usage:  python benchmarks/run.py [--quick] [--skip-peers] [--strict]
-                                [--only core|vectors|tensors|tracking|mlflow_store|dataset|rag]
+                                [--only core|vectors|tensors|tracking|mlflow_store|dataset|rag|
+                                        loggers|scale]
 Exit status: 1 if our synadb could not be measured (import or workload
 error), or with --strict if a target is missed; otherwise 0.
 Writes: benchmarks/out/results.json and benchmarks/out/table.md (core),
@@ -47,7 +52,8 @@ Writes: benchmarks/out/results.json and benchmarks/out/table.md (core),
         benchmarks/out/tracking.md and benchmarks/out/tracking.json (tracking),
         benchmarks/out/mlflow_store.md and benchmarks/out/mlflow_store.json (MLflow plugin),
         benchmarks/out/dataset.md and benchmarks/out/dataset.json (training data),
-        benchmarks/out/rag.md and benchmarks/out/rag.json (RAG)
+        benchmarks/out/rag.md and benchmarks/out/rag.json (RAG),
+        benchmarks/out/scale.md and benchmarks/out/scale.json (vectors at scale)
 """
 
 from __future__ import annotations
@@ -493,7 +499,7 @@ def main(argv=None) -> int:
     ap.add_argument("--peer-timeout", type=float, default=600.0, help="seconds for the wheel run")
     ap.add_argument("--strict", action="store_true", help="exit 1 if any target fails")
     ap.add_argument("--only", choices=("core", "vectors", "tensors", "tracking", "mlflow_store",
-                                       "dataset", "rag"),
+                                       "dataset", "rag", "scale", "loggers"),
                     default=None,
                     help="run only the core engine, vector, tensor, tracking, MLflow plugin, "
                          "training-data or RAG benchmark (default: all seven, core first)")
@@ -567,6 +573,16 @@ def main(argv=None) -> int:
             print("ERROR: synadb's SynaVectorStore could not be measured (see notes)",
                   file=sys.stderr)
             rc = 1
+    if args.only in (None, "loggers"):
+        if args.only is None:
+            print("\n")
+        import bench_loggers
+        bench_loggers.run(quick=args.quick)
+    if args.only in (None, "scale"):
+        if args.only is None:
+            print("\n")
+        import bench_scale
+        bench_scale.run_bench(quick=args.quick, out_dir=Path(args.out))
     return rc
 
 
