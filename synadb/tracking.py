@@ -522,11 +522,14 @@ class ExperimentTracker:
         self._damaged: dict[str, str] = {}  # run id -> why its run/<id> entry is unreadable
         self._rebuilt: list[str] = []  # what this handle worked around, for verify()
         self._snap_bad = False  # trk/catalog is damaged: close() rewrites it
+        self._system: dict[str, Any] = {}  # run id -> its SystemMetrics sampler
         self._sync()
 
     # -- life ------------------------------------------------------------
     def close(self) -> None:
         """fsync and close (snapshotting the catalog first if it is stale)."""
+        for rid in list(self._system):
+            self._stop_system_metrics(rid)
         if not self._db.closed:
             if not self._db.config.read_only:
                 if self._snapshot_is_stale() or self._snap_bad:
@@ -935,12 +938,19 @@ class ExperimentTracker:
                   params: Mapping[str, Any] | None = None,
                   tag_values: Mapping[str, Any] | None = None,
                   parent_id: str | None = None, run_id: str | None = None,
-                  start_time: float | None = None) -> str:
+                  start_time: float | None = None,
+                  system_metrics: bool | float = False) -> str:
         """Start a run in ``experiment`` and return its id (32 hex digits).
 
         ``start_time`` (unix seconds) defaults to now; importers pass the
-        original run's.
+        original run's.  ``system_metrics=True`` (or a sampling interval in
+        seconds) samples CPU, RAM, disk and GPU into ``system/*`` metrics
+        until the run ends (see :meth:`track_system_metrics`).
         """
+        if system_metrics is not False and system_metrics is not None and (
+                not isinstance(system_metrics, (bool, int, float)) or system_metrics <= 0):
+            raise errors.InvalidArgument(f"system_metrics is True, False or an interval in "
+                                         f"seconds, got {system_metrics!r}")
         _check_name("experiment", experiment)
         labels = _labels(tags)
         rid = run_id or uuid.uuid4().hex
@@ -981,7 +991,38 @@ class ExperimentTracker:
             db.put_text(_CHANGES, rid)
         self._put_entry(rid, entry, experiment)
         self._seen += 1
+        if system_metrics:
+            self.track_system_metrics(
+                rid, None if system_metrics is True else float(system_metrics))
         return rid
+
+    def track_system_metrics(self, run_id: str, interval_s: float | None = None) -> None:
+        """Sample system metrics (``system/cpu_percent``, ``system/memory_percent``,
+        ...; see :mod:`synadb.system_metrics`) into the run every ``interval_s``
+        seconds, in a background thread, until ``end_run`` (or ``close``).
+        A resumed run calls this itself; ``start_run(system_metrics=True)``
+        does it for a new one."""
+        from .system_metrics import DEFAULT_INTERVAL_S, SystemMetrics
+
+        self._entry(run_id)
+        if run_id in self._system:
+            return
+
+        def log(values: dict[str, float], step: int) -> None:
+            # Under the writer's mutex: the sampler's first sample registers
+            # its metric names (a catalog change), which must not interleave
+            # with the training thread's own changes to the catalog.
+            with self._db.batch(sync=False):
+                self.log_metrics(run_id, values, step=step)
+
+        self._system[run_id] = SystemMetrics(
+            log, interval_s or DEFAULT_INTERVAL_S,
+            disk_path=os.path.dirname(os.path.abspath(self.path))).start()
+
+    def _stop_system_metrics(self, run_id: str) -> None:
+        sampler = self._system.pop(run_id, None)
+        if sampler is not None and not self._db.closed:
+            sampler.stop()
 
     def end_run(self, run_id: str, status: RunStatus | str = RunStatus.COMPLETED, *,
                 error: str | None = None, end_time: float | None = None,
@@ -993,6 +1034,8 @@ class ExperimentTracker:
         status and the end time separately)."""
         st = RunStatus.parse(status)
         end = None if end_time is None else _seconds("end_time", end_time)
+        if st is not RunStatus.RUNNING and isinstance(run_id, str):
+            self._stop_system_metrics(run_id)  # its last sample lands before the end
         with self._change(run_id) as entry:
             entry["status"] = st.value
             if end is not None:
@@ -1011,6 +1054,7 @@ class ExperimentTracker:
         db = self._db
         if not isinstance(run_id, str):
             raise errors.InvalidType(f"a run id is a str, got {run_id!r}")
+        self._stop_system_metrics(run_id)
         self._sync()
         if run_id not in self._damaged:
             self._entry(run_id)
@@ -1584,10 +1628,13 @@ class Experiment:
 
     def start_run(self, tags: Sequence[str] | None = None, *, name: str | None = None,
                   run_name: str | None = None, params: Mapping[str, Any] | None = None,
-                  **kwargs: Any) -> Run:
-        """Start a run; use it as ``with exp.start_run() as run:``."""
+                  system_metrics: bool | float = False, **kwargs: Any) -> Run:
+        """Start a run; use it as ``with exp.start_run() as run:``.
+
+        ``system_metrics=True`` samples CPU, RAM, disk and GPU into
+        ``system/*`` metrics until the run ends."""
         rid = self.tracker.start_run(self.name, tags, name=name, run_name=run_name,
-                                     params=params, **kwargs)
+                                     params=params, system_metrics=system_metrics, **kwargs)
         return self.tracker.get_run(rid)
 
     def list_runs(self) -> list[Run]:

@@ -1,6 +1,22 @@
 """How the tracker stores an artifact: bytes, text, JSON, numpy arrays,
-images (PNG, written without Pillow), figures, tables and torch objects,
-each with a kind and a MIME type, and back."""
+images (PNG, written without Pillow), figures, tables, histograms, plots and
+torch objects, each with a kind and a MIME type, and back.
+
+Kinds a viewer (Studio) can render, with what their bytes hold:
+
+========== ================== ==============================================
+kind       MIME               bytes
+========== ================== ==============================================
+image      image/png          a PNG
+figure     image/png, svg...  a rendered figure
+table      application/json   ``{"columns": [...], "data": [[...], ...]}``
+histogram  application/json   ``{"bins": [n+1 edges], "values": [n counts]}``
+plot       application/json   ``{"plot": "line"|"scatter"|"bar", "x": col,
+                              "y": col, "title": str, "table": {columns,
+                              data}}`` (W&B's ``wandb.plot.*``)
+html       text/html          an HTML page (W&B's ``wandb.Html``)
+========== ================== ==============================================
+"""
 
 from __future__ import annotations
 
@@ -14,6 +30,90 @@ import numpy as np
 
 from . import _convert, errors
 from .engine.files import storage_error
+
+MAX_HISTOGRAM_BINS = 512  # W&B's limit too
+
+
+class TypedArtifact:
+    """Bytes whose kind and MIME type the caller chose (a histogram, a plot):
+    ``tracker.log_artifact(run_id, name, TypedArtifact(...))`` stores them
+    with that kind."""
+
+    __slots__ = ("kind", "mime", "raw")
+
+    def __init__(self, kind: str, mime: str, raw: bytes) -> None:
+        if not isinstance(kind, str) or not kind or not isinstance(raw, (bytes, bytearray)):
+            raise errors.InvalidType("a TypedArtifact is a kind (str) and bytes")
+        self.kind, self.mime, self.raw = kind, mime, bytes(raw)
+
+
+def histogram_artifact(values: Any = None, *, np_histogram: Any = None,
+                       num_bins: int = 64) -> TypedArtifact:
+    """A histogram of ``values`` (NaN and infinities left out), or one numpy
+    already computed (``np_histogram=(counts, edges)``), as a ``histogram``.
+
+    >>> json.loads(histogram_artifact([1, 2, 2, 3], num_bins=2).raw)["values"]
+    [1, 3]
+    """
+    if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)) \
+            or not 1 <= num_bins <= MAX_HISTOGRAM_BINS:
+        raise errors.InvalidArgument(
+            f"num_bins must be an int in 1..{MAX_HISTOGRAM_BINS}, got {num_bins!r}")
+    if np_histogram is not None:
+        try:
+            counts, edges = np_histogram
+            counts = np.asarray(counts, dtype=np.float64).reshape(-1)
+            edges = np.asarray(edges, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as e:
+            raise errors.InvalidArgument(
+                f"np_histogram is (counts, bin edges) as np.histogram returns ({e})") from None
+        if len(edges) != len(counts) + 1:
+            raise errors.DimensionMismatch(
+                f"np_histogram has {len(counts)} counts and {len(edges)} edges; "
+                "edges must be one more")
+        if len(counts) > MAX_HISTOGRAM_BINS:
+            raise errors.InvalidArgument(
+                f"a histogram has at most {MAX_HISTOGRAM_BINS} bins, got {len(counts)}")
+    else:
+        if values is None:
+            raise errors.InvalidArgument("a histogram needs values or np_histogram")
+        if hasattr(values, "detach") and hasattr(values, "numpy"):  # a torch tensor
+            values = values.detach().cpu().numpy()
+        try:
+            arr = np.asarray(values, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as e:
+            raise errors.InvalidArgument(f"histogram values must be numbers ({e})") from None
+        arr = arr[np.isfinite(arr)]
+        counts, edges = np.histogram(arr, bins=int(num_bins)) if len(arr) else (
+            np.zeros(int(num_bins)), np.linspace(0.0, 1.0, int(num_bins) + 1))
+    ints = all(float(c).is_integer() for c in counts)
+    body = {"bins": [float(e) for e in edges],
+            "values": [int(c) if ints else float(c) for c in counts]}
+    return TypedArtifact("histogram", "application/json", json.dumps(body).encode("utf-8"))
+
+
+PLOT_KINDS = ("line", "scatter", "bar", "line_series", "histogram", "confusion_matrix")
+
+
+def plot_artifact(plot: str, columns: list[str], data: list[list[Any]], *,
+                  x: str | None = None, y: str | None = None, title: str = "",
+                  **extra: Any) -> TypedArtifact:
+    """A chart over a table (``wandb.plot.line(table, "x", "y")``) as a
+    ``plot``: which chart, its axes and the table it draws."""
+    if plot not in PLOT_KINDS:
+        raise errors.InvalidArgument(f"unknown plot {plot!r}; one of {', '.join(PLOT_KINDS)}")
+    for axis, col in (("x", x), ("y", y)):
+        if col is not None and col not in columns:
+            raise errors.InvalidArgument(
+                f"plot {axis}={col!r} is not a column of the table ({columns})")
+    body = {"plot": plot, "x": x, "y": y, "title": title or "",
+            "table": {"columns": list(columns), "data": data}, **extra}
+    try:
+        raw = json.dumps(body, default=json_default).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as e:
+        raise errors.InvalidArgument(f"plot {title!r}: not JSON ({e})") from None
+    return TypedArtifact("plot", "application/json", raw)
+
 
 def json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
@@ -40,6 +140,8 @@ def _is_torch(obj: Any) -> bool:
 
 
 def encode_artifact(name: str, data: Any, allow_pickle: bool) -> tuple[str, str, Any]:
+    if isinstance(data, TypedArtifact):
+        return data.kind, data.mime, data.raw
     if isinstance(data, (bytes, bytearray, memoryview)):
         return "bytes", "application/octet-stream", bytes(data)
     if isinstance(data, str):
@@ -87,7 +189,7 @@ def encode_artifact(name: str, data: Any, allow_pickle: bool) -> tuple[str, str,
 def decode_artifact(kind: str, raw: bytes, allow_pickle: bool) -> Any:
     if kind in ("text",):
         return raw.decode("utf-8")
-    if kind in ("json", "table"):
+    if kind in ("json", "table", "histogram", "plot"):
         return json.loads(raw)
     if kind == "yaml":
         import yaml
