@@ -36,7 +36,9 @@ open, first batch, DataLoader epochs, RSS and single-row latency; and the RAG
 benchmark, benchmarks/bench_rag.py: synadb's LangChain SynaVectorStore vs
 Chroma (``.venv-chroma``) on 4,269 stdlib docstring passages (500 with
 --quick) embedded with all-MiniLM-L6-v2: ingest, query, filtered and hybrid
-query, reopen, size on disk and hit rate @5 of 30 questions; the Lightning
+query, reopen, size on disk and hit rate @5 of 30 questions; the W&B-style
+API benchmark, benchmarks/bench_wandb.py: ``wandb.log``, init to first log
+and ``Api().runs`` over 10K runs against W&B offline; the Lightning
 logger benchmark, benchmarks/bench_loggers.py: SynaLogger vs CSVLogger and
 MLflow's MLFlowLogger on sqlite, overhead per logged step; and the vector
 scale benchmark, benchmarks/bench_scale.py: quantized and memory-mapped
@@ -44,7 +46,7 @@ VectorStores vs raw hnswlib and faiss HNSW-SQ8 at 100K and 1M x 384.
 
 Usage:  python benchmarks/run.py [--quick] [--skip-peers] [--strict]
                                 [--only core|vectors|tensors|tracking|mlflow_store|dataset|rag|
-                                        loggers|scale]
+                                        wandb|loggers|scale]
 Exit status: 1 if our synadb could not be measured (import or workload
 error), or with --strict if a target is missed; otherwise 0.
 Writes: benchmarks/out/results.json and benchmarks/out/table.md (core),
@@ -499,7 +501,7 @@ def main(argv=None) -> int:
     ap.add_argument("--peer-timeout", type=float, default=600.0, help="seconds for the wheel run")
     ap.add_argument("--strict", action="store_true", help="exit 1 if any target fails")
     ap.add_argument("--only", choices=("core", "vectors", "tensors", "tracking", "mlflow_store",
-                                       "dataset", "rag", "scale", "loggers"),
+                                       "dataset", "rag", "scale", "loggers", "wandb"),
                     default=None,
                     help="run only the core engine, vector, tensor, tracking, MLflow plugin, "
                          "training-data or RAG benchmark (default: all seven, core first)")
@@ -573,6 +575,11 @@ def main(argv=None) -> int:
             print("ERROR: synadb's SynaVectorStore could not be measured (see notes)",
                   file=sys.stderr)
             rc = 1
+    if args.only in (None, "wandb"):
+        if args.only is None:
+            print("\n")
+        import bench_wandb
+        bench_wandb.run(quick=args.quick)
     if args.only in (None, "loggers"):
         if args.only is None:
             print("\n")
