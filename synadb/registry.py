@@ -205,7 +205,7 @@ class ModelRegistry:
     """Versioned models in one file, with stages and integrity checks.
 
     >>> registry = ModelRegistry(path)                                  # doctest: +SKIP
-    >>> v = registry.save_model("classifier", model_bytes, {"accuracy": "0.95"})
+    >>> v = registry.save_model("classifier", model_bytes, {"accuracy": "0.95"})  # doctest: +SKIP
     >>> registry.set_stage("classifier", v.version, "Production")       # doctest: +SKIP
     >>> data, info = registry.load_model("classifier")                  # doctest: +SKIP
 

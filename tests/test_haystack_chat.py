@@ -101,3 +101,22 @@ def test_pipeline_components_and_a_second_process(tmp_path):
     assert store.count_messages("u1") == 0
     assert docs.count_documents() == 1  # the documents in the same file stay
     store.close()
+
+
+def test_documents_written_by_langchain_read_in_haystack(tmp_path):
+    """One file, two frameworks: what LangChain's adapter wrote, Haystack's
+    store reads as Documents (id = key, content = text, meta = metadata)."""
+    pytest.importorskip("langchain_core")
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from synadb.integrations.langchain import SynaVectorStore
+
+    emb = DeterministicFakeEmbedding(size=8)
+    path = tmp_path / "shared.db"
+    lc = SynaVectorStore.from_texts(["alpha beta", "gamma delta"], emb, path=str(path),
+                                    metadatas=[{"n": 1}, {"n": 2}], ids=["a", "b"])
+    lc.store.close()
+    docs = SynaDocumentStore(path=str(path))
+    hits = docs.query_by_embedding(emb.embed_query("alpha beta"), top_k=2)
+    assert hits[0].id == "a" and hits[0].content == "alpha beta" and hits[0].meta == {"n": 1}
+    assert {d.id for d in docs.filter_documents()} == {"a", "b"}

@@ -117,6 +117,9 @@ RECORD_VERSION = 1
 #:   Without it, a Document read back would differ from the one written.
 RECORD_FIELDS = ("_haystack", "id", "content", "meta", "blob", "sparse_embedding", "embedding")
 _VERSION_KEY = "_haystack"
+# Where the other adapters keep a record's text (LangChain's page content,
+# LlamaIndex's node text).
+_FOREIGN_TEXT_KEYS = ("_page_content", "text", "content")
 
 # Scaling of raw dot products before the logistic, as Haystack's in-memory
 # store does, so that scale_score=True means the same thing on both.
@@ -252,8 +255,21 @@ def _record(doc: Document) -> tuple[dict[str, Any], np.ndarray | None]:
 
 
 def _document(rec: Mapping[str, Any], vector: np.ndarray | None, *, full: bool = True,
-              score: float | None = None) -> Document:
-    """Rebuild a Document from its record (``full=False`` skips blob and sparse)."""
+              score: float | None = None, key: str | None = None) -> Document:
+    """Rebuild a Document from its record (``full=False`` skips blob and sparse).
+
+    A record another adapter wrote in the same file (LangChain's, LlamaIndex's,
+    or a bare VectorStore insert) has no Haystack layout: it reads as a
+    Document whose id is its key, whose content is its text and whose meta
+    is the rest of its metadata, so one file's vectors serve every framework.
+    """
+    if _VERSION_KEY not in rec:
+        text = next((rec[k] for k in _FOREIGN_TEXT_KEYS if isinstance(rec.get(k), str)), None)
+        meta = {k: v for k, v in rec.items() if k not in _FOREIGN_TEXT_KEYS
+                and not k.startswith("_")}
+        emb = vector.tolist() if full and vector is not None else None
+        return Document(id=key or str(rec.get("id") or ""), content=text, meta=meta,
+                        score=score, embedding=emb)
     blob = sparse = None
     embedding = None
     if full:
@@ -447,7 +463,7 @@ class SynaDocumentStore:
             # the store's in-memory metadata.
             rec = copy.deepcopy(rec)
             vec = None if "embedding" in rec else self._store.get(key)
-            out.append(_document(rec, vec))
+            out.append(_document(rec, vec, key=key))
         return out
 
     def _find(self, matcher: _Matcher | None) -> list[str]:
@@ -728,7 +744,8 @@ class SynaDocumentStore:
             vec = self._store.get(hit.key) if return_embedding and "embedding" not in rec else None
             if not return_embedding:
                 rec.pop("embedding", None)
-            out.append(_document(rec, vec, score=self._score(hit.score, scale_score)))
+            out.append(_document(rec, vec, score=self._score(hit.score, scale_score),
+                                 key=hit.key))
         return out
 
     def _score(self, distance: float, scale: bool) -> float:
@@ -776,7 +793,7 @@ class SynaDocumentStore:
             rec.pop("embedding", None)
             if scale_score:
                 score = _expit(score / BM25_SCALING_FACTOR)
-            out.append(_document(rec, None, score=score))
+            out.append(_document(rec, None, score=score, key=key))
         return out
 
     def hybrid_retrieval(self, query: str, query_embedding: list[float], top_k: int = 10,
