@@ -130,6 +130,12 @@ _BLOCK_FLOAT_BYTES = 1 << 28  # rows per block record: at most 256 MiB of floats
 _EXACT_FILTER_FLOATS = 1_500_000
 _EXACT_FILTER_SHARE = 0.08
 _EXACT_FILTER_ROWS = 20_000
+# The rows of the last few filters searched exactly are kept (up to
+# _FILTER_CACHE_BYTES in all): RAG apps filter by the same tenant, source or
+# category again and again, and a product over rows already gathered costs a
+# fraction of gathering them (8000 x 384: ~0.3 ms against ~1.5 ms).
+_FILTER_CACHE_MIN_ROWS = 512
+_FILTER_CACHE_BYTES = 64 << 20
 _OVERFETCH = 1.5  # neighbours fetched: this many times k / share (see _search_overfetch)
 _OVERFETCH_MAX = 4096
 _EMPTY: dict[str, Any] = {}  # the metadata of every record without any; never mutated
@@ -462,6 +468,7 @@ class VectorStore:
         self._cols: dict[str, Column] = {}
         self._cols_of: list[str | None] | None = None
         self._gather_buf: np.ndarray | None = None  # see _distances
+        self._filter_cache: tuple[Any, dict[bytes, np.ndarray], list[int]] | None = None
         # Lean: the index is a QuantizedIndex and no float32 matrix is kept
         # in RAM; rows are read from the records (see _rows).  Until the
         # rows being added are indexed they wait in _pending (start label,
@@ -1391,7 +1398,12 @@ class VectorStore:
 
     def _distances(self, q: np.ndarray, labels: np.ndarray, reuse: bool = False) -> np.ndarray:
         small = len(labels) <= _EXACT_FILTER_ROWS
-        if self._lean:
+        rows = None
+        if reuse and small and len(labels) >= _FILTER_CACHE_MIN_ROWS:
+            rows = self._filter_rows(labels)
+        if rows is not None:
+            pass
+        elif self._lean:
             rows = self._rows(labels)
         elif reuse and small:
             # Into a buffer kept between searches: filtered searches gather
@@ -1419,6 +1431,27 @@ class VectorStore:
             return -(rows @ q)
         diff = rows - q
         return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+
+    def _filter_rows(self, labels: np.ndarray) -> np.ndarray:
+        """The rows of a filter's labels, gathered once and kept (a few,
+        least recently used first out): a label's vector never changes, so
+        the same labels mean the same rows until the labels are renumbered
+        (a reload, a compaction: ``_keys`` is then a new list)."""
+        cache = self._filter_cache
+        if cache is None or cache[0] is not self._keys:
+            cache = self._filter_cache = (self._keys, {}, [0])
+        entries, used = cache[1], cache[2]
+        tag = labels.tobytes()
+        rows = entries.pop(tag, None)
+        if rows is None:
+            rows = self._rows(labels) if self._lean else self._mat[labels]
+            rows = np.ascontiguousarray(rows)
+            used[0] += rows.nbytes
+            while entries and used[0] > _FILTER_CACHE_BYTES:
+                old = entries.pop(next(iter(entries)))
+                used[0] -= old.nbytes
+        entries[tag] = rows  # last: the most recently used
+        return rows
 
     def _column(self, path: str) -> Column:
         """The values of metadata field ``path`` for every label, up to date.
