@@ -55,6 +55,30 @@ def forget_mlflow_state() -> None:
 _MLFLOW_ENV = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_URI")
 
 
+@pytest.fixture
+def shim():
+    """synadb's MLflow-style shim (``import synadb.integrations.mlflow as
+    mlflow``), reset after the test: it keeps one handle per file and the
+    active run and experiment across calls."""
+    import synadb.integrations.mlflow as mlflow
+
+    mlflow._STATE.experiment = None
+    yield mlflow
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow._STATE.close()
+    mlflow._STATE.uri = None
+    mlflow._STATE.experiment = None
+
+
+@pytest.fixture
+def uri(tmp_path, shim):
+    """The shim pointed at a fresh ``experiments.db``; yields its path."""
+    path = tmp_path / "experiments.db"
+    shim.set_tracking_uri(f"synadb://{path}")
+    yield str(path)
+
+
 @pytest.fixture(autouse=True)
 def _keep_mlflow_env():
     """mlflow.set_experiment and set_registry_uri export MLFLOW_* variables

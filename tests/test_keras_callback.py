@@ -14,7 +14,6 @@ keras = pytest.importorskip("keras")
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
-import synadb.integrations.mlflow as mlflow  # noqa: E402
 from synadb import Experiment, ExperimentTracker, InvalidArgument, ModelRegistry  # noqa: E402
 from synadb.integrations.keras import SynaKerasCallback  # noqa: E402
 
@@ -33,17 +32,6 @@ def _model():
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01),
                   loss="binary_crossentropy", metrics=["accuracy"])
     return model
-
-
-@pytest.fixture
-def shim():
-    mlflow._STATE.experiment = None
-    yield mlflow
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow._STATE.close()
-    mlflow._STATE.uri = None
-    mlflow._STATE.experiment = None
 
 
 def test_fit_logs_params_epoch_and_batch_metrics_and_the_model(tmp_path, shim):

@@ -18,7 +18,6 @@ import pytest
 torch = pytest.importorskip("torch")
 L = pytest.importorskip("lightning.pytorch")
 
-import synadb.integrations.mlflow as mlflow  # noqa: E402
 from synadb import Experiment, ExperimentTracker, ModelRegistry, SynaDB  # noqa: E402
 from synadb.integrations.lightning import SynaLogger  # noqa: E402
 
@@ -70,18 +69,6 @@ def _trainer(tmp_path, logger, epochs=2, **kwargs):
     return L.Trainer(max_epochs=epochs, logger=logger, accelerator="cpu", devices=1,
                      log_every_n_steps=1, enable_progress_bar=False,
                      enable_model_summary=False, default_root_dir=str(tmp_path), **kwargs)
-
-
-@pytest.fixture
-def shim():
-    """The MLflow-style shim, reset after the test (it keeps one handle per file)."""
-    mlflow._STATE.experiment = None
-    yield mlflow
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow._STATE.close()
-    mlflow._STATE.uri = None
-    mlflow._STATE.experiment = None
 
 
 def test_fit_logs_params_metrics_checkpoints_and_status(tmp_path, shim):

@@ -11,18 +11,6 @@ from synadb.integrations.mlflow_entities import Run
 
 
 @pytest.fixture
-def uri(tmp_path):
-    path = tmp_path / "experiments.db"
-    mlflow.set_tracking_uri(f"synadb://{path}")
-    mlflow._STATE.experiment = None
-    yield str(path)
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow._STATE.close()
-    mlflow._STATE.uri = None
-
-
-@pytest.fixture
 def no_pandas(monkeypatch):
     """``import pandas`` fails, as in an install without synadb[arrow]."""
     real = builtins.__import__

@@ -15,18 +15,6 @@ from synadb import ExperimentTracker, InvalidArgument, ModelRegistry
 ROOT = str(Path(__file__).resolve().parents[1])
 
 
-@pytest.fixture
-def uri(tmp_path):
-    path = tmp_path / "experiments.db"
-    mlflow.set_tracking_uri(f"synadb://{path}")
-    mlflow._STATE.experiment = None
-    yield str(path)
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow._STATE.close()
-    mlflow._STATE.uri = None
-
-
 def _train(lrs=(0.01, 0.1)):
     """A typical MLflow training script, only the import swapped."""
     mlflow.set_experiment("mnist")

@@ -12,7 +12,6 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")  # the Trainer needs it
 
-import synadb.integrations.mlflow as mlflow  # noqa: E402
 from synadb import Experiment, ExperimentTracker, ModelRegistry  # noqa: E402
 from synadb.integrations.transformers import SynaCallback, extract_model, load_model  # noqa: E402
 
@@ -50,17 +49,6 @@ def _trainer(tmp_path, callback, model=None, max_steps=6, **kwargs):
     return transformers.Trainer(model=model or _model(), args=args,
                                 train_dataset=Tokens(32, 0), eval_dataset=Tokens(16, 1),
                                 callbacks=[callback])
-
-
-@pytest.fixture
-def shim():
-    mlflow._STATE.experiment = None
-    yield mlflow
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow._STATE.close()
-    mlflow._STATE.uri = None
-    mlflow._STATE.experiment = None
 
 
 def test_train_logs_args_config_metrics_and_the_model(tmp_path, shim):

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import errors
-from .runs import RunTarget
+from .runs import RunCallback, RunTarget
 from ..registry import ModelRegistry, ModelVersion
 from ..tracking import Run, RunStatus, flatten_params
 
@@ -58,7 +58,7 @@ def _numbers(logs: Mapping[str, Any] | None, prefix: str = "") -> dict[str, floa
     return out
 
 
-class SynaKerasCallback(keras.callbacks.Callback):
+class SynaKerasCallback(RunCallback, keras.callbacks.Callback):
     """Log a Keras ``fit`` (params, epoch and batch metrics, the model).
 
     Args:
@@ -150,20 +150,6 @@ class SynaKerasCallback(keras.callbacks.Callback):
                 self.model_version = registry.save_model(self._model_name, self.model, meta,
                                                          tags={"run_id": run.id})
         self._target.finish(RunStatus.COMPLETED)
-
-    # -- a crash ---------------------------------------------------------
-    def finish(self, status: RunStatus | str = RunStatus.COMPLETED) -> None:
-        """End the run (if this callback started it) with ``status``."""
-        self._target.finish(RunStatus.parse(status))
-
-    def __enter__(self) -> "SynaKerasCallback":
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None or self._target.run is None:
-            return
-        status = RunStatus.KILLED if issubclass(exc_type, KeyboardInterrupt) else RunStatus.FAILED
-        self._target.finish(status, error=f"{exc_type.__name__}: {exc}")
 
 
 def _jsonable(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 from .. import errors
 from ..tracking import ExperimentTracker, Run, RunStatus
 
-__all__ = ["RunTarget", "split_tags"]
+__all__ = ["RunCallback", "RunTarget", "split_tags"]
 
 
 class RunTarget:
@@ -123,3 +123,25 @@ def split_tags(tags: Sequence[str] | Mapping[str, Any] | None
     if isinstance(tags, str):
         return [tags], {}
     return list(tags), {}
+
+
+class RunCallback:
+    """What the Keras and HF callbacks share: ``finish`` and, since their
+    frameworks have no crash hook, a ``with callback:`` block that ends the
+    run Failed (Killed on Ctrl-C) with the error when training raises.
+    The class using it keeps its :class:`RunTarget` in ``self._target``."""
+
+    _target: RunTarget
+
+    def finish(self, status: RunStatus | str = RunStatus.COMPLETED) -> None:
+        """End the run (if this callback started it) with ``status``."""
+        self._target.finish(RunStatus.parse(status))
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None or self._target.run is None:
+            return  # no error, or the run never started or already ended
+        status = RunStatus.KILLED if issubclass(exc_type, KeyboardInterrupt) else RunStatus.FAILED
+        self._target.finish(status, error=f"{exc_type.__name__}: {exc}")

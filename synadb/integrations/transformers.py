@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import errors
-from .runs import RunTarget
+from .runs import RunCallback, RunTarget
 from ..registry import ModelRegistry, ModelVersion
 from ..tracking import Run, RunStatus, flatten_params
 
@@ -71,7 +71,7 @@ def _metric_name(key: str) -> str:
     return "train/" + key
 
 
-class SynaCallback(TrainerCallback):
+class SynaCallback(RunCallback, TrainerCallback):
     """Log a ``transformers.Trainer`` run (args, config, metrics, final model).
 
     Args:
@@ -165,22 +165,6 @@ class SynaCallback(TrainerCallback):
                 self.model_version = registry.save_model(self._model_name, data, meta,
                                                          tags={"run_id": run.id})
         self._target.finish(RunStatus.COMPLETED)
-
-    # -- a crash ---------------------------------------------------------
-    def finish(self, status: RunStatus | str = RunStatus.COMPLETED) -> None:
-        """End the run (if this callback started it) with ``status``."""
-        self._target.finish(RunStatus.parse(status))
-
-    def __enter__(self) -> "SynaCallback":
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            return
-        if self._target.run is None:
-            return  # never started, or already ended
-        status = RunStatus.KILLED if issubclass(exc_type, KeyboardInterrupt) else RunStatus.FAILED
-        self._target.finish(status, error=f"{exc_type.__name__}: {exc}")
 
 
 def _pack(model: Any, processing_class: Any) -> bytes:
