@@ -1,16 +1,21 @@
 """synadb quick start: one file, no server, no configuration.
 
-Run with `make demo`.  Everything happens in a temporary folder.
+Run with `make demo`.  It writes its files into ./demo-output/ (or the
+folder in $SYNADB_DEMO_OUT), replacing what an earlier run left there, and
+ends by saying what to try next on them.
 """
 
 import os
-import tempfile
+import shutil
 
 import numpy as np
 
 from synadb import DbConfig, SynaDB
 
-workdir = tempfile.mkdtemp(prefix="synadb-demo-")
+workdir = os.path.abspath(os.environ.get("SYNADB_DEMO_OUT", "demo-output"))
+shutil.rmtree(workdir, ignore_errors=True)  # a fresh start each run
+os.makedirs(workdir)
+print("writing into", workdir)
 path = os.path.join(workdir, "my_data.db")
 
 # 1. Typed values with history (the original synadb quick start, as written).
@@ -97,3 +102,12 @@ with Dataset(os.path.join(workdir, "train.db"), "train") as ds:
           batch["caption"][:2])
 
 print("database files:", [f for f in os.listdir(workdir) if f.endswith(".db")])
+
+exp_db = os.path.join(workdir, "experiments.db")
+print(f"""
+Next, on the files this demo left in {workdir}:
+  .venv/bin/synadb info {exp_db}
+  .venv/bin/synadb runs {exp_db} --experiment demo --sort accuracy
+  .venv/bin/pip install -e '.[studio]' && .venv/bin/synadb studio {exp_db}
+  make examples   (one script per job: RAG, DataLoader/DDP, tf.data, MLflow, registry, Studio)
+  make docs       (the documentation site)    make test    (the whole suite)""")
