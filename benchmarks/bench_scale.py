@@ -239,7 +239,11 @@ def run_bench(*, quick: bool = False, sizes: list[int] | None = None,
                 s = run_worker(["--worker", "serve", "--system", system, "--memory", memory,
                                 "--data", str(data), "--work", str(work)], timeout)
                 res[f"{system}/{memory}"] = {"build": b, "serve": s}
-                print_fn(f"    {memory}: {json.dumps({'build': b, 'serve': s})[:400]}")
+                print_fn(f"    {memory}: {json.dumps({'build': b, 'serve': s})}")
+                # What is measured so far, in case a later system fails or
+                # the run is cut short: the table can be made from it.
+                results["sizes"][str(n)] = res
+                (out_dir / "scale.json").write_text(json.dumps(results, indent=1))
         results["sizes"][str(n)] = res
         lines += table(n, res, raw_bytes)
         shutil.rmtree(root, ignore_errors=True)
