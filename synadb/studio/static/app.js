@@ -725,10 +725,15 @@ pages.experiments = function (main) {
       runs.length ? "" : el("p", { class: "muted" }, "No runs."));
     tableBox.scrollLeft = keep; tableBox.scrollTop = keepTop;
   }
+  // Requests overlap (a live poll, a click): only the latest one's answer
+  // may be drawn, or a slow stale answer would undo a newer choice.
+  let runsSeq = 0, chartsSeq = 0;
   async function loadRuns() {
+    const seq = ++runsSeq;
     let d;
     try { d = await api("runs", ui.exp ? { experiment: ui.exp } : null); }
-    catch (e) { tableBox.replaceChildren(errorBox(e)); return; }
+    catch (e) { if (seq === runsSeq) tableBox.replaceChildren(errorBox(e)); return; }
+    if (seq !== runsSeq) return;
     ui.runs = d.runs; ui.params = d.params; ui.metrics = d.metrics;
     const ids = new Set(d.runs.map(r => r.id));
     for (const id of [...ui.selected]) if (!ids.has(id)) ui.selected.delete(id);
@@ -739,13 +744,15 @@ pages.experiments = function (main) {
     return ui.selected.size ? ui.runs.filter(r => ui.selected.has(r.id)) : visible().slice(0, 10);
   }
   async function loadCharts() {
+    const seq = ++chartsSeq;
     const runs = chartRuns();
     document.getElementById("workspace-note").textContent = ui.selected.size ? `${runs.length} selected runs` :
       runs.length ? `the first ${runs.length} runs shown (tick runs to choose)` : "";
     if (!runs.length) { ui.curves = {}; drawCharts(); return; }
     let d;
     try { d = await api("series", { runs: runs.map(r => r.id).join(",") }); }
-    catch (e) { grid.replaceChildren(errorBox(e)); return; }
+    catch (e) { if (seq === chartsSeq) grid.replaceChildren(errorBox(e)); return; }
+    if (seq !== chartsSeq) return;
     ui.curves = d.series; ui.chartRuns = runs;
     drawCharts();
   }
