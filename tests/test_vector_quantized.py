@@ -113,6 +113,22 @@ def test_binary_codes_find_neighbours_at_embedding_sizes(tmp_path):
         assert recall(vs, ex, clustered(30, seed=2, dim=384)) >= 0.65
 
 
+@pytest.mark.parametrize("memory", ["ram", "mapped"])
+def test_large_batches_after_the_build_index_their_own_rows(tmp_path, memory):
+    """A batch of over a million floats is normalised on a second thread
+    while it is written; the rows it fills are the ones indexed (a second
+    buffer, never filled, was indexed instead: recall fell to ~0.1 at 1M)."""
+    x = clustered(4000, dim=384)
+    with VectorStore(tmp_path / "big.db", 384, quantization="i8", memory=memory,
+                     index_threshold=500, progress=False) as vs:
+        vs.insert_batch([f"k{i}" for i in range(1000)], x[:1000])      # builds the index
+        vs.insert_batch([f"k{i}" for i in range(1000, 4000)], x[1000:])  # 1.15M floats
+        for i in (1000, 2222, 3999):
+            assert vs.search(x[i], 1)[0].key == f"k{i}"
+    with VectorStore(tmp_path / "big.db", memory=memory, progress=False) as vs:
+        assert [vs.search(x[i], 1)[0].key for i in (1500, 3500)] == ["k1500", "k3500"]
+
+
 def test_quantization_is_kept_in_the_file(tmp_path):
     path = tmp_path / "q.db"
     with VectorStore(path, DIM, quantization="i8", progress=False) as vs:

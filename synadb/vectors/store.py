@@ -765,6 +765,9 @@ class VectorStore:
         in until _add_rows has indexed them."""
         if not self._lean:
             return self._reserve(need)[start:need]
+        pend = self._pending
+        if pend is not None and pend[0] == start and len(pend[1]) == need - start:
+            return pend[1]  # insert_batch filled it already (see _add_rows)
         self._reserve_labels(need)
         buf = np.empty((need - start, self.dimensions), dtype=np.float32)
         self._pending = (start, buf)
