@@ -1799,7 +1799,8 @@ class VectorStore:
             info["indexed"] = n
             blobs.append((_SNAP + "usearch", self._index.to_bytes()))
         elif self._index is None or self._indexed != n:
-            blobs.append((_SNAP + "mat", np.ascontiguousarray(self._rows(np.arange(n)))))
+            rows = self._rows(np.arange(n)) if self._lean else self._mat[:n]
+            blobs.append((_SNAP + "mat", np.ascontiguousarray(rows)))
         else:
             # The graph's nodes are the only other place a vector could be
             # stored twice: they are written without their vectors (which
