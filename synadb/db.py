@@ -1143,6 +1143,17 @@ class Storage:
         the index."""
         return self._db._float_tails(keys, n)
 
+    def advise_random(self, keys: list[str]) -> None:
+        """Hint that the latest values of ``keys`` will be read a row here
+        and a row there (a vector re-rank): the map reads no pages ahead
+        of them.  Only a hint."""
+        log = self._db._log
+        if log is None:
+            return
+        with log.mutex:
+            offs = [got[1] for key in keys if (got := log.index.latest(key)) is not None]
+            log.advise_random(offs)
+
     def drop_cached(self, keys: list[str], min_bytes: int) -> None:
         """Hint that the latest values of ``keys`` (those of at least
         ``min_bytes``) will not be read soon: drop their pages from the

@@ -1005,6 +1005,27 @@ class Log(Scanner):
         self.verified.add(off)
         return memoryview(mm)[rec[2]:rec[3]].toreadonly()
 
+    def advise_random(self, offsets: list[int]) -> None:
+        """Hint that the records at ``offsets`` will be read at random
+        (single rows of a large value): no read-ahead around each fault in
+        this map, so a few rows do not bring whole neighbourhoods into it."""
+        mm = self._mm
+        if mm is None or not hasattr(mmap, "MADV_RANDOM"):
+            return
+        page = mmap.PAGESIZE
+        for off in offsets:
+            if off + 12 > self._maplen:
+                continue
+            marker, _, klen, vlen = REC_HEAD.unpack_from(mm, off)
+            end = off + 12 + klen + vlen + 4
+            if marker != MARKER or end > self._maplen:
+                continue
+            lo = off // page * page
+            try:
+                mm.madvise(mmap.MADV_RANDOM, lo, end - lo)
+            except (OSError, ValueError):
+                return
+
     def drop_cached(self, offsets: list[int], min_bytes: int) -> None:
         """Drop the whole pages of the records at ``offsets`` (of at least
         ``min_bytes``) from this map and from the page cache: a hint."""

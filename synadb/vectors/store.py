@@ -1709,6 +1709,9 @@ class VectorStore:
             vecs = np.frombuffer(view, dtype="<f4", count=rows * dims,
                                  offset=at).reshape(rows, dims)
             self._block_vecs[idx] = vecs
+            # Re-ranks read a few scattered rows: without this each one
+            # faults in ~64 KB around it, and the file's pages fill RSS.
+            self._db.storage.advise_random([name])
         return vecs
 
     def _index_rows(self, start: int, end: int, *, progress: bool = False) -> None:
