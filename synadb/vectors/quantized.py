@@ -176,9 +176,11 @@ class QuantizedIndex:
         if self.metric == "cosine":
             norm = float(np.linalg.norm(q))
             q = q / norm if norm > 0 else q
-        # A few times k, but a deep fetch (an over-fetch for a filter) needs
-        # no more than a margin past its depth.
-        want = max(min(k * _RERANK[self.quantization], k + 2048), _MIN_CANDIDATES)
+        # A few times k; a deep fetch (the store's over-fetch for a filter,
+        # which keeps the first allowed k of it) needs only a margin past
+        # its depth: the codes order neighbours that deep well enough.
+        rerank = _RERANK[self.quantization]
+        want = max(k * rerank if k <= 64 else k + k // 8 * min(rerank, 4), _MIN_CANDIDATES)
         live = self._size - len(self._dead)
         while True:
             fetch = min(max(want, k), max(live, 1))
