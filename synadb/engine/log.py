@@ -1005,6 +1005,17 @@ class Log(Scanner):
         self.verified.add(off)
         return memoryview(mm)[rec[2]:rec[3]].toreadonly()
 
+    def _record_end(self, off: int, min_bytes: int) -> int | None:
+        """The end of the record at ``off`` in the map (None: not a whole
+        record there, or its value is under ``min_bytes``)."""
+        if off + 12 > self._maplen:
+            return None
+        marker, _, klen, vlen = REC_HEAD.unpack_from(self._mm, off)
+        end = off + 12 + klen + vlen + 4
+        if marker != MARKER or vlen < min_bytes or end > self._maplen:
+            return None
+        return end
+
     def advise_random(self, offsets: list[int]) -> None:
         """Hint that the records at ``offsets`` will be read at random
         (single rows of a large value): no read-ahead around each fault in
@@ -1014,11 +1025,8 @@ class Log(Scanner):
             return
         page = mmap.PAGESIZE
         for off in offsets:
-            if off + 12 > self._maplen:
-                continue
-            marker, _, klen, vlen = REC_HEAD.unpack_from(mm, off)
-            end = off + 12 + klen + vlen + 4
-            if marker != MARKER or end > self._maplen:
+            end = self._record_end(off, 0)
+            if end is None:
                 continue
             lo = off // page * page
             try:
@@ -1034,11 +1042,8 @@ class Log(Scanner):
             return
         page = mmap.PAGESIZE
         for off in offsets:
-            if off + 8 > self._maplen:
-                continue
-            marker, _, klen, vlen = REC_HEAD.unpack_from(mm, off)
-            end = off + 12 + klen + vlen + 4
-            if marker != MARKER or vlen < min_bytes or end > self._maplen:
+            end = self._record_end(off, min_bytes)
+            if end is None:
                 continue
             lo, hi = -(-off // page) * page, end // page * page  # whole pages only
             if hi <= lo:

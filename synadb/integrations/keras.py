@@ -36,7 +36,7 @@ from typing import Any
 from .. import errors
 from .runs import RunCallback, RunTarget
 from ..registry import ModelRegistry, ModelVersion
-from ..tracking import Run, RunStatus, flatten_params
+from ..tracking import RunStatus, flatten_params
 
 try:
     import keras
@@ -98,16 +98,6 @@ class SynaKerasCallback(RunCallback, keras.callbacks.Callback):
         self._batches = 0  # batches seen over the whole fit
         self._epoch = 0
         self.model_version: ModelVersion | None = None  # what the end of training stored
-
-    @property
-    def run(self) -> Run | None:
-        """The synadb run being logged to (None before training starts and
-        after a run this callback started has ended: read it back by ``run_id``)."""
-        return self._target.run
-
-    @property
-    def run_id(self) -> str | None:
-        return self._target.run_id
 
     # -- Keras' events ----------------------------------------------------
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:

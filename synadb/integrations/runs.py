@@ -133,6 +133,16 @@ class RunCallback:
 
     _target: RunTarget
 
+    @property
+    def run(self) -> Run | None:
+        """The synadb run being logged to (None before training starts and
+        after a run this callback started has ended: read it back by ``run_id``)."""
+        return self._target.run
+
+    @property
+    def run_id(self) -> str | None:
+        return self._target.run_id
+
     def finish(self, status: RunStatus | str = RunStatus.COMPLETED) -> None:
         """End the run (if this callback started it) with ``status``."""
         self._target.finish(RunStatus.parse(status))

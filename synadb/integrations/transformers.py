@@ -45,7 +45,7 @@ from typing import Any
 from .. import errors
 from .runs import RunCallback, RunTarget
 from ..registry import ModelRegistry, ModelVersion
-from ..tracking import Run, RunStatus, flatten_params
+from ..tracking import RunStatus, flatten_params
 
 try:
     from transformers import TrainerCallback
@@ -100,16 +100,6 @@ class SynaCallback(RunCallback, TrainerCallback):
         self._log_model = bool(log_model)
         self._model_name = registered_model_name or self._target.experiment
         self.model_version: ModelVersion | None = None  # what the end of training stored
-
-    @property
-    def run(self) -> Run | None:
-        """The synadb run being logged to (None before training starts and
-        after a run this callback started has ended: read it back by ``run_id``)."""
-        return self._target.run
-
-    @property
-    def run_id(self) -> str | None:
-        return self._target.run_id
 
     # -- the Trainer's events -------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
