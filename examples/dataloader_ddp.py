@@ -121,6 +121,10 @@ def ddp_worker(rank: int, world: int, port: int) -> None:
             tracker.end_run(run)
             tracker.close()
         ds.close()
+        # Every rank done before any tears down: a rank that destroys the
+        # group while another still uses its connections can abort
+        # ("terminate called without an active exception") in gloo.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
