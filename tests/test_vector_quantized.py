@@ -240,3 +240,17 @@ def test_quantized_store_survives_compaction(tmp_path):
     with VectorStore(path, progress=False) as vs:
         assert vs.search(x[9], 1)[0].key == "k9"
         assert vs.index_info()["kind"] == "usearch"
+
+
+def test_without_usearch_asking_for_it_names_the_extra(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys; sys.modules["usearch"] = None; sys.modules["usearch.index"] = None
+        import synadb
+        try:
+            synadb.VectorStore({str(tmp_path / "q.db")!r}, 8, quantization="i8")
+        except synadb.MissingDependency as e:
+            print("extra", e.extra)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split() == ["extra", "vectors"], out.stderr

@@ -314,6 +314,13 @@ class VectorStore:
                 self._index_kind = "usearch" if (quantization is not None
                                                  or memory == "mapped") else "hnswlib"
             self.memory = memory
+            if quantization is not None or memory == "mapped":
+                try:  # asked for by name: say now what is missing, not at the build
+                    import usearch.index  # noqa: F401
+                except ImportError:
+                    raise errors.MissingDependency(
+                        "usearch", "vectors", "quantized or memory-mapped vector indexes"
+                    ) from None
             self.m = m
             self.ef_construction = ef_construction
             self.ef_search = ef_search
