@@ -338,36 +338,23 @@ def test_import_synadb_does_not_load_the_web_stack():
 
 
 # ---------------------------------------------------------------- a real server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """``python -m synadb.studio FILE`` in a subprocess."""
 
     def __init__(self, path: str, *extra: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, PYTHONPATH=str(ROOT))
+        # Port 0 and --json: the server prints its address once its socket
+        # listens, and connections made from then on wait in the socket's
+        # backlog until it serves them; no port race, no polling.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "synadb.studio", path, "--port", str(self.port), *extra],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while True:  # bounded poll until it answers
-            if self.proc.poll() is not None:
-                raise RuntimeError("studio exited: " + self.proc.stderr.read().decode())
-            try:
-                status, _ = self.get("/api/stamp")
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError("studio did not answer within 30 s")
-            time.sleep(0.05)
+            [sys.executable, "-m", "synadb.studio", path, "--port", "0", "--json", *extra],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            raise RuntimeError("studio exited: " + self.proc.stderr.read().decode())
+        self.url = json.loads(line)["url"].rstrip("/")
+        self.port = int(self.url.rsplit(":", 1)[1])
 
     def get(self, raw_path: str) -> tuple[int, bytes]:
         """GET with the path sent byte for byte (no ``..`` clean-up)."""
@@ -388,8 +375,9 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe:
+                pipe.close()
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ one, as W&B's does: ``{"_type": "image-file", "path": ..., "caption": ...}``.
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,13 +44,15 @@ def _safe_key(key: str) -> str:
     return "/".join(p.replace("\\", "_") for p in parts) or "_"
 
 
-class Media:
+class Media(abc.ABC):
     """What every W&B media value has: ``_log`` stores it, returns a reference."""
 
     _type = "media"
 
+    @abc.abstractmethod
     def _log(self, store: Store, key: str, step: int, index: int | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+        """Store the value under ``key`` at ``step`` and return the reference
+        that the run's summary and history keep in its place."""
 
     def to_json(self) -> dict[str, Any]:  # W&B's name for the reference
         return {"_type": self._type}
